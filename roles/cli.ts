@@ -1,0 +1,137 @@
+/**
+ * Shared command-line plumbing for the four executables: usage errors, the
+ * mapping of errors to one stderr line and an exit code, and version output.
+ *
+ * Exit codes (documented in README.md):
+ * - 0: success
+ * - 1: runtime failure (the operation failed; the reason is on stderr)
+ * - 2: usage error (one-line reason plus usage on stderr)
+ *
+ * @module
+ */
+
+import { VERSION } from "../version.ts";
+
+/** Exit status for a usage error (bad arguments). */
+export const EXIT_USAGE = 2;
+/** Exit status for a runtime failure. */
+export const EXIT_FAILURE = 1;
+
+/** Thrown for bad command-line arguments; printed with the usage text. */
+export class UsageError extends Error {
+  /**
+   * Creates the instance.
+   *
+   * @param message One-line reason, for example `missing <port>`.
+   * @param options Standard error options.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "UsageError";
+  }
+}
+
+/** Thrown by a service that a later release will implement. */
+export class NotImplementedError extends Error {
+  /**
+   * Creates the instance.
+   *
+   * @param what The service that is not available yet.
+   */
+  constructor(what: string) {
+    super(`${what} is not implemented yet`);
+    this.name = "NotImplementedError";
+  }
+}
+
+/** One service of an executable: what it is and how to run it. */
+export interface Service {
+  /** Runs the service with its own arguments and resolves to the exit code. */
+  run(args: string[]): Promise<number>;
+}
+
+/** Writes one line to stdout without buffering surprises. */
+export function printLine(line: string): void {
+  Deno.stdout.writeSync(new TextEncoder().encode(line + "\n"));
+}
+
+/** Writes one line to stderr. */
+export function printError(line: string): void {
+  Deno.stderr.writeSync(new TextEncoder().encode(line + "\n"));
+}
+
+/**
+ * Parses a TCP/UDP port argument.
+ *
+ * @param text The argument as typed.
+ * @param allowZero Whether 0 (an ephemeral port) is accepted.
+ * @returns The port number.
+ * @throws {UsageError} When the text is not an integer in range.
+ */
+export function parsePort(text: string | undefined, allowZero = true): number {
+  if (text === undefined) throw new UsageError("missing <port>");
+  if (!/^\d{1,5}$/.test(text)) {
+    throw new UsageError(`invalid port "${text}"`);
+  }
+  const port = Number(text);
+  if (port > 65535 || (!allowZero && port === 0)) {
+    throw new UsageError(`invalid port "${text}": must be 1-65535`);
+  }
+  return port;
+}
+
+/**
+ * Runs an executable's main function: prints `--version`, maps
+ * {@linkcode UsageError} to the usage text and exit code 2, maps
+ * `Deno.errors.NotCapable` to a permission hint, and any other error to one
+ * stderr line and exit code 1.
+ *
+ * @param name The executable name, for messages.
+ * @param usage The usage text printed for `--help` and usage errors.
+ * @param args The command-line arguments.
+ * @param main The dispatcher; resolves to the exit code.
+ * @returns The exit code.
+ */
+export async function runMain(
+  name: string,
+  usage: string,
+  args: string[],
+  main: (args: string[]) => Promise<number>,
+): Promise<number> {
+  if (args.length === 1 && (args[0] === "-V" || args[0] === "--version")) {
+    printLine(`${name} ${VERSION}`);
+    return 0;
+  }
+  if (args.length === 0) {
+    printError(`${name}: missing arguments`);
+    printError(usage);
+    return EXIT_USAGE;
+  }
+  if (args.length === 1 && (args[0] === "-h" || args[0] === "--help")) {
+    printLine(usage);
+    return 0;
+  }
+  try {
+    return await main(args);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      printError(`${name}: ${error.message}`);
+      printError(usage);
+      return EXIT_USAGE;
+    }
+    if (error instanceof NotImplementedError) {
+      printError(`${name}: ${error.message}`);
+      return EXIT_USAGE;
+    }
+    if (error instanceof Deno.errors.NotCapable) {
+      printError(
+        `${name}: missing permission: ${error.message} (run with the flags in dist/ or deno.json tasks)`,
+      );
+      return EXIT_FAILURE;
+    }
+    printError(
+      `${name}: ${error instanceof Error ? error.message : String(error)}`,
+    );
+    return EXIT_FAILURE;
+  }
+}

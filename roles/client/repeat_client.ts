@@ -1,0 +1,17 @@
+/**
+ * The repeat-transfer sender (placeholder until its issue lands).
+ *
+ * @module
+ */
+
+import { NotImplementedError } from "../cli.ts";
+
+/**
+ * Runs the repeat-transfer sender.
+ *
+ * @param _args The service's command-line arguments.
+ * @returns The exit code.
+ */
+export function runRepeatClient(_args: string[]): Promise<number> {
+  return Promise.reject(new NotImplementedError("the repeat-transfer sender"));
+}

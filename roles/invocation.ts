@@ -1,0 +1,119 @@
+/**
+ * The one place where the positional forms of the assignments are resolved
+ * to services (SPEC §0). Each executable also accepts an explicit subcommand
+ * naming the service; the subcommand is stripped and the rest is passed on
+ * unchanged, so `server upload 9000 files` ≡ `server 9000 files`.
+ *
+ * | form                                                     | service  |
+ * | -------------------------------------------------------- | -------- |
+ * | `server <port> tcp\|snw`                                 | origin   |
+ * | `server <port> <dir>`                                    | upload   |
+ * | `server <port> [-v]`                                     | stream   |
+ * | `server repeat <port> <reference-file> [...]`            | repeat   |
+ * | `client <srvHost> <srvPort> <cacheHost> <cachePort> tcp\|snw` | files |
+ * | `client <host> <port> <file>`                            | upload   |
+ * | `client <host> <port> GET\|PUT\|DEL <file>`              | stream   |
+ * | `client repeat <host> <port> <file> [...]`               | repeat   |
+ * | `cache <port> <srvHost> <srvPort> tcp\|snw`              | cache    |
+ * | `chat server [...]` / `chat client [...]`                | chat     |
+ *
+ * Rules for the positional forms, in order:
+ * - server: second word `tcp`/`snw` → origin; no second word, or one that
+ *   starts with `-` → stream; anything else is a directory → upload.
+ * - client: third word `GET`/`PUT`/`DEL` (any case) → stream; fifth word
+ *   `tcp`/`snw` → files; otherwise → upload.
+ *
+ * A directory literally named `tcp` is served with the explicit form
+ * `server upload <port> tcp`.
+ *
+ * @module
+ */
+
+/** Services of the `server` executable. */
+export const SERVER_SERVICES = [
+  "origin",
+  "upload",
+  "stream",
+  "repeat",
+] as const;
+/** A service of the `server` executable. */
+export type ServerService = typeof SERVER_SERVICES[number];
+
+/** Services of the `client` executable. */
+export const CLIENT_SERVICES = ["files", "upload", "stream", "repeat"] as const;
+/** A service of the `client` executable. */
+export type ClientService = typeof CLIENT_SERVICES[number];
+
+/** A resolved invocation: which service, with which arguments. */
+export interface Invocation<S extends string> {
+  /** The service to run. */
+  service: S;
+  /** The arguments for that service (subcommand removed). */
+  args: string[];
+}
+
+const TRANSPORT_WORDS = new Set(["tcp", "snw"]);
+const STREAM_VERBS = new Set(["GET", "PUT", "DEL"]);
+
+function explicit<S extends string>(
+  services: readonly S[],
+  args: string[],
+): Invocation<S> | undefined {
+  const first = args[0] as S;
+  return services.includes(first)
+    ? { service: first, args: args.slice(1) }
+    : undefined;
+}
+
+/**
+ * Resolves the arguments of the `server` executable.
+ *
+ * @example
+ * ```ts
+ * import { resolveServer } from "./invocation.ts";
+ * console.log(resolveServer(["9000", "tcp"]).service); // "origin"
+ * console.log(resolveServer(["9000", "-v"]).service); // "stream"
+ * console.log(resolveServer(["9000", "out"]).service); // "upload"
+ * ```
+ *
+ * @param args The command-line arguments.
+ * @returns The service and its arguments.
+ */
+export function resolveServer(args: string[]): Invocation<ServerService> {
+  const chosen = explicit(SERVER_SERVICES, args);
+  if (chosen) return chosen;
+  const second = args[1];
+  if (second !== undefined && TRANSPORT_WORDS.has(second)) {
+    return { service: "origin", args };
+  }
+  if (second === undefined || second.startsWith("-")) {
+    return { service: "stream", args };
+  }
+  return { service: "upload", args };
+}
+
+/**
+ * Resolves the arguments of the `client` executable.
+ *
+ * @example
+ * ```ts
+ * import { resolveClient } from "./invocation.ts";
+ * console.log(resolveClient(["h", "1", "GET", "f"]).service); // "stream"
+ * console.log(resolveClient(["h", "1", "h", "2", "snw"]).service); // "files"
+ * console.log(resolveClient(["h", "1", "f"]).service); // "upload"
+ * ```
+ *
+ * @param args The command-line arguments.
+ * @returns The service and its arguments.
+ */
+export function resolveClient(args: string[]): Invocation<ClientService> {
+  const chosen = explicit(CLIENT_SERVICES, args);
+  if (chosen) return chosen;
+  if (args[2] !== undefined && STREAM_VERBS.has(args[2].toUpperCase())) {
+    return { service: "stream", args };
+  }
+  if (args[4] !== undefined && TRANSPORT_WORDS.has(args[4])) {
+    return { service: "files", args };
+  }
+  return { service: "upload", args };
+}

@@ -1,0 +1,19 @@
+/**
+ * The streaming GET/PUT/DEL server (placeholder until its issue lands).
+ *
+ * @module
+ */
+
+import { NotImplementedError } from "../cli.ts";
+
+/**
+ * Runs the streaming GET/PUT/DEL server.
+ *
+ * @param _args The service's command-line arguments.
+ * @returns The exit code.
+ */
+export function runStreamServer(_args: string[]): Promise<number> {
+  return Promise.reject(
+    new NotImplementedError("the streaming GET/PUT/DEL server"),
+  );
+}

@@ -1,0 +1,10 @@
+/**
+ * Transports: the {@linkcode Transport} interface, `tcp` and `snw`.
+ *
+ * @module
+ */
+
+export * from "./types.ts";
+export * from "./errors.ts";
+export * from "./byte_io.ts";
+export * from "./tcp.ts";
