@@ -5,6 +5,7 @@
 #   make build   dist/{client,server,cache,chat}
 #   make bench   performance figures (ratios against same-run references)
 
+SHELL := /bin/bash
 DENO_VERSION := 2.9.6
 TOOLS := $(CURDIR)/.tools
 SYSTEM_DENO := $(shell command -v deno 2>/dev/null)
