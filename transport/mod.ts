@@ -8,3 +8,4 @@ export * from "./types.ts";
 export * from "./errors.ts";
 export * from "./byte_io.ts";
 export * from "./tcp.ts";
+export * from "./registry.ts";
