@@ -1,0 +1,79 @@
+/**
+ * Writes a file under a temporary name in its final directory and renames
+ * it into place only when complete, so a failed transfer never leaves a
+ * partial file under the final name (and an old file stays intact).
+ *
+ * @module
+ */
+
+import { basename, dirname, join } from "node:path";
+
+/** A file being written to a temporary name, committed by rename. */
+export class PartialFile implements AsyncDisposable {
+  #done = false;
+
+  private constructor(
+    /** The name the file gets when committed. */
+    readonly finalPath: string,
+    /** The temporary name it is written under (same directory). */
+    readonly tempPath: string,
+    /** The open temporary file. */
+    readonly file: Deno.FsFile,
+  ) {}
+
+  /**
+   * Creates the temporary file `.<name>.part-<random>` next to `finalPath`.
+   *
+   * @param finalPath Where the file goes when complete.
+   * @returns The partial file, open for writing.
+   */
+  static async create(finalPath: string): Promise<PartialFile> {
+    const random = crypto.randomUUID().slice(0, 8);
+    const tempPath = join(
+      dirname(finalPath),
+      `.${basename(finalPath)}.part-${random}`,
+    );
+    const file = await Deno.open(tempPath, { write: true, createNew: true });
+    return new PartialFile(finalPath, tempPath, file);
+  }
+
+  /** A writable stream into the temporary file; it does not close the file. */
+  get writable(): WritableStream<Uint8Array> {
+    const file = this.file;
+    return new WritableStream<Uint8Array>({
+      async write(chunk) {
+        let offset = 0;
+        while (offset < chunk.length) {
+          offset += await file.write(chunk.subarray(offset));
+        }
+      },
+    });
+  }
+
+  /**
+   * Closes the temporary file and renames it to the final name.
+   *
+   * @throws {Error} When already committed or discarded.
+   */
+  async commit(): Promise<void> {
+    if (this.#done) throw new Error("partial file already finished");
+    this.#done = true;
+    this.file.close();
+    await Deno.rename(this.tempPath, this.finalPath);
+  }
+
+  /** Closes and removes the temporary file (idempotent; no-op after commit). */
+  async discard(): Promise<void> {
+    if (this.#done) return;
+    this.#done = true;
+    try {
+      this.file.close();
+    } catch { /* already closed */ }
+    await Deno.remove(this.tempPath).catch(() => {});
+  }
+
+  /** Discards the file unless it was committed. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.discard();
+  }
+}
