@@ -15,6 +15,7 @@
  * @module
  */
 
+import { abortable } from "./abortable.ts";
 import { readExact, writeAll } from "./byte_io.ts";
 import { ConnectionLostError } from "./errors.ts";
 import { sizedChunks } from "./transfer_source.ts";
@@ -33,18 +34,6 @@ import type {
 
 /** Bytes read from the socket per pull of an incoming transfer. */
 const READ_CHUNK = 64 * 1024;
-
-function abortable<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
-  if (!signal) return promise;
-  signal.throwIfAborted();
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() =>
-      signal.removeEventListener("abort", onAbort)
-    );
-  });
-}
 
 /**
  * A {@linkcode TransportConn} over one TCP connection.

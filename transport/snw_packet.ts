@@ -1,0 +1,219 @@
+/**
+ * The SNW packet codec: pure bytes in, packets out.
+ *
+ * Every datagram carries one packet: a 22-byte header, then the payload.
+ * All integers are big-endian.
+ *
+ * ```
+ *  0      2      3      4             8                     16        18             22
+ *  +------+------+------+-------------+---------------------+---------+--------------+---------
+ *  | "SW" | ver  | type | session u32 | seq u64             | len u16 | CRC-32 u32   | payload
+ *  +------+------+------+-------------+---------------------+---------+--------------+---------
+ * ```
+ *
+ * - `ver` is 1. `session` is chosen at random by the side that opens the
+ *   session; together with the peer's address it names the session.
+ * - `seq` numbers the packets of one direction (LEN and DATA), from 1, and
+ *   never wraps (up to 2^53). ACK and FIN repeat the `seq` they answer; OPEN
+ *   is seq 0 and is answered by an ACK with seq 0.
+ * - `CRC-32` (IEEE) covers the header with the CRC field zeroed, then the
+ *   payload; a packet that fails it is dropped as if lost.
+ * - Payloads are ASCII-visible where the seed asks for "a message
+ *   containing" something: LEN carries `LEN:<bytes>`, ACK `ACK`, FIN `FIN`,
+ *   OPEN the channel tag (UTF-8, at most 64 bytes), CLOSE `CLOSE`, DATA the
+ *   file bytes (at most {@linkcode MAX_PAYLOAD}).
+ *
+ * @module
+ */
+
+import { crc32 } from "./crc32.ts";
+
+/** Packet types. */
+export const SnwType = {
+  /** Opens a session; payload: the channel tag. */
+  OPEN: 1,
+  /** Starts a transfer; payload `LEN:<bytes>`. */
+  LEN: 2,
+  /** A chunk of file bytes. */
+  DATA: 3,
+  /** Acknowledges the packet with the same seq; payload `ACK`. */
+  ACK: 4,
+  /** Acknowledges the last packet of a transfer; payload `FIN`. */
+  FIN: 5,
+  /** The peer closed the session; payload `CLOSE`. */
+  CLOSE: 6,
+} as const;
+
+/** One of the values of {@linkcode SnwType}. */
+export type SnwTypeCode = typeof SnwType[keyof typeof SnwType];
+
+/** A decoded packet. */
+export interface SnwPacket {
+  /** The packet type. */
+  type: SnwTypeCode;
+  /** The session id (u32). */
+  session: number;
+  /** The sequence number. */
+  seq: number;
+  /** The payload bytes (a view into the datagram for DATA). */
+  payload: Uint8Array;
+}
+
+/** Size of the header in bytes. */
+export const HEADER_SIZE = 22;
+/** Largest payload: what fits one UDP datagram over IPv4 with the header. */
+export const MAX_PAYLOAD = 65507 - HEADER_SIZE;
+/** Largest channel tag in bytes. */
+export const MAX_TAG_BYTES = 64;
+const VERSION = 1;
+const MAGIC_0 = 0x53; // "S"
+const MAGIC_1 = 0x57; // "W"
+const ZERO_CRC_FIELD = new Uint8Array(4);
+const TYPE_NAMES = ["", "OPEN", "LEN", "DATA", "ACK", "FIN", "CLOSE"];
+
+/** A datagram that is not a valid SNW packet (wrong magic, length or CRC). */
+export class SnwPacketError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message What is wrong with the datagram.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "SnwPacketError";
+  }
+}
+
+/**
+ * Names a packet type for logs and docs.
+ *
+ * @param type The type code.
+ * @returns `OPEN`, `LEN`, `DATA`, `ACK`, `FIN` or `CLOSE`.
+ */
+export function snwTypeName(type: SnwTypeCode): string {
+  return TYPE_NAMES[type];
+}
+
+/**
+ * Encodes one packet into a new datagram.
+ *
+ * @example
+ * ```ts
+ * import { decodeSnwPacket, encodeSnwPacket, SnwType } from "./snw_packet.ts";
+ * import { equal } from "node:assert/strict";
+ * const bytes = encodeSnwPacket(SnwType.ACK, 7, 42, new TextEncoder().encode("ACK"));
+ * equal(decodeSnwPacket(bytes).seq, 42);
+ * ```
+ *
+ * @param type The packet type.
+ * @param session The session id (u32).
+ * @param seq The sequence number (0 to 2^53 - 1).
+ * @param payload The payload (at most {@linkcode MAX_PAYLOAD} bytes).
+ * @returns The datagram.
+ * @throws {RangeError} When a field is out of range.
+ */
+export function encodeSnwPacket(
+  type: SnwTypeCode,
+  session: number,
+  seq: number,
+  payload: Uint8Array = new Uint8Array(0),
+): Uint8Array {
+  if (payload.length > MAX_PAYLOAD) {
+    throw new RangeError(`SNW payload of ${payload.length} bytes is too large`);
+  }
+  if (!Number.isSafeInteger(seq) || seq < 0) {
+    throw new RangeError(`SNW seq ${seq} is out of range`);
+  }
+  const bytes = new Uint8Array(HEADER_SIZE + payload.length);
+  const view = new DataView(bytes.buffer);
+  bytes[0] = MAGIC_0;
+  bytes[1] = MAGIC_1;
+  bytes[2] = VERSION;
+  bytes[3] = type;
+  view.setUint32(4, session >>> 0);
+  view.setBigUint64(8, BigInt(seq));
+  view.setUint16(16, payload.length);
+  bytes.set(payload, HEADER_SIZE);
+  view.setUint32(18, crc32(bytes));
+  return bytes;
+}
+
+/**
+ * Decodes one datagram.
+ *
+ * @param bytes The datagram.
+ * @returns The packet; its payload is a view into `bytes`.
+ * @throws {SnwPacketError} When the datagram is not a valid SNW packet.
+ */
+export function decodeSnwPacket(bytes: Uint8Array): SnwPacket {
+  if (bytes.length < HEADER_SIZE) {
+    throw new SnwPacketError(`datagram of ${bytes.length} bytes is too short`);
+  }
+  if (bytes[0] !== MAGIC_0 || bytes[1] !== MAGIC_1) {
+    throw new SnwPacketError("bad magic");
+  }
+  if (bytes[2] !== VERSION) {
+    throw new SnwPacketError(`unsupported version ${bytes[2]}`);
+  }
+  const type = bytes[3];
+  if (type < SnwType.OPEN || type > SnwType.CLOSE) {
+    throw new SnwPacketError(`unknown packet type ${type}`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  const length = view.getUint16(16);
+  if (HEADER_SIZE + length !== bytes.length) {
+    throw new SnwPacketError(
+      `payload length ${length} does not match datagram of ${bytes.length} bytes`,
+    );
+  }
+  const expected = view.getUint32(18);
+  let actual = crc32(bytes.subarray(0, 18));
+  actual = crc32(ZERO_CRC_FIELD, actual);
+  actual = crc32(bytes.subarray(HEADER_SIZE), actual);
+  if (actual !== expected) throw new SnwPacketError("checksum mismatch");
+  const seq = view.getBigUint64(8);
+  if (seq > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new SnwPacketError("seq out of range");
+  }
+  return {
+    type: type as SnwTypeCode,
+    session: view.getUint32(4),
+    seq: Number(seq),
+    payload: bytes.subarray(HEADER_SIZE),
+  };
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * Encodes the payload of a LEN packet: `LEN:<bytes>`.
+ *
+ * @param size The transfer size.
+ * @returns The payload.
+ */
+export function encodeLenPayload(size: number): Uint8Array {
+  return encoder.encode(`LEN:${size}`);
+}
+
+/**
+ * Decodes the payload of a LEN packet.
+ *
+ * @param payload The payload.
+ * @returns The announced size.
+ * @throws {SnwPacketError} When it is not `LEN:<decimal>` with a safe integer.
+ */
+export function decodeLenPayload(payload: Uint8Array): number {
+  const match = /^LEN:(\d{1,16})$/.exec(decoder.decode(payload));
+  const size = match ? Number(match[1]) : NaN;
+  if (!Number.isSafeInteger(size)) throw new SnwPacketError("malformed LEN");
+  return size;
+}
+
+/** The fixed payloads of ACK, FIN and CLOSE. */
+export const SNW_WORDS: Readonly<Record<"ACK" | "FIN" | "CLOSE", Uint8Array>> =
+  {
+    ACK: encoder.encode("ACK"),
+    FIN: encoder.encode("FIN"),
+    CLOSE: encoder.encode("CLOSE"),
+  };
