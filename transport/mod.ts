@@ -9,3 +9,8 @@ export * from "./errors.ts";
 export * from "./byte_io.ts";
 export * from "./tcp.ts";
 export * from "./registry.ts";
+export * from "./snw.ts";
+export * from "./snw_packet.ts";
+export * from "./rto.ts";
+export * from "./crc32.ts";
+export * from "./abortable.ts";

@@ -1,0 +1,1010 @@
+/**
+ * The `snw` transport: stop-and-wait reliability over UDP.
+ *
+ * As the seed describes it, a transfer is a `LEN:<bytes>` message, then
+ * chunks of {@linkcode SnwOptions.chunkSize} bytes (1000 by default), each
+ * acknowledged by a message containing `ACK` before the next is sent; the
+ * receiver answers the last chunk with `FIN` instead. Unlike the toy
+ * versions it is really reliable:
+ *
+ * - every packet carries a session id, a 64-bit sequence number (no wrap at
+ *   65 535 blocks) and a CRC-32 (see `snw_packet.ts`); corrupt datagrams are
+ *   dropped as if lost;
+ * - the sender retransmits on a timeout estimated after RFC 6298 (Karn's
+ *   algorithm, exponential backoff, see `rto.ts`);
+ * - the receiver delivers each seq once, re-answers duplicates and ignores
+ *   anything out of order, so duplication and reordering are harmless;
+ * - many sessions share one UDP port, told apart by peer address and
+ *   session id;
+ * - a slow reader is not overrun: while more than
+ *   {@linkcode SnwOptions.receiveBufferBytes} wait unread, the receiver holds
+ *   its ACK back (flow control by stop-and-wait itself).
+ *
+ * It gives up only when the peer makes no progress for
+ * {@linkcode SnwOptions.timeoutMs} (default 1 s), failing the operation with
+ * a {@linkcode TransferTimeoutError} whose message is exactly one of
+ * {@linkcode SNW_GIVE_UP}.
+ *
+ * @module
+ */
+
+import { abortable } from "./abortable.ts";
+import { ConnectionLostError, TransferTimeoutError } from "./errors.ts";
+import { RtoEstimator, type RtoOptions } from "./rto.ts";
+import {
+  decodeLenPayload,
+  decodeSnwPacket,
+  encodeLenPayload,
+  encodeSnwPacket,
+  MAX_PAYLOAD,
+  MAX_TAG_BYTES,
+  SNW_WORDS,
+  type SnwPacket,
+  SnwPacketError,
+  SnwType,
+} from "./snw_packet.ts";
+import { sizedChunks } from "./transfer_source.ts";
+import type {
+  ChannelAcceptor,
+  ConnectOptions,
+  IncomingTransfer,
+  ListenOptions,
+  ReceiveOptions,
+  SendOptions,
+  TransferSource,
+  Transport,
+  TransportConn,
+  TransportListener,
+} from "./types.ts";
+
+/** The exact lines of SPEC §6 with which SNW gives up. */
+export const SNW_GIVE_UP = {
+  /** Receiver: nothing arrived after `LEN`. */
+  noData: "Did not receive data. Terminating.",
+  /** Sender: no `ACK` (or `FIN`) for the timeout. */
+  noAck: "Did not receive ACK. Terminating.",
+  /** Receiver: nothing more arrived after an `ACK`. */
+  premature: "Data transmission terminated prematurely.",
+} as const;
+
+/** Tuning of the `snw` transport. */
+export interface SnwOptions {
+  /** Bytes of file data per DATA packet (default 1000, at most 65485). */
+  chunkSize?: number;
+  /** Give up after this long without progress, in ms (default 1000). */
+  timeoutMs?: number;
+  /** Unread bytes buffered per transfer before ACKs are held (default 1 MiB). */
+  receiveBufferBytes?: number;
+  /** Retransmission timeout bounds. */
+  rto?: RtoOptions;
+}
+
+interface ResolvedOptions {
+  chunkSize: number;
+  timeoutMs: number;
+  receiveBufferBytes: number;
+  rto: RtoOptions;
+}
+
+function resolveOptions(options: SnwOptions): ResolvedOptions {
+  const chunkSize = options.chunkSize ?? 1000;
+  if (
+    !Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > MAX_PAYLOAD
+  ) {
+    throw new RangeError(`SNW chunk size must be 1..${MAX_PAYLOAD}`);
+  }
+  const timeoutMs = options.timeoutMs ?? 1000;
+  if (!(timeoutMs > 0)) throw new RangeError("SNW timeout must be positive");
+  return {
+    chunkSize,
+    timeoutMs,
+    receiveBufferBytes: options.receiveBufferBytes ?? 1024 * 1024,
+    rto: options.rto ?? {},
+  };
+}
+
+const tagEncoder = new TextEncoder();
+const tagDecoder = new TextDecoder();
+
+/** Sends one datagram to the session's peer; failures count as loss. */
+type Transmit = (datagram: Uint8Array) => Promise<void>;
+
+/** Cuts a chunk stream into packets of exactly `size` bytes (the last shorter). */
+async function* packetPayloads(
+  chunks: AsyncIterable<Uint8Array>,
+  size: number,
+): AsyncGenerator<Uint8Array> {
+  // The consumer copies each payload into a datagram before asking for the
+  // next one, so one buffer serves every packet.
+  const buffer = new Uint8Array(size);
+  let fill = 0;
+  for await (const chunk of chunks) {
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (fill === 0 && chunk.length - offset >= size) {
+        yield chunk.subarray(offset, offset + size);
+        offset += size;
+        continue;
+      }
+      const n = Math.min(size - fill, chunk.length - offset);
+      buffer.set(chunk.subarray(offset, offset + n), fill);
+      fill += n;
+      offset += n;
+      if (fill === size) {
+        yield buffer;
+        fill = 0;
+      }
+    }
+  }
+  if (fill > 0) yield buffer.subarray(0, fill);
+}
+
+interface TransferWaiter {
+  resolve: (transfer: IncomingTransfer) => void;
+  reject: (error: Error) => void;
+}
+
+interface IncomingState {
+  remaining: number;
+  dataPackets: number;
+  lastProgress: number;
+  controller: ReadableStreamDefaultController<Uint8Array>;
+}
+
+/**
+ * One SNW session: a {@linkcode TransportConn} over UDP.
+ *
+ * @example
+ * ```ts ignore
+ * const conn = await snwTransport.connect({ hostname: "127.0.0.1", port });
+ * await conn.send(5, new TextEncoder().encode("hello"));
+ * await conn[Symbol.asyncDispose]();
+ * ```
+ */
+export class SnwConn implements TransportConn {
+  /** The local UDP address. */
+  readonly localAddr: Deno.NetAddr;
+  /** The peer's UDP address. */
+  readonly remoteAddr: Deno.NetAddr;
+  /** The session id. */
+  readonly session: number;
+  readonly #options: ResolvedOptions;
+  readonly #transmit: Transmit;
+  readonly #onClosed: (
+    conn: SnwConn,
+    closing: Promise<void>,
+  ) => Promise<void>;
+  readonly #rto: RtoEstimator;
+
+  // Sender side.
+  #nextSeq = 1;
+  #sendChain: Promise<void> = Promise.resolve();
+  #waiter?: {
+    seq: number;
+    resolve: () => void;
+    reject: (error: Error) => void;
+  };
+
+  // Receiver side.
+  #expected = 1;
+  #lastFinSeq = -1;
+  #heldSeq = -1;
+  #incoming?: IncomingState;
+  #watchdog?: ReturnType<typeof setInterval>;
+  #ready: IncomingTransfer[] = [];
+  #receivers: TransferWaiter[] = [];
+
+  #closed = false;
+  #peerClosed = false;
+  #closing: Promise<void> = Promise.resolve();
+
+  /**
+   * Creates a session; use {@linkcode createSnwTransport} instead.
+   *
+   * @param init Addresses, session id, options and the endpoint's hooks.
+   */
+  constructor(init: {
+    localAddr: Deno.NetAddr;
+    remoteAddr: Deno.NetAddr;
+    session: number;
+    options: ResolvedOptions;
+    transmit: Transmit;
+    onClosed: (conn: SnwConn, closing: Promise<void>) => Promise<void>;
+  }) {
+    this.localAddr = init.localAddr;
+    this.remoteAddr = init.remoteAddr;
+    this.session = init.session;
+    this.#options = init.options;
+    this.#transmit = init.transmit;
+    this.#onClosed = init.onClosed;
+    this.#rto = new RtoEstimator(init.options.rto);
+  }
+
+  /** The current retransmission timeout in ms (for diagnostics). */
+  get rto(): number {
+    return this.#rto.rto;
+  }
+
+  /**
+   * Sends one transfer: LEN, then DATA chunks, each acknowledged.
+   *
+   * @param size The announced size.
+   * @param source The bytes.
+   * @param options Cancellation.
+   * @returns Resolves when the receiver's FIN arrived.
+   */
+  send(
+    size: number,
+    source: TransferSource,
+    options: SendOptions = {},
+  ): Promise<void> {
+    const run = this.#sendChain.then(() =>
+      this.#sendTransfer(size, source, options.signal)
+    );
+    this.#sendChain = run.catch(() => {});
+    return run;
+  }
+
+  async #sendTransfer(
+    size: number,
+    source: TransferSource,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    if (!Number.isSafeInteger(size) || size < 0) {
+      throw new RangeError(`invalid transfer size ${size}`);
+    }
+    try {
+      await this.#sendReliably(
+        SnwType.LEN,
+        this.#nextSeq++,
+        encodeLenPayload(size),
+        signal,
+      );
+      const chunks = packetPayloads(
+        sizedChunks(source, size),
+        this.#options.chunkSize,
+      );
+      for await (const payload of chunks) {
+        await this.#sendReliably(
+          SnwType.DATA,
+          this.#nextSeq++,
+          payload,
+          signal,
+        );
+      }
+    } catch (error) {
+      // The receiver's view of the stream is now undefined: end the session.
+      this.#fail(
+        error instanceof Error ? error : new Error(String(error)),
+      );
+      throw error;
+    }
+  }
+
+  /**
+   * Opens the session (connector side): OPEN with the tag until its ACK.
+   *
+   * @param tag The channel tag ("" for standalone sessions).
+   * @param signal Cancellation.
+   */
+  async open(tag: string, signal?: AbortSignal): Promise<void> {
+    const payload = tagEncoder.encode(tag);
+    if (payload.length > MAX_TAG_BYTES) {
+      throw new RangeError(`SNW tag longer than ${MAX_TAG_BYTES} bytes`);
+    }
+    try {
+      await this.#sendReliably(SnwType.OPEN, 0, payload, signal);
+    } catch (error) {
+      this.#fail(error instanceof Error ? error : new Error(String(error)));
+      throw error;
+    }
+  }
+
+  async #sendReliably(
+    type: typeof SnwType[keyof typeof SnwType],
+    seq: number,
+    payload: Uint8Array,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const datagram = encodeSnwPacket(type, this.session, seq, payload);
+    const started = performance.now();
+    let retransmitted = false;
+    const acked = new Promise<void>((resolve, reject) => {
+      this.#waiter = { seq, resolve, reject };
+    });
+    acked.catch(() => {});
+    try {
+      while (true) {
+        this.#assertUsable();
+        signal?.throwIfAborted();
+        const sentAt = performance.now();
+        await this.#transmit(datagram);
+        if (await this.#wait(acked, this.#rto.rto, signal)) {
+          if (!retransmitted) this.#rto.sample(performance.now() - sentAt);
+          return;
+        }
+        if (performance.now() - started >= this.#options.timeoutMs) {
+          throw new TransferTimeoutError(SNW_GIVE_UP.noAck);
+        }
+        retransmitted = true;
+        this.#rto.backoff();
+      }
+    } finally {
+      if (this.#waiter?.seq === seq) this.#waiter = undefined;
+    }
+  }
+
+  /** Resolves true when `acked` settles first, false on timeout. */
+  #wait(
+    acked: Promise<void>,
+    ms: number,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      const onAbort = () => finish(() => reject(signal?.reason));
+      const timer = setTimeout(() => finish(() => resolve(false)), ms);
+      const finish = (settle: () => void) => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        settle();
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      acked.then(
+        () => finish(() => resolve(true)),
+        (error) => finish(() => reject(error)),
+      );
+    });
+  }
+
+  /**
+   * Waits for the peer's next transfer (without a timeout: the peer may
+   * start one whenever it likes; cancel with the signal).
+   *
+   * @param options Cancellation.
+   * @returns The announced size and the byte stream.
+   */
+  receive(options: ReceiveOptions = {}): Promise<IncomingTransfer> {
+    const ready = this.#ready.shift();
+    if (ready) return Promise.resolve(ready);
+    if (this.#closed || this.#peerClosed) {
+      return Promise.reject(
+        new ConnectionLostError("the SNW session is closed"),
+      );
+    }
+    let entry!: TransferWaiter;
+    const pending = new Promise<IncomingTransfer>((resolve, reject) => {
+      entry = { resolve, reject };
+      this.#receivers.push(entry);
+    });
+    return abortable(pending, options.signal).catch((error) => {
+      this.#receivers = this.#receivers.filter((r) => r !== entry);
+      throw error;
+    });
+  }
+
+  /**
+   * Handles one packet of this session (called by the endpoint).
+   *
+   * @param packet The decoded packet.
+   */
+  deliver(packet: SnwPacket): void {
+    if (this.#closed) return;
+    switch (packet.type) {
+      case SnwType.ACK:
+      case SnwType.FIN: {
+        const waiter = this.#waiter;
+        if (waiter?.seq === packet.seq) {
+          this.#waiter = undefined;
+          waiter.resolve();
+        }
+        return;
+      }
+      case SnwType.LEN:
+      case SnwType.DATA:
+        return this.#onDataPacket(packet);
+      case SnwType.OPEN:
+        // A retransmitted OPEN: our ACK was lost.
+        if (packet.seq === 0) this.#answer(SnwType.ACK, 0);
+        return;
+      case SnwType.CLOSE:
+        return this.#onPeerClose();
+    }
+  }
+
+  #onDataPacket(packet: SnwPacket): void {
+    const seq = packet.seq;
+    if (seq < this.#expected) {
+      // A duplicate: our answer was lost (unless we hold it on purpose).
+      if (seq !== this.#heldSeq) {
+        this.#answer(seq === this.#lastFinSeq ? SnwType.FIN : SnwType.ACK, seq);
+      }
+      return;
+    }
+    if (seq > this.#expected) return; // impossible in stop-and-wait: ignore
+    if (packet.type === SnwType.LEN) {
+      let size: number;
+      try {
+        size = decodeLenPayload(packet.payload);
+      } catch {
+        return; // treat as corrupt: the sender retransmits
+      }
+      if (this.#incoming) return; // a LEN inside a transfer: not ours
+      this.#expected++;
+      this.#startIncoming(size, seq);
+      return;
+    }
+    const incoming = this.#incoming;
+    if (!incoming) return; // DATA without LEN: ignore
+    if (packet.payload.length > incoming.remaining) {
+      this.#fail(
+        new ConnectionLostError("the SNW peer sent more bytes than announced"),
+      );
+      return;
+    }
+    this.#expected++;
+    incoming.remaining -= packet.payload.length;
+    incoming.dataPackets++;
+    incoming.lastProgress = performance.now();
+    incoming.controller.enqueue(packet.payload);
+    if (incoming.remaining === 0) {
+      this.#finishIncoming(seq);
+    } else if ((incoming.controller.desiredSize ?? 0) > 0) {
+      this.#answer(SnwType.ACK, seq);
+    } else {
+      this.#heldSeq = seq; // released by the stream's pull()
+    }
+  }
+
+  #startIncoming(size: number, seq: number): void {
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    const readable = new ReadableStream<Uint8Array>({
+      start: (c) => {
+        controller = c;
+      },
+      pull: () => this.#releaseHeld(),
+      cancel: () => {
+        this.#fail(new ConnectionLostError("the transfer was cancelled"));
+      },
+    }, {
+      highWaterMark: this.#options.receiveBufferBytes,
+      size: (chunk) => chunk.byteLength,
+    });
+    const transfer: IncomingTransfer = { size, readable };
+    const receiver = this.#receivers.shift();
+    if (receiver) receiver.resolve(transfer);
+    else this.#ready.push(transfer);
+    if (size === 0) {
+      controller.close();
+      this.#lastFinSeq = seq;
+      this.#answer(SnwType.FIN, seq);
+      return;
+    }
+    this.#incoming = {
+      remaining: size,
+      dataPackets: 0,
+      lastProgress: performance.now(),
+      controller,
+    };
+    this.#answer(SnwType.ACK, seq);
+    const period = Math.max(5, Math.min(250, this.#options.timeoutMs / 4));
+    this.#watchdog = setInterval(() => this.#checkProgress(), period);
+  }
+
+  #finishIncoming(seq: number): void {
+    const incoming = this.#incoming!;
+    this.#incoming = undefined;
+    clearInterval(this.#watchdog);
+    this.#watchdog = undefined;
+    incoming.controller.close();
+    this.#lastFinSeq = seq;
+    this.#answer(SnwType.FIN, seq);
+  }
+
+  #releaseHeld(): void {
+    if (this.#heldSeq < 0 || this.#closed) return;
+    const seq = this.#heldSeq;
+    this.#heldSeq = -1;
+    if (this.#incoming) this.#incoming.lastProgress = performance.now();
+    this.#answer(SnwType.ACK, seq);
+  }
+
+  #checkProgress(): void {
+    const incoming = this.#incoming;
+    if (!incoming || this.#heldSeq >= 0) return; // waiting for our reader
+    if (performance.now() - incoming.lastProgress < this.#options.timeoutMs) {
+      return;
+    }
+    this.#fail(
+      new TransferTimeoutError(
+        incoming.dataPackets === 0 ? SNW_GIVE_UP.noData : SNW_GIVE_UP.premature,
+      ),
+    );
+  }
+
+  #answer(type: typeof SnwType.ACK | typeof SnwType.FIN, seq: number): void {
+    const word = type === SnwType.FIN ? SNW_WORDS.FIN : SNW_WORDS.ACK;
+    void this.#transmit(encodeSnwPacket(type, this.session, seq, word));
+  }
+
+  #onPeerClose(): void {
+    this.#peerClosed = true;
+    const lost = new ConnectionLostError("the SNW peer closed the session");
+    if (this.#incoming) {
+      this.#incoming.controller.error(lost);
+      this.#incoming = undefined;
+      clearInterval(this.#watchdog);
+    }
+    this.#waiter?.reject(lost);
+    this.#waiter = undefined;
+    for (const receiver of this.#receivers.splice(0)) receiver.reject(lost);
+  }
+
+  #assertUsable(): void {
+    if (this.#closed) {
+      throw new ConnectionLostError("the SNW session is closed");
+    }
+    if (this.#peerClosed) {
+      throw new ConnectionLostError("the SNW peer closed the session");
+    }
+  }
+
+  #fail(error: Error): void {
+    if (this.#closed) return;
+    if (this.#incoming) {
+      try {
+        this.#incoming.controller.error(error);
+      } catch { /* already errored */ }
+      this.#incoming = undefined;
+    }
+    this.#waiter?.reject(error);
+    this.#waiter = undefined;
+    for (const receiver of this.#receivers.splice(0)) receiver.reject(error);
+    this.#shutdown();
+  }
+
+  #shutdown(): void {
+    this.#closed = true;
+    clearInterval(this.#watchdog);
+    this.#watchdog = undefined;
+    for (const transfer of this.#ready.splice(0)) {
+      transfer.readable.cancel().catch(() => {});
+    }
+    const closing = this.#peerClosed ? Promise.resolve() : this.#transmit(
+      encodeSnwPacket(SnwType.CLOSE, this.session, 0, SNW_WORDS.CLOSE),
+    );
+    this.#closing = this.#onClosed(this, closing);
+  }
+
+  /** Closes the session (idempotent): tells the peer, fails pending work. */
+  close(): void {
+    this.#fail(new ConnectionLostError("the SNW session was closed"));
+  }
+
+  /** Closes the session and waits until its socket work has finished. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    await this.#closing;
+  }
+}
+
+/** How many closed sessions an endpoint remembers. */
+const MAX_RETIRED = 4096;
+
+/**
+ * One UDP socket and the sessions on it: reads datagrams, drops invalid
+ * ones, hands each packet to its session and new OPENs to `onOpen`.
+ */
+class SnwEndpoint {
+  readonly socket: Deno.DatagramConn;
+  readonly addr: Deno.NetAddr;
+  readonly #sessions = new Map<string, SnwConn>();
+  readonly #keyOf: (remote: Deno.NetAddr, session: number) => string;
+  #onOpen?: (remote: Deno.NetAddr, packet: SnwPacket) => void;
+  #pendingCloses = new Set<Promise<void>>();
+  #retired = new Set<string>();
+  #socketClosed = false;
+  /** Resolves when the read loop has ended. */
+  readonly done: Promise<void>;
+  /** Datagrams dropped as invalid (bad magic, length or checksum). */
+  dropped = 0;
+
+  constructor(
+    socket: Deno.DatagramConn,
+    keyOf: (remote: Deno.NetAddr, session: number) => string,
+    onOpen?: (remote: Deno.NetAddr, packet: SnwPacket) => void,
+  ) {
+    this.socket = socket;
+    this.addr = socket.addr as Deno.NetAddr;
+    this.#keyOf = keyOf;
+    this.#onOpen = onOpen;
+    this.done = this.#readLoop();
+  }
+
+  async #readLoop(): Promise<void> {
+    while (!this.#socketClosed) {
+      let datagram: Uint8Array;
+      let remote: Deno.NetAddr;
+      try {
+        const [bytes, addr] = await this.socket.receive();
+        datagram = bytes;
+        remote = addr as Deno.NetAddr;
+      } catch (error) {
+        if (this.#socketClosed || error instanceof Deno.errors.BadResource) {
+          return;
+        }
+        continue; // e.g. an ICMP error reported on this socket
+      }
+      let packet: SnwPacket;
+      try {
+        packet = decodeSnwPacket(datagram);
+      } catch (error) {
+        if (error instanceof SnwPacketError) {
+          this.dropped++;
+          continue;
+        }
+        throw error;
+      }
+      const session = this.#sessions.get(this.#keyOf(remote, packet.session));
+      if (session) session.deliver(packet);
+      else if (
+        packet.type === SnwType.OPEN && packet.seq === 0 &&
+        !this.#retired.has(this.#keyOf(remote, packet.session))
+      ) {
+        this.#onOpen?.(remote, packet);
+      }
+    }
+  }
+
+  transmitter(remote: Deno.NetAddr): Transmit {
+    return async (datagram) => {
+      if (this.#socketClosed) return;
+      try {
+        await this.socket.send(datagram, remote);
+      } catch {
+        // Unreachable peers and full buffers behave like loss.
+      }
+    };
+  }
+
+  add(conn: SnwConn, remote: Deno.NetAddr): void {
+    this.#sessions.set(this.#keyOf(remote, conn.session), conn);
+  }
+
+  has(remote: Deno.NetAddr, session: number): boolean {
+    return this.#sessions.has(this.#keyOf(remote, session));
+  }
+
+  /** Forgets a closed session; resolves when its socket work is over. */
+  async remove(conn: SnwConn, closing: Promise<void>): Promise<void> {
+    const key = this.#keyOf(conn.remoteAddr, conn.session);
+    this.#sessions.delete(key);
+    this.#retire(key);
+    this.#pendingCloses.add(closing);
+    await closing;
+    this.#pendingCloses.delete(closing);
+    this.#closeIfIdle();
+    if (this.#socketClosed) await this.done;
+  }
+
+  /** Remembers closed sessions so a late duplicate OPEN cannot revive one. */
+  #retire(key: string): void {
+    this.#retired.add(key);
+    if (this.#retired.size > MAX_RETIRED) {
+      const oldest = this.#retired.values().next().value;
+      if (oldest !== undefined) this.#retired.delete(oldest);
+    }
+  }
+
+  /** Stops taking new sessions; the socket closes once none is left. */
+  stopAccepting(): void {
+    this.#onOpen = undefined;
+    this.#closeIfIdle();
+  }
+
+  get accepting(): boolean {
+    return this.#onOpen !== undefined;
+  }
+
+  #closeIfIdle(): void {
+    if (
+      this.#socketClosed || this.#onOpen || this.#sessions.size > 0 ||
+      this.#pendingCloses.size > 0
+    ) return;
+    this.#socketClosed = true;
+    try {
+      this.socket.close();
+    } catch { /* already closed */ }
+  }
+}
+
+function netAddr(hostname: string, port: number): Deno.NetAddr {
+  return { transport: "udp", hostname, port };
+}
+
+function peerKey(remote: Deno.NetAddr, session: number): string {
+  return `${remote.hostname}:${remote.port}/${session}`;
+}
+
+function udpHost(hostname: string): string {
+  return hostname === "localhost" ? "127.0.0.1" : hostname;
+}
+
+function randomSession(): number {
+  return crypto.getRandomValues(new Uint32Array(1))[0];
+}
+
+/** Listens for standalone SNW sessions on one UDP port. */
+export class SnwListener implements TransportListener {
+  readonly #endpoint: SnwEndpoint;
+  readonly #queue: SnwConn[] = [];
+  readonly #waiters: {
+    resolve: (conn: SnwConn) => void;
+    reject: (error: Error) => void;
+  }[] = [];
+  #closed = false;
+
+  /**
+   * Binds the UDP port; use {@linkcode createSnwTransport} instead.
+   *
+   * @param options Where to listen.
+   * @param snw Transport options.
+   */
+  constructor(options: ListenOptions, snw: ResolvedOptions) {
+    const socket = Deno.listenDatagram({
+      transport: "udp",
+      hostname: options.hostname ?? "0.0.0.0",
+      port: options.port,
+    });
+    this.#endpoint = new SnwEndpoint(socket, peerKey, (remote, packet) => {
+      const conn = acceptSession(this.#endpoint, remote, packet, snw);
+      const waiter = this.#waiters.shift();
+      if (waiter) waiter.resolve(conn);
+      else this.#queue.push(conn);
+    });
+  }
+
+  /** The bound UDP address. */
+  get addr(): Deno.NetAddr {
+    return this.#endpoint.addr;
+  }
+
+  /**
+   * Waits for the next session.
+   *
+   * @returns The session.
+   */
+  accept(): Promise<TransportConn> {
+    const queued = this.#queue.shift();
+    if (queued) return Promise.resolve(queued);
+    if (this.#closed) {
+      return Promise.reject(new Deno.errors.BadResource("listener closed"));
+    }
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ resolve, reject });
+    });
+  }
+
+  /** Stops listening; accepted sessions stay open. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const conn of this.#queue.splice(0)) conn.close();
+    const error = new Deno.errors.BadResource("listener closed");
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
+    this.#endpoint.stopAccepting();
+  }
+
+  /** Same as {@linkcode SnwListener.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** Yields sessions until the listener is closed. */
+  async *[Symbol.asyncIterator](): AsyncIterator<TransportConn> {
+    while (true) {
+      try {
+        yield await this.accept();
+      } catch (error) {
+        if (this.#closed) return;
+        throw error;
+      }
+    }
+  }
+}
+
+function acceptSession(
+  endpoint: SnwEndpoint,
+  remote: Deno.NetAddr,
+  packet: SnwPacket,
+  options: ResolvedOptions,
+): SnwConn {
+  const conn = new SnwConn({
+    localAddr: endpoint.addr,
+    remoteAddr: remote,
+    session: packet.session,
+    options,
+    transmit: endpoint.transmitter(remote),
+    onClosed: (c, closing) => endpoint.remove(c, closing),
+  });
+  endpoint.add(conn, remote);
+  conn.deliver(packet); // answers the OPEN with ACK 0
+  return conn;
+}
+
+/** How long an OPEN with a tag nobody asked for yet is kept, in ms. */
+const UNCLAIMED_CHANNEL_MS = 30_000;
+
+/** Accepts SNW data channels by tag next to a TCP control listener. */
+export class SnwChannelAcceptor implements ChannelAcceptor {
+  readonly #endpoint: SnwEndpoint;
+  readonly #unclaimed = new Map<
+    string,
+    { conn: SnwConn; timer: ReturnType<typeof setTimeout> }
+  >();
+  readonly #waiting = new Map<
+    string,
+    { resolve: (conn: SnwConn) => void; reject: (error: Error) => void }
+  >();
+
+  /**
+   * Binds the UDP port; use {@linkcode createSnwTransport} instead.
+   *
+   * @param options The control listener's address and port.
+   * @param snw Transport options.
+   */
+  constructor(options: ListenOptions, snw: ResolvedOptions) {
+    const socket = Deno.listenDatagram({
+      transport: "udp",
+      hostname: options.hostname ?? "0.0.0.0",
+      port: options.port,
+    });
+    this.#endpoint = new SnwEndpoint(socket, peerKey, (remote, packet) => {
+      const tag = tagDecoder.decode(packet.payload);
+      const conn = acceptSession(this.#endpoint, remote, packet, snw);
+      const waiter = this.#waiting.get(tag);
+      if (waiter) {
+        this.#waiting.delete(tag);
+        waiter.resolve(conn);
+        return;
+      }
+      this.#unclaimed.get(tag)?.conn.close();
+      const timer = setTimeout(() => {
+        this.#unclaimed.delete(tag);
+        conn.close();
+      }, UNCLAIMED_CHANNEL_MS);
+      this.#unclaimed.set(tag, { conn, timer });
+    });
+  }
+
+  /** The bound UDP address. */
+  get addr(): Deno.NetAddr {
+    return this.#endpoint.addr;
+  }
+
+  /**
+   * Returns the session the peer opened with `tag`.
+   *
+   * @param _control The TCP control connection (its peer opens the session).
+   * @param tag The agreed tag.
+   * @param options Cancellation.
+   * @returns The session.
+   */
+  accept(
+    _control: Deno.Conn,
+    tag: string,
+    options: ReceiveOptions = {},
+  ): Promise<TransportConn> {
+    const unclaimed = this.#unclaimed.get(tag);
+    if (unclaimed) {
+      this.#unclaimed.delete(tag);
+      clearTimeout(unclaimed.timer);
+      return Promise.resolve(unclaimed.conn);
+    }
+    if (!this.#endpoint.accepting) {
+      return Promise.reject(new Deno.errors.BadResource("acceptor closed"));
+    }
+    const pending = new Promise<SnwConn>((resolve, reject) => {
+      this.#waiting.set(tag, { resolve, reject });
+    });
+    return abortable(pending, options.signal).catch((error) => {
+      this.#waiting.delete(tag);
+      throw error;
+    });
+  }
+
+  /** Releases the UDP port once the accepted channels are closed. */
+  close(): void {
+    if (!this.#endpoint.accepting) return;
+    for (const { conn, timer } of this.#unclaimed.values()) {
+      clearTimeout(timer);
+      conn.close();
+    }
+    this.#unclaimed.clear();
+    const error = new Deno.errors.BadResource("acceptor closed");
+    for (const waiter of this.#waiting.values()) waiter.reject(error);
+    this.#waiting.clear();
+    this.#endpoint.stopAccepting();
+  }
+
+  /** Same as {@linkcode SnwChannelAcceptor.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+async function connectSession(
+  hostname: string,
+  port: number,
+  tag: string,
+  options: ResolvedOptions,
+  signal?: AbortSignal,
+): Promise<SnwConn> {
+  const socket = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "0.0.0.0",
+    port: 0,
+  });
+  const session = randomSession();
+  const endpoint = new SnwEndpoint(socket, (_remote, id) => String(id));
+  const remote = netAddr(udpHost(hostname), port);
+  const conn = new SnwConn({
+    localAddr: endpoint.addr,
+    remoteAddr: remote,
+    session,
+    options,
+    transmit: endpoint.transmitter(remote),
+    onClosed: (c, closing) => endpoint.remove(c, closing),
+  });
+  endpoint.add(conn, remote);
+  endpoint.stopAccepting(); // the socket closes with the session
+  try {
+    await conn.open(tag, signal);
+  } catch (error) {
+    await conn[Symbol.asyncDispose]();
+    await endpoint.done;
+    throw error;
+  }
+  return conn;
+}
+
+/**
+ * Creates an `snw` transport with the given tuning.
+ *
+ * @example
+ * ```ts ignore
+ * const snw = createSnwTransport({ timeoutMs: 5000 });
+ * using listener = snw.listen({ hostname: "127.0.0.1", port: 0 });
+ * ```
+ *
+ * @param options Chunk size, give-up timeout, buffering, RTO bounds.
+ * @returns The transport.
+ */
+export function createSnwTransport(options: SnwOptions = {}): Transport {
+  const resolved = resolveOptions(options);
+  return {
+    name: "snw",
+    listen: (listen) => new SnwListener(listen, resolved),
+    connect: (connect: ConnectOptions) =>
+      connectSession(
+        connect.hostname,
+        connect.port,
+        "",
+        resolved,
+        connect.signal,
+      ),
+    openChannel: (control, tag, openOptions) => {
+      const peer = control.remoteAddr as Deno.NetAddr;
+      return connectSession(
+        peer.hostname,
+        peer.port,
+        tag,
+        resolved,
+        openOptions?.signal,
+      );
+    },
+    channels: (listen) => new SnwChannelAcceptor(listen, resolved),
+  };
+}
+
+/** The `snw` transport with the default tuning (1000-byte chunks, 1 s). */
+export const snwTransport: Transport = createSnwTransport();
