@@ -1,0 +1,335 @@
+/**
+ * The Transport interface, exercised identically over tcp and snw, plus the
+ * SNW specifics: the lossy relay, give-up messages, no seq wrap, flow
+ * control, many sessions on one port.
+ */
+
+import { createHash } from "node:crypto";
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
+import { LossyRelay } from "../bench/relay.ts";
+import { seededRandom } from "../bench/seeded_random.ts";
+import {
+  createSnwTransport,
+  decodeSnwPacket,
+  encodeLenPayload,
+  encodeSnwPacket,
+  SNW_GIVE_UP,
+  SNW_WORDS,
+  SnwType,
+  tcpTransport,
+  TransferSizeError,
+  TransferTimeoutError,
+  type Transport,
+  type TransportConn,
+} from "../transport/mod.ts";
+
+const HOST = "127.0.0.1";
+
+function pattern(size: number, seed: number): Uint8Array {
+  const random = seededRandom(seed);
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < size; i++) bytes[i] = (random() * 256) | 0;
+  return bytes;
+}
+
+function digest(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+async function readAll(readable: ReadableStream<Uint8Array>) {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of readable) {
+    parts.push(chunk.slice());
+    total += chunk.length;
+  }
+  const all = new Uint8Array(total);
+  let offset = 0;
+  for (const part of parts) {
+    all.set(part, offset);
+    offset += part.length;
+  }
+  return all;
+}
+
+/** Yields `bytes` in uneven pieces, as files and sockets do. */
+async function* uneven(bytes: Uint8Array, seed: number) {
+  const random = seededRandom(seed);
+  let offset = 0;
+  while (offset < bytes.length) {
+    const n = 1 + Math.floor(random() * 5000);
+    yield bytes.subarray(offset, offset + n);
+    offset += n;
+    if (random() < 0.05) await Promise.resolve();
+  }
+}
+
+const fastSnw = createSnwTransport({ timeoutMs: 3000 });
+const TRANSPORTS: Transport[] = [tcpTransport, fastSnw];
+
+for (const transport of TRANSPORTS) {
+  Deno.test(`${transport.name}: transfers of edge sizes in both directions, SHA-256 equal`, async () => {
+    using listener = transport.listen({ hostname: HOST, port: 0 });
+    const sizes = [0, 1, 999, 1000, 1001, 2000, 65536 + 3, 1024 * 1024 + 7];
+    const server = (async () => {
+      await using conn = await listener.accept();
+      for (const size of sizes) {
+        const incoming = await conn.receive();
+        equal(incoming.size, size);
+        const bytes = await readAll(incoming.readable);
+        equal(digest(bytes), digest(pattern(size, size)));
+        // Echo it back, as the other direction of the same connection.
+        await conn.send(bytes.length, uneven(bytes, 3));
+      }
+    })();
+    await using conn = await transport.connect({
+      hostname: HOST,
+      port: listener.addr.port,
+    });
+    for (const size of sizes) {
+      const bytes = pattern(size, size);
+      await conn.send(size, uneven(bytes, size));
+      const echo = await conn.receive();
+      equal(echo.size, size);
+      equal(digest(await readAll(echo.readable)), digest(bytes));
+    }
+    await server;
+  });
+
+  Deno.test(`${transport.name}: a source that falls short or runs over is refused`, async () => {
+    using listener = transport.listen({ hostname: HOST, port: 0 });
+    const accepted = listener.accept();
+    await using conn = await transport.connect({
+      hostname: HOST,
+      port: listener.addr.port,
+    });
+    await using peer = await accepted;
+    await rejects(conn.send(10, new Uint8Array(11)), TransferSizeError);
+    await using conn2 = await transport.connect({
+      hostname: HOST,
+      port: listener.addr.port,
+    });
+    await using peer2 = await listener.accept();
+    await rejects(conn2.send(10, new Uint8Array(9)), TransferSizeError);
+    ok(peer && peer2);
+  });
+
+  Deno.test(`${transport.name}: data channel paired with a TCP control connection`, async () => {
+    using control = Deno.listen({ hostname: HOST, port: 0 });
+    using acceptor = transport.channels({
+      hostname: HOST,
+      port: control.addr.port,
+    });
+    const body = pattern(300_000, 9);
+    const server = (async () => {
+      using tcp = await control.accept();
+      await using channel = await acceptor.accept(tcp, "tag-1");
+      const incoming = await channel.receive();
+      equal(digest(await readAll(incoming.readable)), digest(body));
+      await channel.send(5, new TextEncoder().encode("thank"));
+    })();
+    using tcp = await Deno.connect({ hostname: HOST, port: control.addr.port });
+    await using channel = await transport.openChannel(tcp, "tag-1");
+    await channel.send(body.length, body);
+    const reply = await channel.receive();
+    equal(new TextDecoder().decode(await readAll(reply.readable)), "thank");
+    await server;
+  });
+
+  Deno.test(`${transport.name}: many concurrent connections on one port`, async () => {
+    using listener = transport.listen({ hostname: HOST, port: 0 });
+    const count = 12;
+    const server = (async () => {
+      const conns: TransportConn[] = [];
+      for (let i = 0; i < count; i++) conns.push(await listener.accept());
+      return await Promise.all(conns.map(async (conn) => {
+        const incoming = await conn.receive();
+        const hash = digest(await readAll(incoming.readable));
+        await conn[Symbol.asyncDispose]();
+        return hash;
+      }));
+    })();
+    const bodies = Array.from(
+      { length: count },
+      (_, i) => pattern(50_000 + i * 1000, 100 + i),
+    );
+    await Promise.all(bodies.map(async (body) => {
+      await using conn = await transport.connect({
+        hostname: HOST,
+        port: listener.addr.port,
+      });
+      await conn.send(body.length, body);
+    }));
+    const got = (await server).sort();
+    const want = bodies.map(digest).sort();
+    deepEqual(got, want);
+  });
+}
+
+Deno.test("snw: through a lossy relay (drop, duplicate, reorder, delay, corrupt) every byte arrives", async () => {
+  using listener = fastSnw.listen({ hostname: HOST, port: 0 });
+  await using relay = LossyRelay.start({
+    targetPort: listener.addr.port,
+    seed: 42,
+    drop: 0.1,
+    duplicate: 0.05,
+    reorder: 0.05,
+    corrupt: 0.03,
+    delayMs: 2,
+    tcp: false,
+  });
+  const body = pattern(256 * 1024 + 11, 5);
+  const server = (async () => {
+    await using conn = await listener.accept();
+    const incoming = await conn.receive();
+    return digest(await readAll(incoming.readable));
+  })();
+  await using conn = await fastSnw.connect({
+    hostname: HOST,
+    port: relay.port,
+  });
+  await conn.send(body.length, uneven(body, 8));
+  equal(await server, digest(body));
+  ok(relay.stats.dropped > 5, `dropped ${relay.stats.dropped}`);
+  ok(relay.stats.corrupted > 0 && relay.stats.duplicated > 0);
+});
+
+Deno.test("snw: sequence numbers do not wrap at 65 535 blocks", async () => {
+  const tiny = createSnwTransport({ chunkSize: 8, timeoutMs: 3000 });
+  using listener = tiny.listen({ hostname: HOST, port: 0 });
+  const body = pattern(8 * 70_000 + 5, 77); // 70 001 DATA packets
+  const server = (async () => {
+    await using conn = await listener.accept();
+    const incoming = await conn.receive();
+    return digest(await readAll(incoming.readable));
+  })();
+  await using conn = await tiny.connect({
+    hostname: HOST,
+    port: listener.addr.port,
+  });
+  await conn.send(body.length, body);
+  equal(await server, digest(body));
+});
+
+Deno.test("snw: a slow reader holds the sender back instead of buffering everything", async () => {
+  const small = createSnwTransport({
+    timeoutMs: 3000,
+    receiveBufferBytes: 16 * 1024,
+  });
+  using listener = small.listen({ hostname: HOST, port: 0 });
+  const body = pattern(400_000, 12);
+  const server = (async () => {
+    await using conn = await listener.accept();
+    const incoming = await conn.receive();
+    // Wait before reading: the sender must stall at ~16 KiB, not finish.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    return digest(await readAll(incoming.readable));
+  })();
+  await using conn = await small.connect({
+    hostname: HOST,
+    port: listener.addr.port,
+  });
+  const started = performance.now();
+  await conn.send(body.length, body);
+  ok(performance.now() - started >= 250, "sender was not held back");
+  equal(await server, digest(body));
+});
+
+/** A raw UDP peer that speaks just enough SNW to misbehave on purpose. */
+class RawPeer implements AsyncDisposable {
+  readonly socket = Deno.listenDatagram({
+    transport: "udp",
+    hostname: HOST,
+    port: 0,
+  });
+  get port(): number {
+    return (this.socket.addr as Deno.NetAddr).port;
+  }
+  send(
+    type: Parameters<typeof encodeSnwPacket>[0],
+    seq: number,
+    payload: Uint8Array,
+    port: number,
+    session = 99,
+  ) {
+    return this.socket.send(encodeSnwPacket(type, session, seq, payload), {
+      transport: "udp",
+      hostname: HOST,
+      port,
+    });
+  }
+  async next() {
+    const [bytes, addr] = await this.socket.receive();
+    return { packet: decodeSnwPacket(bytes), addr: addr as Deno.NetAddr };
+  }
+  async [Symbol.asyncDispose]() {
+    this.socket.close();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+}
+
+const quick = createSnwTransport({ timeoutMs: 300 });
+
+Deno.test("snw: sender gives up with exactly 'Did not receive ACK. Terminating.'", async () => {
+  await using peer = new RawPeer();
+  const opened = (async () => {
+    const { packet, addr } = await peer.next();
+    equal(packet.type, SnwType.OPEN);
+    // Accept the session, then ignore everything.
+    await peer.socket.send(
+      encodeSnwPacket(SnwType.ACK, packet.session, 0, SNW_WORDS.ACK),
+      addr,
+    );
+  })();
+  await using conn = await quick.connect({ hostname: HOST, port: peer.port });
+  await opened;
+  const error = await conn.send(10, new Uint8Array(10)).catch((e) => e);
+  ok(error instanceof TransferTimeoutError);
+  equal(error.message, SNW_GIVE_UP.noAck);
+  equal(SNW_GIVE_UP.noAck, "Did not receive ACK. Terminating.");
+});
+
+async function receiverGiveUp(dataPackets: number): Promise<string> {
+  using listener = quick.listen({ hostname: HOST, port: 0 });
+  await using peer = new RawPeer();
+  const port = listener.addr.port;
+  await peer.send(SnwType.OPEN, 0, new Uint8Array(0), port);
+  equal((await peer.next()).packet.type, SnwType.ACK);
+  await using conn = await listener.accept();
+  await peer.send(SnwType.LEN, 1, encodeLenPayload(5000), port);
+  for (let i = 0; i < dataPackets; i++) {
+    await peer.send(SnwType.DATA, 2 + i, new Uint8Array(1000), port);
+  }
+  const incoming = await conn.receive();
+  const error = await readAll(incoming.readable).catch((e) => e);
+  ok(error instanceof TransferTimeoutError, String(error));
+  return error.message;
+}
+
+Deno.test("snw: receiver gives up with exactly 'Did not receive data. Terminating.' after LEN alone", async () => {
+  equal(await receiverGiveUp(0), "Did not receive data. Terminating.");
+});
+
+Deno.test("snw: receiver gives up with exactly 'Data transmission terminated prematurely.' after an ACK", async () => {
+  equal(await receiverGiveUp(2), "Data transmission terminated prematurely.");
+});
+
+Deno.test("snw: corrupt and foreign datagrams are ignored, the session goes on", async () => {
+  using listener = fastSnw.listen({ hostname: HOST, port: 0 });
+  await using peer = new RawPeer();
+  const port = listener.addr.port;
+  await peer.socket.send(new TextEncoder().encode("hello?"), {
+    transport: "udp",
+    hostname: HOST,
+    port,
+  });
+  const bad = encodeSnwPacket(SnwType.OPEN, 5, 0, new Uint8Array(0));
+  bad[bad.length - 1] ^= 0xff; // breaks the CRC
+  await peer.socket.send(bad, { transport: "udp", hostname: HOST, port });
+  await peer.send(SnwType.OPEN, 0, new Uint8Array(0), port, 5);
+  const ack = await peer.next();
+  equal(ack.packet.type, SnwType.ACK);
+  equal(ack.packet.session, 5);
+  await using conn = await listener.accept();
+  equal(conn.remoteAddr.port, peer.port);
+});
