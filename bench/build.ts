@@ -1,0 +1,114 @@
+/**
+ * `make build` / `make compile`: puts the four executables in `dist/`.
+ *
+ * With a `denort` runtime at hand (`DENORT_BIN` set, or `deno compile`
+ * able to download it) they are `deno compile` binaries. Otherwise they are
+ * self-contained launchers: the role bundled into one JavaScript file
+ * behind a shebang that carries the exact permission flags, so they run
+ * from any working directory with only `deno` on PATH. `--compile` insists
+ * on `deno compile` and fails with one clear line when denort is missing.
+ *
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+
+/** The four executables. */
+export const ROLES = ["client", "server", "cache", "chat"] as const;
+
+/** The permissions every role runs with (also baked into launchers). */
+export const ROLE_PERMISSIONS = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-sys",
+  "--unstable-net",
+];
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const DIST = `${ROOT}dist`;
+
+async function run(args: string[]): Promise<{ ok: boolean; text: string }> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return {
+    ok: output.success,
+    text: decode(output.stdout) + decode(output.stderr),
+  };
+}
+
+async function compileRole(
+  role: string,
+): Promise<{ ok: boolean; text: string }> {
+  return await run([
+    "compile",
+    "--quiet",
+    ...ROLE_PERMISSIONS,
+    "--output",
+    `${DIST}/${role}`,
+    `roles/${role}/main.ts`,
+  ]);
+}
+
+async function launchRole(role: string): Promise<void> {
+  const bundlePath = `${DIST}/.${role}.bundle.js`;
+  const bundled = await run([
+    "bundle",
+    "--quiet",
+    "--platform",
+    "deno",
+    "--output",
+    bundlePath,
+    `roles/${role}/main.ts`,
+  ]);
+  if (!bundled.ok) throw new Error(`bundling ${role} failed:\n${bundled.text}`);
+  const code = await Deno.readTextFile(bundlePath);
+  await Deno.remove(bundlePath);
+  const shebang = `#!/usr/bin/env -S deno run --quiet --no-config --ext=js ${
+    ROLE_PERMISSIONS.join(" ")
+  }`;
+  const path = `${DIST}/${role}`;
+  await Deno.writeTextFile(path, `${shebang}\n${code}`);
+  await Deno.chmod(path, 0o755);
+}
+
+async function main(args: string[]): Promise<number> {
+  const insist = args.includes("--compile");
+  await Deno.mkdir(DIST, { recursive: true });
+  const first = await compileRole(ROLES[0]);
+  if (first.ok) {
+    for (const role of ROLES.slice(1)) {
+      const result = await compileRole(role);
+      if (!result.ok) {
+        console.error(result.text.trim());
+        return 1;
+      }
+    }
+    console.log(`dist/: ${ROLES.join(", ")} (deno compile binaries)`);
+    return 0;
+  }
+  if (insist) {
+    console.error(
+      "make compile: deno compile needs a denort runtime, which cannot be " +
+        "downloaded here; set DENORT_BIN to a denort binary (or use make build " +
+        "for launchers)",
+    );
+    return 1;
+  }
+  for (const role of ROLES) await launchRole(role);
+  console.log(
+    `dist/: ${
+      ROLES.join(", ")
+    } (bundled launchers: denort unavailable, need deno on PATH)`,
+  );
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
