@@ -1,19 +1,358 @@
 /**
- * The streaming GET/PUT/DEL client (placeholder until its issue lands).
+ * The streaming GET/PUT/DEL client (SPEC §5, seed 004):
+ * `client <host> <port> GET|PUT|DEL <file> [--dir DIR] [--block-size N]
+ * [--idle-timeout SEC] [--connect-timeout SEC]`.
+ *
+ * Progress lines go to stdout (`client sending file <f> (<N> bytes)`,
+ * `client receiving file <f> (<N> bytes)`, `client deleting file <f>`,
+ * `Complete`); errors go to stderr as `server error: <message>` or
+ * `client error: <message>` with exit status 1. Local problems are found
+ * before connecting. A GET writes to a temporary name and renames it only
+ * after `DONE`, so a failed download never leaves a partial file (and an
+ * older copy stays intact).
  *
  * @module
  */
 
-import { NotImplementedError } from "../cli.ts";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import {
+  EXIT_FAILURE,
+  parsePort,
+  printError,
+  printLine,
+  UsageError,
+} from "../cli.ts";
+import {
+  errorMessage,
+  formatRequest,
+  quote,
+  StreamProtocolError,
+  type Verb,
+  VERBS,
+  Word,
+} from "../../protocol/stream_protocol.ts";
+import { writeAll } from "../../transport/byte_io.ts";
+import { unsafeNameReason } from "../file_names.ts";
+import { PartialFile } from "../partial_file.ts";
+import { StreamConnection } from "../server/stream_connection.ts";
+import {
+  parseBlockSize,
+  parseIdleTimeout,
+  usageFromParseError,
+} from "../server/stream_options.ts";
+
+/** Default connect timeout in seconds. */
+export const DEFAULT_CONNECT_TIMEOUT_SEC = 10;
+
+/** The server answered `ERROR: …`; printed as `server error: <message>`. */
+export class ServerReplyError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message The server's message without `ERROR: `.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "ServerReplyError";
+  }
+}
+
+/** A local problem; printed as `client error: <message>`. */
+export class ClientSideError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message What went wrong.
+   * @param options Standard error options.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ClientSideError";
+  }
+}
+
+/** A parsed stream-client command line. */
+export interface StreamClientOptions {
+  /** Server host. */
+  host: string;
+  /** Server port. */
+  port: number;
+  /** What to do. */
+  verb: Verb;
+  /** The bare file name (local and remote). */
+  fileName: string;
+  /** The local directory. */
+  dir: string;
+  /** Bytes per block of file data sent. */
+  blockSize: number;
+  /** Idle timeout in milliseconds (`Infinity` disables it). */
+  idleTimeoutMs: number;
+  /** Connect timeout in milliseconds. */
+  connectTimeoutMs: number;
+}
+
+/**
+ * Parses the stream client's arguments.
+ *
+ * @example
+ * ```ts
+ * import { parseStreamClientArgs } from "./stream_client.ts";
+ * const options = parseStreamClientArgs(["127.0.0.1", "9000", "get", "a.txt"]);
+ * console.log(options.verb, options.fileName, options.blockSize); // "GET" "a.txt" 1024
+ * ```
+ *
+ * @param args `<host> <port> GET|PUT|DEL <file> [options]`.
+ * @returns The options.
+ * @throws {UsageError} For bad arguments.
+ */
+export function parseStreamClientArgs(args: string[]): StreamClientOptions {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        dir: { type: "string" },
+        "block-size": { type: "string" },
+        "idle-timeout": { type: "string" },
+        "connect-timeout": { type: "string" },
+      },
+    });
+  } catch (error) {
+    throw usageFromParseError(error);
+  }
+  const { values, positionals } = parsed;
+  const [host, portText, verbText, fileName, extra] = positionals;
+  if (extra !== undefined) {
+    throw new UsageError(`unexpected argument "${extra}"`);
+  }
+  if (host === undefined || host.length === 0) {
+    throw new UsageError("missing <host>");
+  }
+  const port = parsePort(portText, false);
+  const verb = verbText?.toUpperCase();
+  if (verb === undefined || !(VERBS as readonly string[]).includes(verb)) {
+    throw new UsageError(
+      verbText === undefined
+        ? "missing GET|PUT|DEL"
+        : `invalid command "${verbText}": use GET, PUT or DEL`,
+    );
+  }
+  if (fileName === undefined) throw new UsageError("missing <file>");
+  const unsafe = unsafeNameReason(fileName);
+  if (unsafe) {
+    throw new UsageError(
+      `invalid file name "${fileName}": ${unsafe} (use --dir for another directory)`,
+    );
+  }
+  const connectText = values["connect-timeout"];
+  const connectSec = connectText === undefined
+    ? DEFAULT_CONNECT_TIMEOUT_SEC
+    : /^\d+(\.\d+)?$/.test(connectText) && Number(connectText) > 0
+    ? Number(connectText)
+    : NaN;
+  if (Number.isNaN(connectSec)) {
+    throw new UsageError(
+      `invalid --connect-timeout "${connectText}": must be a positive number of seconds`,
+    );
+  }
+  return {
+    host,
+    port,
+    verb: verb as Verb,
+    fileName,
+    dir: values.dir ?? ".",
+    blockSize: parseBlockSize(values["block-size"]),
+    idleTimeoutMs: parseIdleTimeout(values["idle-timeout"]),
+    connectTimeoutMs: connectSec * 1000,
+  };
+}
+
+async function connect(options: StreamClientOptions): Promise<Deno.Conn> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), options.connectTimeoutMs);
+  try {
+    return await Deno.connect({
+      hostname: options.host,
+      port: options.port,
+      signal: controller.signal,
+    });
+  } catch (error) {
+    const reason = controller.signal.aborted
+      ? `no answer within ${options.connectTimeoutMs / 1000} s`
+      : error instanceof Error
+      ? error.message
+      : String(error);
+    throw new ClientSideError(
+      `cannot connect to ${options.host}:${options.port}: ${reason}`,
+      { cause: error },
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Reads the server's next message and checks it is `word`. */
+async function expectReply(
+  channel: StreamConnection,
+  word: Word,
+): Promise<void> {
+  const text = await channel.readText([word], `waiting for ${word}`);
+  if (text === word) return;
+  if (text === null) {
+    throw new StreamProtocolError(
+      `the server closed the connection instead of sending ${word}`,
+    );
+  }
+  const message = errorMessage(text);
+  if (message !== undefined) throw new ServerReplyError(message);
+  throw new StreamProtocolError(
+    `unexpected reply ${quote(text)} from the server (expected ${word})`,
+  );
+}
+
+/** Opens the local file to upload, or explains why not. */
+async function openUpload(
+  path: string,
+  fileName: string,
+): Promise<{ file: Deno.FsFile; size: number }> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new ClientSideError(`${fileName} does not exist`);
+    }
+    throw new ClientSideError(`unable to read file ${fileName}`, {
+      cause: error,
+    });
+  }
+  const info = await file.stat();
+  if (!info.isFile) {
+    file.close();
+    throw new ClientSideError(`${fileName} does not exist`);
+  }
+  return { file, size: info.size };
+}
+
+/** Creates the temporary file for a download, or explains why not. */
+async function createDownload(
+  path: string,
+  fileName: string,
+): Promise<PartialFile> {
+  try {
+    const existing = await Deno.lstat(path).catch((error) => {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw error;
+    });
+    if (existing?.isDirectory) throw new Error(`${path} is a directory`);
+    return await PartialFile.create(path);
+  } catch (error) {
+    throw new ClientSideError(`unable to create file ${fileName}`, {
+      cause: error,
+    });
+  }
+}
+
+async function put(
+  channel: StreamConnection,
+  options: StreamClientOptions,
+  file: Deno.FsFile,
+  size: number,
+): Promise<void> {
+  await channel.writeText(formatRequest(options));
+  await expectReply(channel, Word.OK);
+  await channel.writeSize(size);
+  await expectReply(channel, Word.OK);
+  printLine(`client sending file ${options.fileName} (${size} bytes)`);
+  await channel.writeData(file, size, options.blockSize);
+  await expectReply(channel, Word.DONE);
+}
+
+async function get(
+  channel: StreamConnection,
+  options: StreamClientOptions,
+  partial: PartialFile,
+): Promise<void> {
+  await channel.writeText(formatRequest(options));
+  await expectReply(channel, Word.OK);
+  await channel.writeText(Word.READY);
+  const size = await channel.readSize();
+  printLine(`client receiving file ${options.fileName} (${size} bytes)`);
+  await channel.writeText(Word.OK);
+  await channel.readData(size, (chunk) => writeAll(partial.file, chunk));
+  await expectReply(channel, Word.DONE);
+  try {
+    await partial.commit();
+  } catch (error) {
+    throw new ClientSideError(`unable to create file ${options.fileName}`, {
+      cause: error,
+    });
+  }
+}
+
+async function del(
+  channel: StreamConnection,
+  options: StreamClientOptions,
+): Promise<void> {
+  printLine(`client deleting file ${options.fileName}`);
+  await channel.writeText(formatRequest(options));
+  await expectReply(channel, Word.DONE);
+}
+
+/**
+ * Performs one GET, PUT or DEL against a server, printing the SPEC §5 lines.
+ *
+ * @param options The parsed command line.
+ * @returns The exit code: 0 on `Complete`, 1 on any error (printed).
+ */
+export async function streamClient(
+  options: StreamClientOptions,
+): Promise<number> {
+  const path = join(options.dir, options.fileName);
+  let upload: { file: Deno.FsFile; size: number } | undefined;
+  let download: PartialFile | undefined;
+  let channel: StreamConnection | undefined;
+  try {
+    if (options.verb === "PUT") {
+      upload = await openUpload(path, options.fileName);
+    }
+    if (options.verb === "GET") {
+      download = await createDownload(path, options.fileName);
+    }
+    channel = new StreamConnection(await connect(options), {
+      idleTimeoutMs: options.idleTimeoutMs,
+    });
+    await expectReply(channel, Word.READY);
+    if (upload) await put(channel, options, upload.file, upload.size);
+    else if (download) await get(channel, options, download);
+    else await del(channel, options);
+    printLine("Complete");
+    return 0;
+  } catch (error) {
+    if (error instanceof ServerReplyError) {
+      printError(`server error: ${error.message}`);
+    } else {
+      const message = error instanceof Error ? error.message : String(error);
+      printError(`client error: ${message}`);
+    }
+    return EXIT_FAILURE;
+  } finally {
+    channel?.close();
+    upload?.file.close();
+    await download?.discard();
+  }
+}
 
 /**
  * Runs the streaming GET/PUT/DEL client.
  *
- * @param _args The service's command-line arguments.
+ * @param args `<host> <port> GET|PUT|DEL <file> [--dir DIR] [--block-size N] [--idle-timeout SEC] [--connect-timeout SEC]`.
  * @returns The exit code.
+ * @throws {UsageError} For bad arguments.
  */
-export function runStreamClient(_args: string[]): Promise<number> {
-  return Promise.reject(
-    new NotImplementedError("the streaming GET/PUT/DEL client"),
-  );
+export function runStreamClient(args: string[]): Promise<number> {
+  return streamClient(parseStreamClientArgs(args));
 }

@@ -1,19 +1,172 @@
 /**
- * The streaming GET/PUT/DEL server (placeholder until its issue lands).
+ * The streaming GET/PUT/DEL server (SPEC §5, seed 004):
+ * `server <port> [-v] [--dir DIR] [--block-size N] [--idle-timeout SEC]
+ * [--host ADDR]`.
+ *
+ * It serves one client at a time, forever: the next client waits in the
+ * listen backlog. With `-v` it prints exactly the six lines of SPEC §5 on
+ * stdout (and problems with clients on stderr); without `-v` it prints
+ * nothing at all. SIGINT/SIGTERM end it with exit status 0 after discarding
+ * an upload in progress.
  *
  * @module
  */
 
-import { NotImplementedError } from "../cli.ts";
+import { parseArgs } from "node:util";
+import { parsePort, printError, printLine, UsageError } from "../cli.ts";
+import {
+  checkDirectory,
+  parseBlockSize,
+  parseIdleTimeout,
+  usageFromParseError,
+} from "./stream_options.ts";
+import { serveStreamClient, type StreamServerLog } from "./stream_session.ts";
+
+/** Options of {@linkcode serveStream}. */
+export interface StreamServerOptions {
+  /** The listening socket. */
+  listener: Deno.Listener;
+  /** The directory files are served from. */
+  dir: string;
+  /** Bytes per block of file data sent. */
+  blockSize: number;
+  /** Idle timeout in milliseconds (`Infinity` disables it). */
+  idleTimeoutMs: number;
+  /** The log (no-ops without `-v`). */
+  log: StreamServerLog;
+  /** Stops the server: closes the listener and the current connection. */
+  signal?: AbortSignal;
+}
+
+/** A log that prints nothing (the server without `-v`). */
+export const silentLog: StreamServerLog = {
+  info() {},
+  problem() {},
+};
+
+/** A log that prints `-v` lines on stdout and problems on stderr. */
+export const verboseLog: StreamServerLog = {
+  info: printLine,
+  problem: printError,
+};
+
+function isTransientAcceptError(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.ConnectionReset;
+}
 
 /**
- * Runs the streaming GET/PUT/DEL server.
+ * Accepts and serves clients one at a time until `signal` aborts or the
+ * listener closes.
  *
- * @param _args The service's command-line arguments.
- * @returns The exit code.
+ * @param options Listener, directory, block size, timeouts, log, signal.
  */
-export function runStreamServer(_args: string[]): Promise<number> {
-  return Promise.reject(
-    new NotImplementedError("the streaming GET/PUT/DEL server"),
-  );
+export async function serveStream(options: StreamServerOptions): Promise<void> {
+  const { listener, signal, log } = options;
+  const port = (listener.addr as Deno.NetAddr).port;
+  const onAbort = () => {
+    try {
+      listener.close();
+    } catch {
+      // already closed
+    }
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    while (!signal?.aborted) {
+      log.info(`server waiting on port ${port}`);
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (signal?.aborted || error instanceof Deno.errors.BadResource) break;
+        if (isTransientAcceptError(error)) continue;
+        log.problem(
+          `server: accept failed: ${
+            error instanceof Error ? error.message : error
+          }`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        continue;
+      }
+      await serveStreamClient(conn, { ...options, signal });
+    }
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+function listen(hostname: string, port: number): Deno.Listener {
+  try {
+    return Deno.listen({ hostname, port });
+  } catch (error) {
+    const reason = error instanceof Deno.errors.AddrInUse
+      ? "address already in use"
+      : error instanceof Error
+      ? error.message
+      : String(error);
+    throw new Error(`Cannot listen on ${hostname}:${port}: ${reason}`, {
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Runs the streaming GET/PUT/DEL server until SIGINT or SIGTERM.
+ *
+ * @param args `<port> [-v] [--dir DIR] [--block-size N] [--idle-timeout SEC] [--host ADDR]`.
+ * @returns The exit code (0 after a signal).
+ * @throws {UsageError} For bad arguments.
+ */
+export async function runStreamServer(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        verbose: { type: "boolean", short: "v" },
+        dir: { type: "string" },
+        "block-size": { type: "string" },
+        "idle-timeout": { type: "string" },
+        host: { type: "string" },
+      },
+    });
+  } catch (error) {
+    throw usageFromParseError(error);
+  }
+  const { values, positionals } = parsed;
+  if (positionals.length > 1) {
+    throw new UsageError(`unexpected argument "${positionals[1]}"`);
+  }
+  const port = parsePort(positionals[0], true);
+  const blockSize = parseBlockSize(values["block-size"]);
+  const idleTimeoutMs = parseIdleTimeout(values["idle-timeout"]);
+  const dir = await checkDirectory(values.dir ?? ".");
+  const listener = listen(values.host ?? "0.0.0.0", port);
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  const signals: Deno.Signal[] = Deno.build.os === "windows"
+    ? ["SIGINT"]
+    : ["SIGINT", "SIGTERM"];
+  for (const name of signals) Deno.addSignalListener(name, onSignal);
+  try {
+    await serveStream({
+      listener,
+      dir,
+      blockSize,
+      idleTimeoutMs,
+      log: values.verbose ? verboseLog : silentLog,
+      signal: stop.signal,
+    });
+  } finally {
+    for (const name of signals) Deno.removeSignalListener(name, onSignal);
+    try {
+      listener.close();
+    } catch {
+      // closed by the signal
+    }
+  }
+  return 0;
 }

@@ -1,0 +1,99 @@
+/**
+ * Command-line options shared by the streaming GET/PUT/DEL server and
+ * client: `--block-size`, `--idle-timeout` and `--dir`, with their defaults
+ * and validation.
+ *
+ * @module
+ */
+
+import { UsageError } from "../cli.ts";
+import { DEFAULT_BLOCK_SIZE } from "../../protocol/stream_protocol.ts";
+
+/** Default idle timeout in seconds: a peer silent this long is dropped. */
+export const DEFAULT_IDLE_TIMEOUT_SEC = 30;
+
+/** Largest accepted `--block-size` (16 MiB). */
+export const MAX_BLOCK_SIZE = 16 * 1024 * 1024;
+
+/**
+ * Parses `--block-size`.
+ *
+ * @example
+ * ```ts
+ * import { parseBlockSize } from "./stream_options.ts";
+ * console.log(parseBlockSize(undefined), parseBlockSize("65536")); // 1024 65536
+ * ```
+ *
+ * @param text The option value, or `undefined` for the default (1024).
+ * @returns Bytes per block.
+ * @throws {UsageError} When not an integer in 1..16 MiB.
+ */
+export function parseBlockSize(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_BLOCK_SIZE;
+  const value = /^\d{1,9}$/.test(text) ? Number(text) : NaN;
+  if (!(value >= 1 && value <= MAX_BLOCK_SIZE)) {
+    throw new UsageError(
+      `invalid --block-size "${text}": must be an integer in 1-${MAX_BLOCK_SIZE}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Parses `--idle-timeout` (seconds, fractions allowed; 0 disables it).
+ *
+ * @example
+ * ```ts
+ * import { parseIdleTimeout } from "./stream_options.ts";
+ * console.log(parseIdleTimeout(undefined), parseIdleTimeout("1.5")); // 30000 1500
+ * ```
+ *
+ * @param text The option value, or `undefined` for the default (30 s).
+ * @returns Milliseconds; `Infinity` when disabled.
+ * @throws {UsageError} When not a non-negative number.
+ */
+export function parseIdleTimeout(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_IDLE_TIMEOUT_SEC * 1000;
+  const value = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
+  if (!Number.isFinite(value)) {
+    throw new UsageError(
+      `invalid --idle-timeout "${text}": must be a number of seconds`,
+    );
+  }
+  return value === 0 ? Infinity : value * 1000;
+}
+
+/**
+ * Checks that `dir` is an existing directory.
+ *
+ * @param dir The directory files are served from or stored in.
+ * @returns `dir`.
+ * @throws {Error} When it is missing or not a directory.
+ */
+export async function checkDirectory(dir: string): Promise<string> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(dir);
+  } catch (cause) {
+    throw new Error(`Cannot use directory "${dir}": no such directory`, {
+      cause,
+    });
+  }
+  if (!info.isDirectory) {
+    throw new Error(`Cannot use directory "${dir}": not a directory`);
+  }
+  return dir;
+}
+
+/**
+ * Turns a `node:util` `parseArgs` failure into a {@linkcode UsageError}.
+ *
+ * @param error What `parseArgs` threw.
+ * @returns The usage error to throw.
+ */
+export function usageFromParseError(error: unknown): Error {
+  if (error instanceof TypeError) {
+    return new UsageError(error.message, { cause: error });
+  }
+  return error instanceof Error ? error : new Error(String(error));
+}
