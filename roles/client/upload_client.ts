@@ -1,17 +1,100 @@
 /**
- * The upload client (placeholder until its issue lands).
+ * The upload client, `client [upload] <HOSTNAME-OR-IP> <PORT> <FILENAME>`
+ * (SPEC §3; seed 002): sends the file's bytes over one TCP connection and
+ * closes it gracefully.
+ *
+ * - Success: nothing printed (one summary line with `-v`), exit code 0 once
+ *   the server has closed its side after the last byte.
+ * - Every failure is one stderr line starting `ERROR:`: exit code 2 for a bad
+ *   command line (including an invalid port), 1 for a missing or unreadable
+ *   file, a host that does not resolve, a refused connection, the connect
+ *   timeout, no send progress for the timeout, or a lost connection.
+ * - The connect timeout and the send-progress timeout are both 10 s by
+ *   default (`--timeout SEC` / `--timeout-ms MS` sets both).
  *
  * @module
  */
 
-import { NotImplementedError } from "../cli.ts";
+import { EXIT_FAILURE, EXIT_USAGE, printError, printLine } from "../cli.ts";
+import { UploadArgsError } from "../server/upload_args.ts";
+import {
+  parseUploadClientArgs,
+  UPLOAD_CLIENT_USAGE,
+  type UploadClientOptions,
+} from "./upload_client_args.ts";
+import { connectWithin, UploadError } from "./upload_connect.ts";
+import { sendUpload } from "./upload_sender.ts";
+
+async function openSource(path: string): Promise<Deno.FsFile> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) throw error;
+    const reason = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : error instanceof Deno.errors.PermissionDenied
+      ? "permission denied"
+      : error instanceof Error
+      ? error.message
+      : String(error);
+    throw new UploadError(`cannot open "${path}": ${reason}`, {
+      cause: error,
+    });
+  }
+  if ((await file.stat()).isDirectory) {
+    file.close();
+    throw new UploadError(`cannot send "${path}": it is a directory`);
+  }
+  return file;
+}
 
 /**
  * Runs the upload client.
  *
- * @param _args The service's command-line arguments.
- * @returns The exit code.
+ * @param args The service's arguments: `<HOST> <PORT> <FILE> [options]`.
+ * @returns The exit code: 0 after a complete upload, 2 for a bad command
+ *   line, 1 for any other failure.
  */
-export function runUploadClient(_args: string[]): Promise<number> {
-  return Promise.reject(new NotImplementedError("the upload client"));
+export async function runUploadClient(args: string[]): Promise<number> {
+  let options: UploadClientOptions;
+  try {
+    options = parseUploadClientArgs(args);
+  } catch (error) {
+    if (!(error instanceof UploadArgsError)) throw error;
+    printError(`ERROR: ${error.message}`);
+    return EXIT_USAGE;
+  }
+  if (options.help) {
+    printLine(UPLOAD_CLIENT_USAGE);
+    return 0;
+  }
+  const started = performance.now();
+  try {
+    using file = await openSource(options.file);
+    const conn = await connectWithin(
+      options.host,
+      options.port,
+      options.timeoutMs,
+    );
+    const bytes = await sendUpload(conn, file, options.timeoutMs);
+    if (options.verbose) {
+      const ms = Math.round(performance.now() - started);
+      printLine(
+        `sent ${bytes} bytes of "${options.file}" to ${options.host}:${options.port} in ${ms} ms`,
+      );
+    }
+    return 0;
+  } catch (error) {
+    printError(`ERROR: ${describeFailure(error)}`);
+    return EXIT_FAILURE;
+  }
+}
+
+/** The `ERROR:` line's text for any failure (unexpected ones included). */
+function describeFailure(error: unknown): string {
+  if (error instanceof Deno.errors.NotCapable) {
+    return `missing permission: ${error.message} (run with --allow-net --allow-read)`;
+  }
+  return error instanceof Error ? error.message : String(error);
 }
