@@ -1,17 +1,238 @@
 /**
- * The repeat-transfer sender (placeholder until its issue lands).
+ * The repeat-transfer sender (SPEC §2, seed 001):
+ * `client repeat <host> <port> <file> [--times N] [--transport tcp|udp|snw]
+ * [--idle-timeout MS] [--json]`.
+ *
+ * It resolves `<host>` once to an IP address, then sends the file `N`
+ * times, each copy over a new connection (TCP), session (SNW) or socket
+ * (raw UDP), and prints the exact lines of the assignment: per copy
+ * `I am connecting to server side: <IP>` (every copy connects anew),
+ * `I am sending file “xyz” for the nth time`,
+ * `I am finishing sending file “xyz” for the nth time` and the time of the
+ * copy — from connection setup through the data and the receiver's receipt
+ * to the close — then the average and `I am done`. `--json` prints one JSON
+ * summary instead.
+ *
+ * Exit codes: 0 when every copy was sent (whatever the receiver judged),
+ * 1 when the file cannot be read, the host not resolved, or a tcp/snw copy
+ * fails (the run stops there), 2 on usage errors.
  *
  * @module
  */
 
-import { NotImplementedError } from "../cli.ts";
+import { lookup } from "node:dns/promises";
+import { basename } from "node:path";
+import { parseArgs } from "node:util";
+import {
+  EXIT_FAILURE,
+  parsePort,
+  printError,
+  printLine,
+  UsageError,
+} from "../cli.ts";
+import { unsafeNameReason } from "../file_names.ts";
+import {
+  MAX_REPEAT_NAME_BYTES,
+  type RepeatReceipt,
+} from "../../protocol/repeat_protocol.ts";
+import { transportByName } from "../../transport/registry.ts";
+import { averageMs, clientLines, roundMs } from "../server/repeat_lines.ts";
+import {
+  parseIdleTimeout,
+  parseRepeatTransport,
+  parseTimes,
+  type RepeatTransportName,
+} from "../server/repeat_options.ts";
+import type { CopySender } from "./repeat_copy_sender.ts";
+import { DatagramCopySender } from "./repeat_datagram_sender.ts";
+import { SessionCopySender } from "./repeat_session_sender.ts";
+
+/** Parsed arguments of `client repeat`. */
+export interface RepeatClientOptions {
+  /** The receiver's host name or address. */
+  host: string;
+  /** The receiver's port. */
+  port: number;
+  /** The file to send. */
+  file: string;
+  /** How many copies. */
+  times: number;
+  /** The transport. */
+  transport: RepeatTransportName;
+  /** tcp/snw: connect and receipt limit; udp: the receiver's idle timeout. */
+  idleTimeoutMs: number;
+  /** Print a JSON summary instead of the lines. */
+  json: boolean;
+}
+
+/**
+ * Parses the arguments of `client repeat`.
+ *
+ * @param args The arguments after `repeat`.
+ * @returns The options.
+ * @throws {UsageError} On bad arguments.
+ */
+export function parseRepeatClientArgs(args: string[]): RepeatClientOptions {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        times: { type: "string" },
+        transport: { type: "string" },
+        "idle-timeout": { type: "string" },
+        json: { type: "boolean" },
+      },
+    });
+  } catch (error) {
+    throw new UsageError(
+      error instanceof Error ? error.message : String(error),
+    );
+  }
+  const [host, port, file, ...extra] = parsed.positionals;
+  if (host === undefined) throw new UsageError("missing <host>");
+  if (file === undefined) throw new UsageError("missing <file>");
+  if (extra.length > 0) throw new UsageError(`unexpected "${extra[0]}"`);
+  const transport = parseRepeatTransport(parsed.values.transport);
+  return {
+    host,
+    port: parsePort(port, false),
+    file,
+    times: parseTimes(parsed.values.times),
+    transport,
+    idleTimeoutMs: parseIdleTimeout(parsed.values["idle-timeout"], transport),
+    json: parsed.values.json ?? false,
+  };
+}
+
+/**
+ * Resolves a host name to one IP address (IPv4 preferred), as the system
+ * resolver does (`/etc/hosts` included).
+ *
+ * @param host A host name or an IP address.
+ * @returns The address.
+ */
+export async function resolveAddress(host: string): Promise<string> {
+  try {
+    return (await lookup(host, { family: 4 })).address;
+  } catch {
+    return (await lookup(host)).address;
+  }
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function openSender(
+  options: RepeatClientOptions,
+  address: string,
+): CopySender {
+  if (options.transport === "udp") {
+    // Long enough for the receiver to end an incomplete copy by its idle
+    // timeout and answer.
+    return new DatagramCopySender(
+      address,
+      options.port,
+      2 * options.idleTimeoutMs + 500,
+    );
+  }
+  return new SessionCopySender(
+    transportByName(options.transport),
+    address,
+    options.port,
+    options.idleTimeoutMs,
+  );
+}
 
 /**
  * Runs the repeat-transfer sender.
  *
- * @param _args The service's command-line arguments.
+ * @param args The service's command-line arguments.
  * @returns The exit code.
  */
-export function runRepeatClient(_args: string[]): Promise<number> {
-  return Promise.reject(new NotImplementedError("the repeat-transfer sender"));
+export async function runRepeatClient(args: string[]): Promise<number> {
+  const options = parseRepeatClientArgs(args);
+  const name = basename(options.file);
+  const unsafe = unsafeNameReason(name);
+  if (unsafe || new TextEncoder().encode(name).length > MAX_REPEAT_NAME_BYTES) {
+    printError(`client: Cannot send "${name}": ${unsafe ?? "name too long"}`);
+    return EXIT_FAILURE;
+  }
+  let size: number;
+  try {
+    const info = await Deno.stat(options.file);
+    if (!info.isFile) throw new Error("not a regular file");
+    size = info.size;
+  } catch (error) {
+    printError(`client: Cannot read "${options.file}": ${message(error)}`);
+    return EXIT_FAILURE;
+  }
+  let address: string;
+  try {
+    address = await resolveAddress(options.host);
+  } catch (error) {
+    printError(`client: Cannot resolve "${options.host}": ${message(error)}`);
+    return EXIT_FAILURE;
+  }
+  const out = options.json ? () => {} : printLine;
+  const sender = openSender(options, address);
+  const copies: { copy: number; ms: number; receipt?: RepeatReceipt }[] = [];
+  for (let n = 1; n <= options.times; n++) {
+    using file = await Deno.open(options.file, { read: true });
+    out(clientLines.connecting(address));
+    const started = performance.now();
+    let receipt: RepeatReceipt | undefined;
+    try {
+      receipt = await sender.send(
+        { header: { copy: n, total: options.times, size, name }, file },
+        {
+          connected: () => out(clientLines.sending(name, n)),
+          sent: () => out(clientLines.finishing(name, n)),
+        },
+      );
+    } catch (error) {
+      printError(
+        `client: Cannot send copy ${n} to ${address}:${options.port} (${options.transport}): ${
+          message(error)
+        }`,
+      );
+      return EXIT_FAILURE;
+    }
+    const ms = performance.now() - started;
+    copies.push({ copy: n, ms, receipt });
+    out(clientLines.time(name, n, ms));
+  }
+  const average = averageMs(copies.map((c) => c.ms));
+  out(clientLines.average(name, average));
+  out(clientLines.done());
+  if (options.json) {
+    const confirmed = copies.filter((c) => c.receipt);
+    printLine(JSON.stringify({
+      role: "client",
+      transport: options.transport,
+      host: options.host,
+      address,
+      port: options.port,
+      file: options.file,
+      bytes: size,
+      times: options.times,
+      copies: copies.map((c) => ({
+        copy: c.copy,
+        ms: roundMs(c.ms),
+        receipt: c.receipt
+          ? { received: c.receipt.received, correct: c.receipt.correct }
+          : null,
+      })),
+      averageMs: average ?? null,
+      receipts: {
+        correct: confirmed.filter((c) => c.receipt?.correct).length,
+        incorrect: confirmed.filter((c) => !c.receipt?.correct).length,
+        missing: copies.length - confirmed.length,
+      },
+    }));
+  }
+  return 0;
 }
