@@ -13,7 +13,6 @@ import {
   decodeSnwPacket,
   encodeLenPayload,
   encodeSnwPacket,
-  SNW_GIVE_UP,
   SNW_WORDS,
   SnwType,
   tcpTransport,
@@ -70,7 +69,7 @@ const TRANSPORTS: Transport[] = [tcpTransport, fastSnw];
 for (const transport of TRANSPORTS) {
   Deno.test(`${transport.name}: transfers of edge sizes in both directions, SHA-256 equal`, async () => {
     using listener = transport.listen({ hostname: HOST, port: 0 });
-    const sizes = [0, 1, 999, 1000, 1001, 2000, 65536 + 3, 1024 * 1024 + 7];
+    const sizes = [0, 1, 999, 1000, 1001, 2000, 65537, 5 * 1024 * 1024];
     const server = (async () => {
       await using conn = await listener.accept();
       for (const size of sizes) {
@@ -166,33 +165,38 @@ for (const transport of TRANSPORTS) {
   });
 }
 
-Deno.test("snw: through a lossy relay (drop, duplicate, reorder, delay, corrupt) every byte arrives", async () => {
-  using listener = fastSnw.listen({ hostname: HOST, port: 0 });
-  await using relay = LossyRelay.start({
-    targetPort: listener.addr.port,
-    seed: 42,
-    drop: 0.1,
-    duplicate: 0.05,
-    reorder: 0.05,
-    corrupt: 0.03,
-    delayMs: 2,
-    tcp: false,
+for (const drop of [0.1, 0.3]) {
+  Deno.test(`snw: through the relay at ${drop * 100}% loss, 5% duplication and reordering, 1% corruption: byte-exact`, async () => {
+    using listener = fastSnw.listen({ hostname: HOST, port: 0 });
+    await using relay = LossyRelay.start({
+      targetPort: listener.addr.port,
+      seed: 42,
+      drop,
+      duplicate: 0.05,
+      reorder: 0.05,
+      corrupt: 0.01,
+      delayMs: 1,
+      tcp: false,
+    });
+    const body = pattern(drop > 0.2 ? 64 * 1024 + 1 : 200 * 1024 + 11, 5);
+    const server = (async () => {
+      await using conn = await listener.accept();
+      const incoming = await conn.receive();
+      return digest(await readAll(incoming.readable));
+    })();
+    await using conn = await fastSnw.connect({
+      hostname: HOST,
+      port: relay.port,
+    });
+    await conn.send(body.length, uneven(body, 8));
+    equal(await server, digest(body));
+    const { dropped, duplicated, reordered, corrupted } = relay.stats;
+    ok(
+      dropped > 5 && duplicated > 0 && reordered > 0 && corrupted > 0,
+      JSON.stringify(relay.stats),
+    );
   });
-  const body = pattern(256 * 1024 + 11, 5);
-  const server = (async () => {
-    await using conn = await listener.accept();
-    const incoming = await conn.receive();
-    return digest(await readAll(incoming.readable));
-  })();
-  await using conn = await fastSnw.connect({
-    hostname: HOST,
-    port: relay.port,
-  });
-  await conn.send(body.length, uneven(body, 8));
-  equal(await server, digest(body));
-  ok(relay.stats.dropped > 5, `dropped ${relay.stats.dropped}`);
-  ok(relay.stats.corrupted > 0 && relay.stats.duplicated > 0);
-});
+}
 
 Deno.test("snw: sequence numbers do not wrap at 65 535 blocks", async () => {
   const tiny = createSnwTransport({ chunkSize: 8, timeoutMs: 3000 });
@@ -268,7 +272,28 @@ class RawPeer implements AsyncDisposable {
   }
 }
 
-const quick = createSnwTransport({ timeoutMs: 300 });
+const GIVE_UP_MS = 300;
+const reported: string[] = [];
+const quick = createSnwTransport({
+  timeoutMs: GIVE_UP_MS,
+  reportGiveUp: (line) => reported.push(line),
+});
+
+/** Asserts that `action` gave up within timeout + 0.5 s, printing `line`. */
+async function assertGivesUp(
+  line: string,
+  action: () => Promise<unknown>,
+): Promise<void> {
+  reported.length = 0;
+  const started = performance.now();
+  const error = await action().then(() => undefined, (e) => e);
+  const elapsed = performance.now() - started;
+  ok(error instanceof TransferTimeoutError, String(error));
+  equal(error.message, line);
+  deepEqual(reported, [line]);
+  ok(elapsed >= GIVE_UP_MS - 20, `gave up too early: ${elapsed} ms`);
+  ok(elapsed <= GIVE_UP_MS + 500, `gave up too late: ${elapsed} ms`);
+}
 
 Deno.test("snw: sender gives up with exactly 'Did not receive ACK. Terminating.'", async () => {
   await using peer = new RawPeer();
@@ -283,13 +308,13 @@ Deno.test("snw: sender gives up with exactly 'Did not receive ACK. Terminating.'
   })();
   await using conn = await quick.connect({ hostname: HOST, port: peer.port });
   await opened;
-  const error = await conn.send(10, new Uint8Array(10)).catch((e) => e);
-  ok(error instanceof TransferTimeoutError);
-  equal(error.message, SNW_GIVE_UP.noAck);
-  equal(SNW_GIVE_UP.noAck, "Did not receive ACK. Terminating.");
+  await assertGivesUp(
+    "Did not receive ACK. Terminating.",
+    () => conn.send(10, new Uint8Array(10)),
+  );
 });
 
-async function receiverGiveUp(dataPackets: number): Promise<string> {
+async function receiverGiveUp(dataPackets: number, line: string) {
   using listener = quick.listen({ hostname: HOST, port: 0 });
   await using peer = new RawPeer();
   const port = listener.addr.port;
@@ -297,22 +322,49 @@ async function receiverGiveUp(dataPackets: number): Promise<string> {
   equal((await peer.next()).packet.type, SnwType.ACK);
   await using conn = await listener.accept();
   await peer.send(SnwType.LEN, 1, encodeLenPayload(5000), port);
+  const incoming = await conn.receive();
   for (let i = 0; i < dataPackets; i++) {
     await peer.send(SnwType.DATA, 2 + i, new Uint8Array(1000), port);
   }
-  const incoming = await conn.receive();
-  const error = await readAll(incoming.readable).catch((e) => e);
-  ok(error instanceof TransferTimeoutError, String(error));
-  return error.message;
+  await assertGivesUp(line, () => readAll(incoming.readable));
 }
 
 Deno.test("snw: receiver gives up with exactly 'Did not receive data. Terminating.' after LEN alone", async () => {
-  equal(await receiverGiveUp(0), "Did not receive data. Terminating.");
+  await receiverGiveUp(0, "Did not receive data. Terminating.");
 });
 
 Deno.test("snw: receiver gives up with exactly 'Data transmission terminated prematurely.' after an ACK", async () => {
-  equal(await receiverGiveUp(2), "Data transmission terminated prematurely.");
+  await receiverGiveUp(2, "Data transmission terminated prematurely.");
 });
+
+for (const transport of TRANSPORTS) {
+  Deno.test(`${transport.name}: a peer that dies mid-transfer gives an error, never a hang`, async () => {
+    using listener = transport.listen({ hostname: HOST, port: 0 });
+    const accepted = listener.accept();
+    const conn = await transport.connect({
+      hostname: HOST,
+      port: listener.addr.port,
+    });
+    await using peer = await accepted;
+    const incoming = peer.receive();
+    // Announce 1 MiB, send 100 KiB, then die.
+    async function* partial() {
+      yield new Uint8Array(100 * 1024);
+      await conn[Symbol.asyncDispose]();
+      yield new Uint8Array(1);
+    }
+    const sending = conn.send(1024 * 1024, partial()).catch((e) => e);
+    const transfer = await incoming;
+    const started = performance.now();
+    const error = await readAll(transfer.readable).then(
+      () => undefined,
+      (e) => e,
+    );
+    ok(error instanceof Error, "the reader saw the transfer end cleanly");
+    ok(performance.now() - started < 5000);
+    ok((await sending) instanceof Error);
+  });
+}
 
 Deno.test("snw: corrupt and foreign datagrams are ignored, the session goes on", async () => {
   using listener = fastSnw.listen({ hostname: HOST, port: 0 });

@@ -77,6 +77,11 @@ export interface SnwOptions {
   receiveBufferBytes?: number;
   /** Retransmission timeout bounds. */
   rto?: RtoOptions;
+  /**
+   * Prints a give-up line (one of {@linkcode SNW_GIVE_UP}); by default it
+   * goes to stderr, as SPEC §6 asks.
+   */
+  reportGiveUp?: (line: string) => void;
 }
 
 interface ResolvedOptions {
@@ -84,6 +89,20 @@ interface ResolvedOptions {
   timeoutMs: number;
   receiveBufferBytes: number;
   rto: RtoOptions;
+  reportGiveUp: (line: string) => void;
+}
+
+/**
+ * Writes a give-up line to stderr (the default reporter).
+ *
+ * @param line The line, without newline.
+ */
+export function giveUpToStderr(line: string): void {
+  try {
+    Deno.stderr.writeSync(new TextEncoder().encode(`${line}\n`));
+  } catch {
+    // stderr closed: the typed error still tells the caller.
+  }
 }
 
 function resolveOptions(options: SnwOptions): ResolvedOptions {
@@ -100,6 +119,7 @@ function resolveOptions(options: SnwOptions): ResolvedOptions {
     timeoutMs,
     receiveBufferBytes: options.receiveBufferBytes ?? 1024 * 1024,
     rto: options.rto ?? {},
+    reportGiveUp: options.reportGiveUp ?? giveUpToStderr,
   };
 }
 
@@ -220,6 +240,11 @@ export class SnwConn implements TransportConn {
     this.#rto = new RtoEstimator(init.options.rto);
   }
 
+  /** The highest seq of the peer's packets delivered here. */
+  get deliveredSeq(): number {
+    return this.#expected - 1;
+  }
+
   /** The current retransmission timeout in ms (for diagnostics). */
   get rto(): number {
     return this.#rto.rto;
@@ -324,6 +349,7 @@ export class SnwConn implements TransportConn {
           return;
         }
         if (performance.now() - started >= this.#options.timeoutMs) {
+          this.#options.reportGiveUp(SNW_GIVE_UP.noAck);
           throw new TransferTimeoutError(SNW_GIVE_UP.noAck);
         }
         retransmitted = true;
@@ -407,7 +433,7 @@ export class SnwConn implements TransportConn {
         if (packet.seq === 0) this.#answer(SnwType.ACK, 0);
         return;
       case SnwType.CLOSE:
-        return this.#onPeerClose();
+        return this.#onPeerClose(packet.seq);
     }
   }
 
@@ -514,11 +540,11 @@ export class SnwConn implements TransportConn {
     if (performance.now() - incoming.lastProgress < this.#options.timeoutMs) {
       return;
     }
-    this.#fail(
-      new TransferTimeoutError(
-        incoming.dataPackets === 0 ? SNW_GIVE_UP.noData : SNW_GIVE_UP.premature,
-      ),
-    );
+    const line = incoming.dataPackets === 0
+      ? SNW_GIVE_UP.noData
+      : SNW_GIVE_UP.premature;
+    this.#options.reportGiveUp(line);
+    this.#fail(new TransferTimeoutError(line));
   }
 
   #answer(type: typeof SnwType.ACK | typeof SnwType.FIN, seq: number): void {
@@ -526,7 +552,16 @@ export class SnwConn implements TransportConn {
     void this.#transmit(encodeSnwPacket(type, this.session, seq, word));
   }
 
-  #onPeerClose(): void {
+  /**
+   * The peer closed; `delivered` is the highest of our seqs it received, so
+   * a packet whose FIN was lost just before the CLOSE still counts as
+   * delivered.
+   */
+  #onPeerClose(delivered: number): void {
+    if (this.#waiter && this.#waiter.seq <= delivered) {
+      this.#waiter.resolve();
+      this.#waiter = undefined;
+    }
     this.#peerClosed = true;
     const lost = new ConnectionLostError("the SNW peer closed the session");
     if (this.#incoming) {
@@ -569,9 +604,12 @@ export class SnwConn implements TransportConn {
     for (const transfer of this.#ready.splice(0)) {
       transfer.readable.cancel().catch(() => {});
     }
-    const closing = this.#peerClosed ? Promise.resolve() : this.#transmit(
-      encodeSnwPacket(SnwType.CLOSE, this.session, 0, SNW_WORDS.CLOSE),
-    );
+    // CLOSE is not retransmitted; three copies make its loss unlikely, and
+    // a listening endpoint answers late packets of the session with it.
+    const close = closePacket(this.session, this.deliveredSeq);
+    const closing = this.#peerClosed ? Promise.resolve() : Promise.all(
+      [1, 2, 3].map(() => this.#transmit(close)),
+    ).then(() => {});
     this.#closing = this.#onClosed(this, closing);
   }
 
@@ -601,7 +639,7 @@ class SnwEndpoint {
   readonly #keyOf: (remote: Deno.NetAddr, session: number) => string;
   #onOpen?: (remote: Deno.NetAddr, packet: SnwPacket) => void;
   #pendingCloses = new Set<Promise<void>>();
-  #retired = new Set<string>();
+  #retired = new Map<string, Uint8Array>();
   #socketClosed = false;
   /** Resolves when the read loop has ended. */
   readonly done: Promise<void>;
@@ -644,12 +682,16 @@ class SnwEndpoint {
         }
         throw error;
       }
-      const session = this.#sessions.get(this.#keyOf(remote, packet.session));
+      const key = this.#keyOf(remote, packet.session);
+      const session = this.#sessions.get(key);
+      const retired = this.#retired.get(key);
       if (session) session.deliver(packet);
-      else if (
-        packet.type === SnwType.OPEN && packet.seq === 0 &&
-        !this.#retired.has(this.#keyOf(remote, packet.session))
-      ) {
+      else if (retired) {
+        // A late packet of a closed session: tell the peer it is over.
+        if (packet.type !== SnwType.OPEN && packet.type !== SnwType.CLOSE) {
+          void this.transmitter(remote)(retired);
+        }
+      } else if (packet.type === SnwType.OPEN && packet.seq === 0) {
         this.#onOpen?.(remote, packet);
       }
     }
@@ -678,7 +720,7 @@ class SnwEndpoint {
   async remove(conn: SnwConn, closing: Promise<void>): Promise<void> {
     const key = this.#keyOf(conn.remoteAddr, conn.session);
     this.#sessions.delete(key);
-    this.#retire(key);
+    this.#retire(key, closePacket(conn.session, conn.deliveredSeq));
     this.#pendingCloses.add(closing);
     await closing;
     this.#pendingCloses.delete(closing);
@@ -686,11 +728,14 @@ class SnwEndpoint {
     if (this.#socketClosed) await this.done;
   }
 
-  /** Remembers closed sessions so a late duplicate OPEN cannot revive one. */
-  #retire(key: string): void {
-    this.#retired.add(key);
+  /**
+   * Remembers closed sessions (and their CLOSE packet) so a late duplicate
+   * OPEN cannot revive one and late DATA is answered.
+   */
+  #retire(key: string, close: Uint8Array): void {
+    this.#retired.set(key, close);
     if (this.#retired.size > MAX_RETIRED) {
-      const oldest = this.#retired.values().next().value;
+      const oldest = this.#retired.keys().next().value;
       if (oldest !== undefined) this.#retired.delete(oldest);
     }
   }
@@ -715,6 +760,10 @@ class SnwEndpoint {
       this.socket.close();
     } catch { /* already closed */ }
   }
+}
+
+function closePacket(session: number, delivered: number): Uint8Array {
+  return encodeSnwPacket(SnwType.CLOSE, session, delivered, SNW_WORDS.CLOSE);
 }
 
 function netAddr(hostname: string, port: number): Deno.NetAddr {

@@ -1,0 +1,106 @@
+/** The SNW packet codec: round trips, every rejection, and a seeded fuzz. */
+
+import { equal, ok, throws } from "node:assert/strict";
+import { seededRandom } from "../bench/seeded_random.ts";
+import {
+  crc32,
+  decodeLenPayload,
+  decodeSnwPacket,
+  encodeLenPayload,
+  encodeSnwPacket,
+  HEADER_SIZE,
+  MAX_PAYLOAD,
+  SnwPacketError,
+  SnwType,
+} from "../transport/mod.ts";
+
+Deno.test("snw packet: round trip keeps type, session, 64-bit seq and payload", () => {
+  const payload = new Uint8Array([0, 1, 2, 255, 10, 13]);
+  for (
+    const seq of [0, 1, 65535, 65536, 2 ** 32 + 5, Number.MAX_SAFE_INTEGER]
+  ) {
+    const packet = decodeSnwPacket(
+      encodeSnwPacket(SnwType.DATA, 0xdeadbeef, seq, payload),
+    );
+    equal(packet.type, SnwType.DATA);
+    equal(packet.session, 0xdeadbeef);
+    equal(packet.seq, seq);
+    equal(packet.payload.join(), payload.join());
+  }
+});
+
+Deno.test("snw packet: LEN, ACK and FIN stay readable as ASCII in the datagram", () => {
+  const text = (bytes: Uint8Array) => new TextDecoder("latin1").decode(bytes);
+  const len = encodeSnwPacket(SnwType.LEN, 1, 1, encodeLenPayload(12345));
+  ok(text(len).includes("LEN:12345"));
+  equal(decodeLenPayload(decodeSnwPacket(len).payload), 12345);
+  const ack = encodeSnwPacket(
+    SnwType.ACK,
+    1,
+    1,
+    new TextEncoder().encode("ACK"),
+  );
+  ok(text(ack).endsWith("ACK"));
+  equal(crc32(new TextEncoder().encode("123456789")), 0xcbf43926);
+});
+
+Deno.test("snw packet: truncated, oversize, bad-checksum, unknown-type and bad-magic datagrams are rejected", () => {
+  const good = encodeSnwPacket(SnwType.DATA, 7, 3, new Uint8Array(100));
+  throws(
+    () => decodeSnwPacket(good.subarray(0, HEADER_SIZE - 1)),
+    SnwPacketError,
+  );
+  throws(
+    () => decodeSnwPacket(good.subarray(0, good.length - 1)),
+    SnwPacketError,
+  );
+  const longer = new Uint8Array(good.length + 1);
+  longer.set(good);
+  throws(() => decodeSnwPacket(longer), SnwPacketError);
+  const flipped = good.slice();
+  flipped[HEADER_SIZE + 50] ^= 0x40;
+  throws(() => decodeSnwPacket(flipped), /checksum/);
+  const unknown = good.slice();
+  unknown[3] = 9;
+  throws(() => decodeSnwPacket(unknown), /unknown packet type/);
+  const magic = good.slice();
+  magic[0] = 0x58;
+  throws(() => decodeSnwPacket(magic), /magic/);
+  throws(
+    () => encodeSnwPacket(SnwType.DATA, 1, 1, new Uint8Array(MAX_PAYLOAD + 1)),
+    RangeError,
+  );
+  throws(
+    () => decodeLenPayload(new TextEncoder().encode("LEN:-1")),
+    SnwPacketError,
+  );
+  throws(
+    () => decodeLenPayload(new TextEncoder().encode("LEN:")),
+    SnwPacketError,
+  );
+});
+
+Deno.test("snw packet: fuzz — random and mutated datagrams only ever raise SnwPacketError", () => {
+  const random = seededRandom(2026);
+  const base = encodeSnwPacket(SnwType.LEN, 5, 9, encodeLenPayload(77));
+  let accepted = 0;
+  for (let i = 0; i < 20_000; i++) {
+    let bytes: Uint8Array;
+    if (i % 2 === 0) {
+      bytes = new Uint8Array(Math.floor(random() * 80));
+      for (let j = 0; j < bytes.length; j++) bytes[j] = random() * 256;
+    } else {
+      bytes = base.slice(0, Math.floor(random() * (base.length + 1)));
+      if (bytes.length > 0) {
+        bytes[Math.floor(random() * bytes.length)] ^= 1 + random() * 255;
+      }
+    }
+    try {
+      decodeSnwPacket(bytes);
+      accepted++;
+    } catch (error) {
+      ok(error instanceof SnwPacketError, String(error));
+    }
+  }
+  equal(accepted, 0, "a corrupted datagram passed the checksum");
+});
