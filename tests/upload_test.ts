@@ -304,6 +304,12 @@ Deno.test("upload server: every bad port form and a port in use give one ERROR: 
     equal(results[i].stdout, "", `${what}: nothing on stdout`);
   }
   match(results.at(-1)!.stderr, /address already in use/);
+  // Documented exit codes: 2 for a bad command line, 1 for a port in use.
+  deepEqual(results.map((r) => r.code), [2, 2, 2, 2, 2, 2, 2, 2, 1]);
+  // A malformed command line adds the usage text after the ERROR: line.
+  const missing = await runRole("server", ["upload", "5000"]);
+  equal(missing.code, 2);
+  match(missing.stderr, /^ERROR: missing <FILE-DIR>\nusage: server \[upload\]/);
   ok(holder.addr.port === inUse);
   deepEqual(await listDir(out.path), []);
 });
@@ -330,6 +336,7 @@ Deno.test("upload client: bad port, unresolvable host, refused connection and mi
   match(results[4].stderr, /cannot resolve host "no-such-host\.invalid"/);
   match(results[5].stderr, /connection refused/);
   match(results[6].stderr, /no such file/);
+  deepEqual(results.map((r) => r.code), [2, 2, 2, 2, 1, 1, 1]);
   // Far below the 10 s timeout: none of these waits for it.
   ok(Date.now() - started < 9_000, `took ${Date.now() - started} ms`);
 });
