@@ -26,9 +26,11 @@
  *
  * {@linkcode scanText} decides, from the bytes received so far, whether a
  * complete text message is there: an expected fixed word (`READY`, `OK`,
- * `DONE`) is complete as soon as its bytes are; any other text (a request,
- * an `ERROR: …` reply, garbage) is complete at a line end, at the end of the
- * stream, or when the caller saw the peer fall silent (it is "open").
+ * `DONE`) is complete as soon as its bytes are, whatever follows (a server
+ * may send `OK` and `DONE` back to back for an empty PUT, and they can
+ * arrive as `OKDONE`); any other text (a request, an `ERROR: …` reply,
+ * garbage) is complete at a line end, at the end of the stream, or when the
+ * caller saw the peer fall silent (it is "open").
  *
  * @module
  */
@@ -407,13 +409,11 @@ export function scanText(
     const encoded = encoder.encode(word);
     if (startsWith(bytes, start, encoded)) {
       const after = start + encoded.length;
-      if (after === bytes.length || newlineLength(bytes, after) > 0) {
-        return {
-          kind: "message",
-          text: word,
-          consumed: after + newlineLength(bytes, after),
-        };
-      }
+      return {
+        kind: "message",
+        text: word,
+        consumed: after + newlineLength(bytes, after),
+      };
     } else if (isStrictPrefix(bytes, start, encoded)) {
       waitForWord = true;
     }

@@ -194,6 +194,11 @@ async function connect(options: StreamClientOptions): Promise<Deno.Conn> {
   }
 }
 
+/** Lower-cases the first letter, for `client error: <message>`. */
+function lowerFirst(message: string): string {
+  return message.charAt(0).toLowerCase() + message.slice(1);
+}
+
 /** Reads the server's next message and checks it is `word`. */
 async function expectReply(
   channel: StreamConnection,
@@ -335,7 +340,9 @@ export async function streamClient(
     if (error instanceof ServerReplyError) {
       printError(`server error: ${error.message}`);
     } else {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = error instanceof ClientSideError
+        ? error.message
+        : lowerFirst(error instanceof Error ? error.message : String(error));
       printError(`client error: ${message}`);
     }
     return EXIT_FAILURE;

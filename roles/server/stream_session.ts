@@ -22,6 +22,9 @@ import { confinedPath, unsafeNameReason } from "../file_names.ts";
 import { PartialFile } from "../partial_file.ts";
 import { StreamConnection } from "./stream_connection.ts";
 
+/** Pause between `OK` and `DONE` of an empty upload (see receiveFile). */
+const EMPTY_PUT_PAUSE_MS = 50;
+
 /** Where the server reports what it does (the six `-v` lines) and problems. */
 export interface StreamServerLog {
   /** One of the SPEC §5 `-v` lines. */
@@ -160,6 +163,11 @@ async function receiveFile(
     await partial.commit();
   } catch {
     throw new Refusal(ServerError.unableToCreate(name));
+  }
+  if (size === 0) {
+    // OK and DONE would leave back to back: give clients that read both
+    // with recv(1024) a chance to see them apart.
+    await new Promise((resolve) => setTimeout(resolve, EMPTY_PUT_PAUSE_MS));
   }
   await channel.writeText(Word.DONE);
 }
