@@ -413,7 +413,7 @@ export function encodeMessage(message: ChatMessage): Uint8Array {
  *   fileName: "a.txt",
  *   size: 3,
  * });
- * console.log(lenientDecoder.decode(head.subarray(4))); // "send_file 1 bob a.txt "
+ * console.log(new TextDecoder().decode(head.subarray(4))); // "send_file 1 bob a.txt "
  * ```
  *
  * @param header The header, with the content size.
@@ -730,7 +730,9 @@ export class ChatDecoder {
   finish(): void {
     if (this.#error) throw this.#error;
     if (!this.atBoundary) {
-      throw new ChatProtocolError("the stream ended inside a frame");
+      this.#error = new ChatProtocolError("the stream ended inside a frame");
+      this.#state = "failed";
+      throw this.#error;
     }
   }
 

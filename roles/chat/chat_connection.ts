@@ -16,16 +16,19 @@ import {
   type FileHeader,
 } from "../../protocol/chat_protocol.ts";
 import { writeAll } from "../../transport/byte_io.ts";
+import { ConnectionLostError } from "../../transport/errors.ts";
 
-/** Bytes read from the socket per call. */
-const READ_BYTES = 64 * 1024;
+/** Read buffer of an idle connection (kept small: a server holds thousands). */
+const MIN_READ_BYTES = 16 * 1024;
+/** Read buffer during bulk transfers (grown while reads fill the buffer). */
+const MAX_READ_BYTES = 256 * 1024;
 
 /** A framed chat connection over one `Deno.Conn`. */
 export class ChatConnection implements Disposable {
   /** The underlying TCP connection. */
   readonly conn: Deno.Conn;
   readonly #decoder: ChatDecoder;
-  readonly #buffer = new Uint8Array(READ_BYTES);
+  #buffer = new Uint8Array(MIN_READ_BYTES);
   #closed = false;
 
   /**
@@ -44,8 +47,8 @@ export class ChatConnection implements Disposable {
    * next call.
    *
    * @returns The event, or `null` when the peer closed between frames.
-   * @throws {ChatProtocolError} On malformed bytes or a stream that ends
-   *   inside a frame.
+   * @throws {ChatProtocolError} On malformed bytes.
+   * @throws {ConnectionLostError} When the stream ends inside a frame.
    * @throws {Deno.errors.ConnectionReset} (and other I/O errors) when the
    *   connection fails.
    */
@@ -53,12 +56,24 @@ export class ChatConnection implements Disposable {
     while (true) {
       const event = this.#decoder.next();
       if (event) return event;
-      const n = await this.conn.read(this.#buffer);
+      const buffer = this.#buffer;
+      const n = await this.conn.read(buffer);
       if (n === null) {
-        this.#decoder.finish();
+        if (!this.#decoder.atBoundary) {
+          throw new ConnectionLostError(
+            "The connection ended in the middle of a message",
+          );
+        }
         return null;
       }
-      this.#decoder.push(this.#buffer.subarray(0, n));
+      this.#decoder.push(buffer.subarray(0, n));
+      // Grow while reads fill the buffer (a file arriving), shrink when idle.
+      // Earlier `file-data` views keep the old buffer alive until dropped.
+      if (n === buffer.length && buffer.length < MAX_READ_BYTES) {
+        this.#buffer = new Uint8Array(buffer.length * 2);
+      } else if (n < MIN_READ_BYTES && buffer.length > MIN_READ_BYTES) {
+        this.#buffer = new Uint8Array(MIN_READ_BYTES);
+      }
     }
   }
 

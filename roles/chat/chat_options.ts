@@ -16,10 +16,10 @@ export const DEFAULT_CHAT_ADDRESS = "localhost";
 /** `MAX_NUM_CLIENTS` of the assignment; `--max-clients` changes it. */
 export const DEFAULT_MAX_CLIENTS = 10;
 /** Highest `--max-clients` (a users list must fit in one message). */
-export const MAX_MAX_CLIENTS = MAX_LIST_USERS;
+export const MAX_MAX_CLIENTS: number = MAX_LIST_USERS;
 
 /** Printed by `chat server -h`. */
-export const SERVER_HELP = [
+export const SERVER_HELP: string = [
   "Server",
   "-p PORT | --port=PORT The server port, defaults to 15000",
   "-a ADDRESS | --address=ADDRESS The server ip or hostname, defaults to localhost",
@@ -28,7 +28,7 @@ export const SERVER_HELP = [
 ].join("\n");
 
 /** Printed by `chat client -h`, and after `Missing Username.`. */
-export const CLIENT_HELP = [
+export const CLIENT_HELP: string = [
   "Client",
   "-u username | --user=username The username of Client",
   "-p PORT | --port=PORT The server port, defaults to 15000",

@@ -41,7 +41,7 @@ export type UserInput =
 export const INCORRECT_INPUT = "incorrect user input format";
 
 /** The `help` text: every input form. */
-export const INPUT_HELP = [
+export const INPUT_HELP: string = [
   "msg <number_of_users> <username1> <username2> ... <message>  send a message to the named users",
   "list  list the connected users",
   "file <number_of_users> <username1> <username2> ... <file_name>  send a file to the named users",

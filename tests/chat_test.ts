@@ -1,0 +1,590 @@
+/**
+ * End-to-end tests of `chat server` / `chat client` (SPEC §4): real
+ * processes driven through stdin, raw protocol peers on 127.0.0.1, exact
+ * output, SHA-256 of received files.
+ */
+
+import { deepEqual, equal, match, ok } from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import {
+  ChatProtocolError,
+  encodeFile,
+  encodeMessage,
+} from "../protocol/chat_protocol.ts";
+import { ChatConnection } from "../roles/chat/chat_connection.ts";
+import { CLIENT_HELP, SERVER_HELP } from "../roles/chat/chat_options.ts";
+import { INPUT_HELP } from "../roles/chat/user_input.ts";
+import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
+import { runRole, startRole } from "./_helpers/role_process.ts";
+import { RawPeer, startChatServer, waitUntil } from "./chat/chat_peers.ts";
+import { random } from "./chat/seeded_random.ts";
+
+const INCORRECT = "incorrect user input format";
+
+function clientArgs(user: string, port: number): string[] {
+  return ["client", "-u", user, "-a", "127.0.0.1", "-p", String(port)];
+}
+
+function countLines(text: string, line: string): number {
+  return text.split("\n").filter((l) => l === line).length;
+}
+
+Deno.test("chat client: missing username prints `Missing Username.` and the help, exit 1", async () => {
+  const missing = await runRole("chat", ["client", "-p", "15000"]);
+  equal(missing.code, 1);
+  equal(missing.stdout, `Missing Username.\n${CLIENT_HELP}\n`);
+  const help = await runRole("chat", ["client", "-h"]);
+  equal(help.code, 0);
+  equal(help.stdout, `${CLIENT_HELP}\n`);
+  const serverHelp = await runRole("chat", ["server", "--help"]);
+  equal(serverHelp.code, 0);
+  equal(serverHelp.stdout, `${SERVER_HELP}\n`);
+});
+
+Deno.test("chat: bad arguments are usage errors (exit 2); an unreachable server is exit 1", async () => {
+  for (
+    const args of [
+      ["client", "-u", "a b"],
+      ["client", "-u", "alice", "-p", "port"],
+      ["client", "-u", "alice", "extra"],
+      ["server", "--max-clients", "0"],
+      ["server", "--bogus"],
+    ]
+  ) {
+    const result = await runRole("chat", args);
+    equal(result.code, 2, `${args.join(" ")}: ${result.stderr}`);
+    match(result.stderr, /^chat: /);
+  }
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  const result = await runRole("chat", clientArgs("alice", port));
+  equal(result.code, 1);
+  match(result.stderr, /chat: cannot connect to 127\.0\.0\.1:\d+/);
+});
+
+Deno.test("chat: one client gets help, is told about malformed input, lists, messages itself, and quits", async () => {
+  await using server = await startChatServer();
+  await using dir = await tempDir();
+  const malformed = [
+    "hello",
+    "LIST",
+    "list extra",
+    "msg 2 alice hi",
+    "msg 1 alice",
+    "msg x alice hi",
+    "msg 0 hi",
+    "file 1 alice",
+    "file 1 alice a b",
+    "",
+  ];
+  const input = [
+    "help",
+    ...malformed,
+    "list",
+    "msg 1 alice hello   me",
+    "list",
+    "quit",
+    "list",
+  ].join("\n") + "\n";
+  const result = await runRole("chat", clientArgs("alice", server.port), {
+    input,
+    cwd: dir.path,
+  });
+  equal(result.stderr, "");
+  equal(
+    result.stdout,
+    `${INPUT_HELP}\n` + `${INCORRECT}\n`.repeat(malformed.length) +
+      "list: alice\nmsg: alice: hello   me\nlist: alice\nquitting\n",
+  );
+  equal(result.code, 0);
+  await server.process.stdout.waitFor("disconnected: alice\n");
+  equal(
+    server.process.stdout.text,
+    "join: alice\nrequest_users_list: alice\nmsg: alice\n" +
+      "request_users_list: alice\ndisconnected: alice\n",
+  );
+});
+
+Deno.test("chat: several clients exchange messages; duplicates arrive once, unknown names are reported, EOF quits", async () => {
+  await using server = await startChatServer();
+  await using dir = await tempDir();
+  const port = server.port;
+  await using alice = startRole("chat", clientArgs("alice", port), {
+    stdin: true,
+    cwd: dir.path,
+  });
+  await server.process.stdout.waitFor("join: alice\n");
+  await using bob = startRole("chat", clientArgs("bob", port), {
+    stdin: true,
+    cwd: dir.path,
+  });
+  await server.process.stdout.waitFor("join: bob\n");
+  await using carol = startRole("chat", clientArgs("carol", port), {
+    stdin: true,
+    cwd: dir.path,
+  });
+  await server.process.stdout.waitFor("join: carol\n");
+
+  await alice.write("msg 5 bob carol bob zed carol hi all\n");
+  await alice.write("msg 2 bob carol marker\n");
+  await bob.stdout.waitFor("msg: alice: marker\n");
+  await carol.stdout.waitFor("msg: alice: marker\n");
+  equal(bob.stdout.text, "msg: alice: hi all\nmsg: alice: marker\n");
+  equal(carol.stdout.text, "msg: alice: hi all\nmsg: alice: marker\n");
+
+  await bob.write("msg 1 alice hey alice\n");
+  await alice.stdout.waitFor("msg: bob: hey alice\n");
+  await bob.closeStdin(); // end of input = quit
+  const bobDone = await bob.finished();
+  equal(bobDone.code, 0);
+  equal(
+    bobDone.stdout,
+    "msg: alice: hi all\nmsg: alice: marker\nquitting\n",
+  );
+  await server.process.stdout.waitFor("disconnected: bob\n");
+
+  await alice.write("list\nmsg 1 bob too late\nquit\n");
+  const aliceDone = await alice.finished();
+  equal(aliceDone.code, 0);
+  equal(aliceDone.stdout, "msg: bob: hey alice\nlist: alice carol\nquitting\n");
+  await carol.closeStdin();
+  equal((await carol.finished()).code, 0);
+  await server.process.stdout.waitFor("disconnected: carol\n");
+
+  equal(
+    server.process.stdout.text,
+    [
+      "join: alice",
+      "join: bob",
+      "join: carol",
+      "msg: alice",
+      "msg: alice to non-existent user zed",
+      "msg: alice",
+      "msg: bob",
+      "disconnected: bob",
+      "request_users_list: alice",
+      "msg: alice",
+      "msg: alice to non-existent user bob",
+      "disconnected: alice",
+      "disconnected: carol",
+      "",
+    ].join("\n"),
+  );
+});
+
+Deno.test("chat: files reach one and three recipients byte-exact as <user>_<name>; a missing file sends nothing", async () => {
+  await using server = await startChatServer();
+  await using root = await tempDir();
+  const port = server.port;
+  const dirs: Record<string, string> = {};
+  for (const user of ["alice", "bob", "carol", "dave"]) {
+    dirs[user] = join(root.path, user);
+    await Deno.mkdir(dirs[user]);
+  }
+  await writeTestFile(join(dirs.alice, "photo.bin"), 1_500_003, 5);
+  await Deno.mkdir(join(dirs.alice, "sub"));
+  const notes = new Uint8Array(70_000).map((_, i) =>
+    i % 50 === 0 ? 10 : i % 7 === 0 ? 0 : (i * 31) & 0xff
+  );
+  await Deno.writeFile(join(dirs.alice, "sub", "notes.txt"), notes);
+
+  const clients = [];
+  for (const user of ["alice", "bob", "carol", "dave"]) {
+    const client = startRole("chat", clientArgs(user, port), {
+      stdin: true,
+      cwd: dirs[user],
+    });
+    clients.push(client);
+    await server.process.stdout.waitFor(`join: ${user}\n`);
+  }
+  const [alice, bob, carol, dave] = clients;
+  try {
+    await alice.write("file 1 bob photo.bin\n");
+    await bob.stdout.waitFor("file: alice: photo.bin\n", 20_000);
+    equal(
+      await sha256File(join(dirs.bob, "bob_photo.bin")),
+      await sha256File(join(dirs.alice, "photo.bin")),
+    );
+
+    await alice.write("file 4 bob carol dave carol sub/notes.txt\n");
+    const expected = createHash("sha256").update(notes).digest("hex");
+    for (
+      const [user, client] of [["bob", bob], ["carol", carol], [
+        "dave",
+        dave,
+      ]] as const
+    ) {
+      await client.stdout.waitFor("file: alice: notes.txt\n", 20_000);
+      equal(await sha256File(join(dirs[user], `${user}_notes.txt`)), expected);
+    }
+
+    await alice.write("file 1 bob missing.bin\n");
+    await alice.stderr.waitFor('chat: cannot send "missing.bin": no such file');
+    await alice.write("file 2 ghost dave sub/notes.txt\n");
+    await server.process.stdout.waitFor(
+      "file: alice to non-existent user ghost\n",
+    );
+    await dave.write("msg 1 dave done\n");
+    await dave.stdout.waitFor("msg: dave: done\n");
+    equal(countLines(dave.stdout.text, "file: alice: notes.txt"), 2);
+    equal(countLines(carol.stdout.text, "file: alice: notes.txt"), 1);
+    equal(countLines(server.process.stdout.text, "file: alice"), 3);
+    equal(bob.stdout.text, "file: alice: photo.bin\nfile: alice: notes.txt\n");
+    // Only the final names, no leftover temporary files.
+    deepEqual(
+      [...Deno.readDirSync(dirs.carol)].map((entry) => entry.name),
+      ["carol_notes.txt"],
+    );
+  } finally {
+    for (const client of clients) await client[Symbol.asyncDispose]();
+  }
+});
+
+Deno.test("chat: the 11th client is refused, a taken name is refused, a freed place can be used", async () => {
+  await using server = await startChatServer();
+  const port = server.port;
+  const peers: RawPeer[] = [];
+  try {
+    for (let i = 0; i < 9; i++) peers.push(await RawPeer.join(port, `r${i}`));
+    await server.process.stdout.waitFor("join: r8\n");
+
+    const taken = await runRole("chat", clientArgs("r3", port));
+    equal(taken.stdout, "disconnected: username not available\n");
+    equal(taken.code, 1);
+
+    peers.push(await RawPeer.join(port, "r9"));
+    await server.process.stdout.waitFor("join: r9\n");
+    const full = await runRole("chat", clientArgs("eleven", port));
+    equal(full.stdout, "disconnected: server full\n");
+    equal(full.code, 1);
+
+    await peers[0].link.send({ type: "disconnect", username: "r0" });
+    equal(await peers[0].nextMessage(), null); // the server closes
+    await server.process.stdout.waitFor("disconnected: r0\n");
+    const joined = await runRole("chat", clientArgs("eleven", port), {
+      input: "list\nquit\n",
+    });
+    equal(
+      joined.stdout,
+      "list: eleven r1 r2 r3 r4 r5 r6 r7 r8 r9\nquitting\n",
+    );
+    equal(joined.code, 0);
+    await server.process.stdout.waitFor("disconnected: eleven\n");
+    equal(
+      server.process.stdout.text.split("\n").slice(9).join("\n"),
+      [
+        "disconnected: username not available",
+        "join: r9",
+        "disconnected: server full",
+        "disconnected: r0",
+        "join: eleven",
+        "request_users_list: eleven",
+        "disconnected: eleven",
+        "",
+      ].join("\n"),
+    );
+  } finally {
+    for (const peer of peers) peer.close();
+  }
+});
+
+Deno.test("chat server: unknown or malformed messages get err_unknown_message and a disconnect; abrupt exits are cleaned up", async () => {
+  await using server = await startChatServer();
+  const port = server.port;
+  const out = server.process.stdout;
+  using good = await RawPeer.join(port, "good");
+
+  const cases: Array<[string, Uint8Array]> = [
+    [
+      "m1",
+      encodeMessage({ type: "forward_message", users: ["x"], text: "hi" }),
+    ],
+    ["m2", new Uint8Array([0, 0, 0, 5, ...new TextEncoder().encode("hello")])],
+    ["m3", encodeMessage({ type: "join", username: "again" })],
+    ["m4", encodeMessage({ type: "disconnect", username: "someone" })],
+    [
+      "m5",
+      encodeFile(
+        { type: "send_file", users: ["good"], fileName: ".." },
+        new Uint8Array(3),
+      ),
+    ],
+  ];
+  for (const [name, bytes] of cases) {
+    using peer = await RawPeer.join(port, name);
+    await out.waitFor(`join: ${name}\n`);
+    await peer.write(bytes);
+    deepEqual(await peer.nextMessage(), { type: "err_unknown_message" });
+    equal(await peer.nextMessage(), null);
+    await out.waitFor(`disconnected: ${name} sent unknown command\n`);
+  }
+  {
+    // Before joining, the peer is named by its address.
+    using stranger = await RawPeer.connect(port);
+    await stranger.link.send({ type: "request_users_list" });
+    deepEqual(await stranger.nextMessage(), { type: "err_unknown_message" });
+    await out.waitFor(/disconnected: 127\.0\.0\.1:\d+ sent unknown command\n/);
+  }
+  {
+    // Vanishing without `disconnect` frees the name.
+    const ghost = await RawPeer.join(port, "ghost");
+    await out.waitFor("join: ghost\n");
+    ghost.close();
+    await out.waitFor("disconnected: ghost\n");
+  }
+  await good.link.send({ type: "request_users_list" });
+  deepEqual(await good.nextMessage(), {
+    type: "response_users_list",
+    users: ["good"],
+  });
+  ok(!server.process.stderr.text.includes("internal error"));
+});
+
+Deno.test("chat client: err_unknown_message from the server ends it with the exact line", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  await using client = startRole(
+    "chat",
+    clientArgs("alice", listener.addr.port),
+    { stdin: true },
+  );
+  using link = new ChatConnection(await listener.accept());
+  const event = await link.next();
+  deepEqual(event, {
+    kind: "message",
+    message: { type: "join", username: "alice" },
+  });
+  await link.send({ type: "err_unknown_message" });
+  const done = await client.finished();
+  equal(done.stdout, "disconnected: server received an unknown command\n");
+  equal(done.code, 1);
+});
+
+Deno.test("chat server survives a seeded fuzz of random bytes and truncated frames while good clients chat", async () => {
+  await using server = await startChatServer(["--max-clients", "100"]);
+  const port = server.port;
+  using good1 = await RawPeer.join(port, "good1");
+  using good2 = await RawPeer.join(port, "good2");
+  await server.process.stdout.waitFor("join: good2\n");
+  const next = random(0x003_5b59);
+  const valid = [
+    encodeMessage({ type: "send_message", users: ["good2"], text: "x" }),
+    encodeMessage({ type: "request_users_list" }),
+    encodeFile(
+      { type: "send_file", users: ["nobody"], fileName: "f.bin" },
+      new Uint8Array(5000).map(() => Math.floor(next() * 256)),
+    ),
+  ];
+  const bytes = (n: number) =>
+    new Uint8Array(n).map(() => Math.floor(next() * 256));
+
+  async function fuzzer(i: number): Promise<void> {
+    const mode = i % 5;
+    using peer = mode === 0
+      ? await RawPeer.connect(port)
+      : await RawPeer.join(port, `fuzz${i}`);
+    let stream: Uint8Array;
+    if (mode <= 1) {
+      stream = bytes(1 + Math.floor(next() * 3000));
+    } else if (mode === 2) {
+      const frame = valid[i % valid.length];
+      stream = frame.subarray(0, 1 + Math.floor(next() * (frame.length - 1)));
+    } else if (mode === 3) {
+      stream = new Uint8Array([0xff, 0xff, 0xff, 0xf0, ...bytes(100)]);
+    } else {
+      stream = valid[i % valid.length].slice();
+      for (let k = 0; k < 3; k++) {
+        stream[Math.floor(next() * stream.length)] = Math.floor(next() * 256);
+      }
+    }
+    try {
+      for (let offset = 0; offset < stream.length;) {
+        const size = 1 + Math.floor(next() * 700);
+        await peer.write(stream.subarray(offset, offset + size));
+        offset += size;
+      }
+      await peer.link.closeWrite();
+      // Whatever the server answers, it ends the connection.
+      while ((await peer.next(10_000)) !== null) { /* ignore */ }
+    } catch (error) {
+      if (
+        !(error instanceof ChatProtocolError) &&
+        !(error instanceof Deno.errors.ConnectionReset) &&
+        !(error instanceof Deno.errors.BrokenPipe)
+      ) throw error;
+    }
+  }
+
+  async function goodRound(round: number): Promise<void> {
+    await good1.link.send({
+      type: "send_message",
+      users: ["good2"],
+      text: `round ${round}`,
+    });
+    while (true) {
+      const message = await good2.nextMessage();
+      if (
+        message?.type === "forward_message" && message.users[0] === "good1"
+      ) {
+        equal(message.text, `round ${round}`);
+        return;
+      }
+    }
+  }
+
+  for (let batch = 0; batch < 6; batch++) {
+    const fuzzers = [];
+    for (let i = 0; i < 10; i++) fuzzers.push(fuzzer(batch * 10 + i));
+    await Promise.all([...fuzzers, goodRound(batch)]);
+  }
+  await waitUntil(() => {
+    const lines = server.process.stdout.lines;
+    const joined = lines.filter((line) => line.startsWith("join: fuzz"));
+    return joined.every((line) =>
+      lines.some((other) =>
+        other === `disconnected: ${line.slice(6)}` ||
+        other === `disconnected: ${line.slice(6)} sent unknown command`
+      )
+    );
+  }, "every fuzzer to be disconnected");
+  await good1.link.send({ type: "request_users_list" });
+  let list;
+  do list = await good1.nextMessage(); while (
+    list?.type !== "response_users_list"
+  );
+  deepEqual(list.users, ["good1", "good2"]);
+  ok(
+    !server.process.stderr.text.includes("internal error"),
+    server.process.stderr.text,
+  );
+});
+
+Deno.test("chat server: 200 raw clients under --max-clients 1000 all join and receive one broadcast", async () => {
+  await using server = await startChatServer(["--max-clients", "1000"]);
+  const names = Array.from(
+    { length: 200 },
+    (_, i) => `u${String(i).padStart(3, "0")}`,
+  );
+  const peers = await Promise.all(
+    names.map((name) => RawPeer.join(server.port, name)),
+  );
+  try {
+    await waitUntil(
+      () =>
+        server.process.stdout.lines.filter((l) => l.startsWith("join: "))
+          .length === 200,
+      "200 joins",
+    );
+    await peers[0].link.send({
+      type: "send_message",
+      users: names,
+      text: "broadcast to all",
+    });
+    const received = await Promise.all(
+      peers.map((peer) => peer.nextMessage(20_000)),
+    );
+    for (const message of received) {
+      deepEqual(message, {
+        type: "forward_message",
+        users: ["u000"],
+        text: "broadcast to all",
+      });
+    }
+    await peers[199].link.send({ type: "request_users_list" });
+    deepEqual(await peers[199].nextMessage(), {
+      type: "response_users_list",
+      users: names,
+    });
+  } finally {
+    for (const peer of peers) peer.close();
+  }
+});
+
+Deno.test("chat server: a stalled client is dropped when its queue overflows; others keep receiving", async () => {
+  await using server = await startChatServer();
+  const port = server.port;
+  using stalled = await RawPeer.join(port, "stalled"); // never reads
+  using listener = await RawPeer.join(port, "listener");
+  using sender = await RawPeer.join(port, "sender");
+  await server.process.stdout.waitFor("join: sender\n");
+  const text = "z".repeat(60_000);
+  const count = 600; // 36 MB: more than the 8 MiB queue plus socket buffers
+  const receiving = (async () => {
+    for (let i = 0; i < count; i++) {
+      const message = await listener.nextMessage(20_000);
+      equal(message?.type, "forward_message");
+    }
+  })();
+  for (let i = 0; i < count; i++) {
+    await sender.link.send({
+      type: "send_message",
+      users: ["stalled", "listener"],
+      text,
+    });
+  }
+  await receiving;
+  await server.process.stdout.waitFor("disconnected: stalled\n");
+  match(server.process.stderr.text, /dropping "stalled": outgoing queue/);
+  await listener.link.send({ type: "request_users_list" });
+  deepEqual(await listener.nextMessage(), {
+    type: "response_users_list",
+    users: ["listener", "sender"],
+  });
+});
+
+function peakRssKiB(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(status.match(/VmHWM:\s+(\d+) kB/)?.[1] ?? 0);
+}
+
+Deno.test({
+  name:
+    "chat server relays a 100 MiB file to 5 recipients with flat memory (spooled, streamed)",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    await using server = await startChatServer();
+    await using dir = await tempDir();
+    const size = 100 * 1024 * 1024;
+    await writeTestFile(join(dir.path, "big.bin"), size, 9);
+    const expected = await sha256File(join(dir.path, "big.bin"));
+    const names = ["r1", "r2", "r3", "r4", "r5"];
+    const peers = await Promise.all(
+      names.map((name) => RawPeer.join(server.port, name)),
+    );
+    try {
+      await server.process.stdout.waitFor("join: r5\n");
+      const pid = server.process.child.pid;
+      const before = peakRssKiB(pid);
+      await using alice = startRole("chat", clientArgs("alice", server.port), {
+        stdin: true,
+        cwd: dir.path,
+      });
+      await server.process.stdout.waitFor("join: alice\n");
+      await alice.write(`file 5 ${names.join(" ")} big.bin\n`);
+      const digests = await Promise.all(peers.map(async (peer) => {
+        const start = await peer.next(30_000);
+        ok(start?.kind === "file-start");
+        deepEqual(start.header, {
+          type: "forward_file",
+          users: ["alice"],
+          fileName: "big.bin",
+          size,
+        });
+        const hash = createHash("sha256");
+        while (true) {
+          const event = await peer.next(30_000);
+          if (event?.kind === "file-end") break;
+          ok(event?.kind === "file-data");
+          hash.update(event.bytes);
+        }
+        return hash.digest("hex");
+      }));
+      deepEqual(digests, names.map(() => expected));
+      const growthMiB = (peakRssKiB(pid) - before) / 1024;
+      ok(growthMiB < 48, `server peak RSS grew by ${growthMiB.toFixed(1)} MiB`);
+    } finally {
+      for (const peer of peers) peer.close();
+    }
+  },
+});
