@@ -1,17 +1,112 @@
 /**
- * The file-service client (placeholder until its issue lands).
+ * The interactive file-service client (SPEC §1):
+ *
+ * ```
+ * client <srvHost> <srvPort> <cacheHost> <cachePort> tcp|snw [--dir DIR]
+ *        [--timeout SEC] [--connect-timeout SEC]
+ * client files <srvHost> <srvPort> <cacheHost> <cachePort> tcp|snw [...]
+ * ```
+ *
+ * It prompts `Enter command: ` (no newline) and runs `put <file>`,
+ * `get <file>` and `quit`; end of input is `quit`. Files are read from and
+ * saved to `--dir` (default `./client`, created). When stdin is not a
+ * terminal, each command read is echoed after the prompt, so the output of
+ * a piped session reads exactly like the interactive transcript. A failed
+ * command prints one `Error: ...` line on stderr and the session goes on.
+ * Exit code 0 after `quit`, 2 on bad arguments.
  *
  * @module
  */
 
-import { NotImplementedError } from "../cli.ts";
+import { printError, printLine } from "../cli.ts";
+import { parseFileCommand } from "./file_command.ts";
+import { inputLines } from "./file_input_lines.ts";
+import {
+  DEFAULT_CONNECT_TIMEOUT_SEC,
+  DEFAULT_TIMEOUT_SEC,
+  parsePeerPort,
+  parseRoleArgs,
+  parseSeconds,
+  parseTransport,
+  roleDirectory,
+} from "./file_options.ts";
+import { FileServiceClient } from "./file_session.ts";
+import { describeError } from "./file_control.ts";
+
+/** The prompt, printed without a newline. */
+export const PROMPT = "Enter command: ";
+
+const encoder = new TextEncoder();
+
+function write(text: string): void {
+  const bytes = encoder.encode(text);
+  let offset = 0;
+  while (offset < bytes.length) {
+    offset += Deno.stdout.writeSync(bytes.subarray(offset));
+  }
+}
 
 /**
- * Runs the file-service client.
+ * Runs the interactive client until `quit` or end of input.
  *
- * @param _args The service's command-line arguments.
+ * @param args `<srvHost> <srvPort> <cacheHost> <cachePort> tcp|snw` and options.
  * @returns The exit code.
  */
-export function runFileClient(_args: string[]): Promise<number> {
-  return Promise.reject(new NotImplementedError("the file-service client"));
+export async function runFileClient(args: string[]): Promise<number> {
+  const { positionals, values } = parseRoleArgs(args, [
+    "<srvHost>",
+    "<srvPort>",
+    "<cacheHost>",
+    "<cachePort>",
+    "tcp|snw",
+  ]);
+  const [serverHost, serverPort, cacheHost, cachePort, transportName] =
+    positionals;
+  const client = new FileServiceClient({
+    transport: parseTransport(transportName),
+    server: {
+      hostname: serverHost,
+      port: parsePeerPort(serverPort, "<srvPort>"),
+    },
+    cache: {
+      hostname: cacheHost,
+      port: parsePeerPort(cachePort, "<cachePort>"),
+    },
+    idleMs: parseSeconds(values.timeout, "timeout", DEFAULT_TIMEOUT_SEC),
+    connectTimeoutMs: parseSeconds(
+      values["connect-timeout"],
+      "connect-timeout",
+      DEFAULT_CONNECT_TIMEOUT_SEC,
+    ),
+    dir: await roleDirectory(values.dir, "client"),
+    onAwaitingServer: () => printLine("Awaiting server response."),
+  });
+  const echo = !Deno.stdin.isTerminal();
+  const lines = inputLines(Deno.stdin.readable);
+  while (true) {
+    write(PROMPT);
+    const next = await lines.next();
+    if (next.done) {
+      write("\n");
+      break;
+    }
+    if (echo) write(`${next.value}\n`);
+    const command = parseFileCommand(next.value);
+    if (command.type === "quit") break;
+    if (command.type === "empty") continue;
+    if (command.type === "invalid") {
+      printError(`Error: ${command.message}`);
+      continue;
+    }
+    try {
+      const text = command.type === "put"
+        ? await client.put(command.name)
+        : await client.get(command.name);
+      printLine(`Server response: ${text}`);
+    } catch (error) {
+      printError(`Error: ${describeError(error)}`);
+    }
+  }
+  printLine("Exiting program!");
+  return 0;
 }

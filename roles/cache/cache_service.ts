@@ -1,0 +1,212 @@
+/**
+ * The cache of the file service (SPEC §1): answers `GET` from clients with
+ * a fresh copy (see cache_lookup.ts), sends the file through the selected
+ * transport's data channel, then the control message
+ * `File delivered from cache.` or `File delivered from origin.` — the
+ * sentence the client shows comes from here. Errors of the origin are
+ * relayed unchanged. See docs/file_service.md.
+ *
+ * @module
+ */
+
+import {
+  type ErrorCode,
+  type FileServiceMessage,
+  FROM_CACHE_TEXT,
+  FROM_ORIGIN_TEXT,
+  type GetMessage,
+} from "../../protocol/file_service.ts";
+import type { Transport } from "../../transport/types.ts";
+import { UnsafeNameError } from "../file_names.ts";
+import {
+  ControlChannel,
+  describeError,
+  RemoteError,
+  UnreachableError,
+} from "../client/file_control.ts";
+import { ControlListener } from "../client/file_listener.ts";
+import { storePath } from "../client/file_store_names.ts";
+import { sendFile } from "../client/file_transfer.ts";
+import { CacheLookup } from "./cache_lookup.ts";
+import { CacheStore } from "./cache_store.ts";
+import { OriginClient } from "./origin_client.ts";
+
+/** Options of {@linkcode CacheServer.start}. */
+export interface CacheServerOptions {
+  /** The data transport (to clients and to the origin). */
+  transport: Transport;
+  /** The port; 0 picks one. */
+  port: number;
+  /** The interface (default 0.0.0.0). */
+  hostname?: string;
+  /** The origin server's host. */
+  originHost: string;
+  /** The origin server's port. */
+  originPort: number;
+  /** The cache directory. */
+  dir: string;
+  /** The byte bound of the cached files. */
+  maxBytes: number;
+  /** Idle timeout of connections and transfers, in ms. */
+  idleMs: number;
+  /** Bound on connecting to the origin, in ms. */
+  connectTimeoutMs: number;
+  /** Receives one event line per request (`--log`); default: none. */
+  log?: (line: string) => void;
+}
+
+/** The running cache. */
+export class CacheServer {
+  readonly #options: CacheServerOptions;
+  readonly #control: ControlListener;
+  readonly #store: CacheStore;
+  readonly #lookup: CacheLookup;
+  readonly #log: (line: string) => void;
+  #serving?: Promise<void>;
+
+  private constructor(
+    options: CacheServerOptions,
+    control: ControlListener,
+    store: CacheStore,
+  ) {
+    this.#options = options;
+    this.#control = control;
+    this.#store = store;
+    this.#log = options.log ?? (() => {});
+    const origin = new OriginClient({
+      transport: options.transport,
+      hostname: options.originHost,
+      port: options.originPort,
+      idleMs: options.idleMs,
+      connectTimeoutMs: options.connectTimeoutMs,
+    });
+    this.#lookup = new CacheLookup(store, origin, this.#log);
+  }
+
+  /**
+   * Opens the store (restoring earlier contents), binds the port and starts
+   * serving.
+   *
+   * @param options Transport, ports, origin, directory, bound, timeouts, log.
+   * @returns The cache.
+   */
+  static async start(options: CacheServerOptions): Promise<CacheServer> {
+    const store = await CacheStore.open({
+      dir: options.dir,
+      maxBytes: options.maxBytes,
+      log: options.log,
+    });
+    let control: ControlListener;
+    try {
+      control = ControlListener.bind(
+        options.transport,
+        options.hostname ?? "0.0.0.0",
+        options.port,
+      );
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+    const server = new CacheServer(options, control, store);
+    server.#serving = control.serve((conn) => server.#handle(conn));
+    return server;
+  }
+
+  /** The bound port. */
+  get port(): number {
+    return this.#control.port;
+  }
+
+  /** Files held and bytes used, for the listening line. */
+  get contents(): { files: number; bytes: number } {
+    return { files: this.#store.names.length, bytes: this.#store.totalBytes };
+  }
+
+  /** Resolves when the cache stopped serving. */
+  get finished(): Promise<void> {
+    return this.#serving ?? Promise.resolve();
+  }
+
+  /** Stops serving and writes the index. */
+  async close(): Promise<void> {
+    this.#control.close();
+    await this.#serving;
+    await this.#store.close();
+  }
+
+  async #handle(conn: Deno.Conn): Promise<void> {
+    const control = new ControlChannel(conn, this.#options.idleMs);
+    const peer = conn.remoteAddr as Deno.NetAddr;
+    const who = `${peer.hostname}:${peer.port}`;
+    let request: FileServiceMessage | undefined;
+    try {
+      request = await control.receive();
+      if (request.type === "put") {
+        throw new RemoteError(
+          "bad-request",
+          "The cache does not take uploads: put goes to the origin server",
+        );
+      }
+      if (request.type !== "get") {
+        throw new RemoteError(
+          "bad-request",
+          `Unexpected ${request.type.toUpperCase()} as a request`,
+        );
+      }
+      await this.#get(control, request, who);
+    } catch (error) {
+      const code: ErrorCode = error instanceof RemoteError
+        ? error.code
+        : error instanceof UnreachableError
+        ? "unavailable"
+        : error instanceof UnsafeNameError
+        ? "bad-name"
+        : "transfer-failed";
+      const text = describeError(error);
+      this.#log(`${request?.type ?? "request"} from ${who} failed: ${text}`);
+      await control.send({ type: "error", code, text }).catch(() => {});
+    } finally {
+      control.close();
+    }
+  }
+
+  async #get(
+    control: ControlChannel,
+    request: GetMessage,
+    who: string,
+  ): Promise<void> {
+    storePath(this.#options.dir, request.name); // refuse unsafe names first
+    const resolved = await control.keepAliveWhile(
+      this.#lookup.resolve(request.name),
+    );
+    try {
+      const { entry, file, source } = resolved;
+      await control.send({
+        type: "found",
+        size: entry.size,
+        sha256: entry.sha256,
+      });
+      const idleMs = this.#options.idleMs;
+      await using channel = await this.#control.acceptor.accept(
+        control.conn,
+        request.tag,
+        { signal: AbortSignal.timeout(idleMs) },
+      );
+      await sendFile(channel, file, entry.size, {
+        idleMs,
+        onStall: () => control.close(),
+      });
+      await control.send({
+        type: "ok",
+        text: source === "cache" ? FROM_CACHE_TEXT : FROM_ORIGIN_TEXT,
+      });
+      this.#log(
+        `get "${request.name}" (${entry.size} bytes) to ${who}: ${
+          source === "cache" ? "hit" : "miss"
+        }`,
+      );
+    } finally {
+      await this.#lookup.release(resolved);
+    }
+  }
+}

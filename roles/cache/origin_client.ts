@@ -1,0 +1,132 @@
+/**
+ * The cache's side of its conversation with the origin server: `STAT` to
+ * revalidate a cached copy, `GET` to fetch a file into a temporary file.
+ * Each request uses one TCP control connection; a fetch also opens a data
+ * channel of the selected transport (to the origin's port number).
+ *
+ * @module
+ */
+
+import type { Transport } from "../../transport/types.ts";
+import {
+  ControlChannel,
+  describeError,
+  RemoteError,
+  UnreachableError,
+} from "../client/file_control.ts";
+import {
+  type FileVersion,
+  newChannelTag,
+  receiveFile,
+} from "../client/file_transfer.ts";
+
+/** Options of {@linkcode OriginClient}. */
+export interface OriginClientOptions {
+  /** The data transport. */
+  transport: Transport;
+  /** The origin's host. */
+  hostname: string;
+  /** The origin's port. */
+  port: number;
+  /** Idle timeout of connections and transfers, in ms. */
+  idleMs: number;
+  /** Bound on connecting, in ms. */
+  connectTimeoutMs: number;
+}
+
+function lowerFirst(text: string): string {
+  return /^[A-Z][a-z]/.test(text)
+    ? text[0].toLowerCase() + text.slice(1)
+    : text;
+}
+
+/** Talks to the origin server on behalf of the cache. */
+export class OriginClient {
+  readonly #options: OriginClientOptions;
+
+  /**
+   * Creates the client; nothing is contacted before a request.
+   *
+   * @param options Transport, origin address, timeouts.
+   */
+  constructor(options: OriginClientOptions) {
+    this.#options = options;
+  }
+
+  async #request<T>(
+    name: string,
+    work: (control: ControlChannel) => Promise<T>,
+  ): Promise<T> {
+    const control = await ControlChannel.connect({
+      hostname: this.#options.hostname,
+      port: this.#options.port,
+      what: "origin server",
+      connectTimeoutMs: this.#options.connectTimeoutMs,
+      idleMs: this.#options.idleMs,
+    });
+    try {
+      return await work(control);
+    } catch (error) {
+      if (error instanceof RemoteError || error instanceof UnreachableError) {
+        throw error;
+      }
+      throw new RemoteError(
+        "transfer-failed",
+        `Cannot get "${name}" from the origin server: ${
+          lowerFirst(describeError(error))
+        }`,
+      );
+    } finally {
+      control.close();
+    }
+  }
+
+  /**
+   * Asks the origin for the current version of `name`.
+   *
+   * @param name A bare file name.
+   * @returns Its size and SHA-256.
+   * @throws {RemoteError} The origin's error (for example `not-found`), or
+   *   `transfer-failed` when the exchange broke.
+   * @throws {UnreachableError} When the origin cannot be reached.
+   */
+  stat(name: string): Promise<FileVersion> {
+    return this.#request(name, async (control) => {
+      await control.send({ type: "stat", name });
+      const found = await control.expect("found");
+      return { size: found.size, sha256: found.sha256 };
+    });
+  }
+
+  /**
+   * Fetches `name` from the origin into `file`, verifying size and SHA-256.
+   *
+   * @param name A bare file name.
+   * @param file An empty temporary file, open for writing.
+   * @returns The version received.
+   * @throws {RemoteError} The origin's error, or `transfer-failed`.
+   * @throws {UnreachableError} When the origin cannot be reached.
+   */
+  fetch(name: string, file: Deno.FsFile): Promise<FileVersion> {
+    const { transport, idleMs } = this.#options;
+    return this.#request(name, async (control) => {
+      const tag = newChannelTag();
+      await control.send({ type: "get", tag, name });
+      const found = await control.expect("found");
+      await using channel = await transport.openChannel(control.conn, tag, {
+        signal: AbortSignal.timeout(idleMs),
+      });
+      const received = await receiveFile(channel, file, {
+        idleMs,
+        onStall: () => control.close(),
+      });
+      if (received.size !== found.size || received.sha256 !== found.sha256) {
+        throw new Error(
+          "the received bytes do not match the announced size and SHA-256",
+        );
+      }
+      await control.expect("ok");
+      return received;
+    });
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The listening side of the file service (origin server and cache): a TCP
+ * control listener and, on the same port number, the transport's acceptor
+ * of data channels (a UDP socket for `snw`, nothing for `tcp`). Each
+ * connection is handled concurrently; `close()` stops everything.
+ *
+ * @module
+ */
+
+import type { ChannelAcceptor, Transport } from "../../transport/types.ts";
+
+/** How many times a free port (port 0) is tried for both TCP and the acceptor. */
+const PORT_ATTEMPTS = 20;
+
+/** Handles one accepted control connection; must not throw. */
+export type ConnectionHandler = (conn: Deno.Conn) => Promise<void>;
+
+/** A TCP control listener with its data-channel acceptor. */
+export class ControlListener {
+  /** The TCP listener. */
+  readonly listener: Deno.TcpListener;
+  /** The data-channel acceptor on the same port number. */
+  readonly acceptor: ChannelAcceptor;
+  readonly #open = new Set<Deno.Conn>();
+  readonly #handlers = new Set<Promise<void>>();
+  #closed = false;
+
+  private constructor(listener: Deno.TcpListener, acceptor: ChannelAcceptor) {
+    this.listener = listener;
+    this.acceptor = acceptor;
+  }
+
+  /**
+   * Binds the TCP port and the transport's acceptor on the same number.
+   *
+   * @param transport The data transport.
+   * @param hostname The interface.
+   * @param port The port; 0 picks one free for both.
+   * @returns The listener.
+   */
+  static bind(
+    transport: Transport,
+    hostname: string,
+    port: number,
+  ): ControlListener {
+    for (let attempt = 1;; attempt++) {
+      const listener = Deno.listen({ hostname, port, transport: "tcp" });
+      try {
+        const acceptor = transport.channels({
+          hostname,
+          port: listener.addr.port,
+        });
+        return new ControlListener(listener, acceptor);
+      } catch (error) {
+        listener.close();
+        const retry = port === 0 && attempt < PORT_ATTEMPTS &&
+          error instanceof Deno.errors.AddrInUse;
+        if (!retry) throw error;
+      }
+    }
+  }
+
+  /** The bound port. */
+  get port(): number {
+    return this.listener.addr.port;
+  }
+
+  /**
+   * Accepts connections until closed, each handled concurrently.
+   *
+   * @param handler Handles one connection (closes it when done).
+   */
+  async serve(handler: ConnectionHandler): Promise<void> {
+    while (!this.#closed) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.listener.accept();
+      } catch (error) {
+        if (this.#closed) break;
+        if (
+          error instanceof Deno.errors.ConnectionAborted ||
+          error instanceof Deno.errors.ConnectionReset
+        ) continue;
+        throw error;
+      }
+      (conn as Deno.TcpConn).setNoDelay(true);
+      this.#open.add(conn);
+      const handled = handler(conn).catch(() => {}).finally(() => {
+        this.#open.delete(conn);
+        this.#handlers.delete(handled);
+      });
+      this.#handlers.add(handled);
+    }
+    await Promise.allSettled([...this.#handlers]);
+  }
+
+  /** Stops listening, closes open connections and the acceptor. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.listener.close();
+    for (const conn of this.#open) {
+      try {
+        conn.close();
+      } catch { /* closed by its handler */ }
+    }
+    this.acceptor.close();
+  }
+}

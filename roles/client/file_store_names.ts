@@ -1,0 +1,66 @@
+/**
+ * File names of the file service's directories (client, cache, origin):
+ * bare names confined to the role's directory (roles/file_names.ts), minus
+ * the names the service reserves for itself — temporary files being written
+ * (`.<name>.part-<8 hex>`, see roles/partial_file.ts), which must never be
+ * served half-written, and the cache's index file.
+ *
+ * @module
+ */
+
+import { confinedPath, UnsafeNameError } from "../file_names.ts";
+
+/** The cache's index file, kept in the cache directory. */
+export const CACHE_INDEX_NAME = ".sockkit-cache-index.json";
+
+const TEMP_NAME = /^\..+\.part-[0-9a-f]{8}$/;
+
+/**
+ * Whether `name` is a temporary file of {@linkcode PartialFile}.
+ *
+ * @param name A bare file name.
+ * @returns `true` for `.<name>.part-<8 hex>`.
+ */
+export function isTempName(name: string): boolean {
+  return TEMP_NAME.test(name);
+}
+
+/**
+ * Returns the path of a user-visible file `name` in `dir`.
+ *
+ * @example
+ * ```ts
+ * import { storePath } from "./file_store_names.ts";
+ * console.log(storePath("server", "test.txt")); // "server/test.txt"
+ * ```
+ *
+ * @param dir The role's directory.
+ * @param name The name as the user or the peer gave it.
+ * @returns `dir/name`.
+ * @throws {UnsafeNameError} When the name is not a safe bare name, or is
+ *   reserved by the service.
+ */
+export function storePath(dir: string, name: string): string {
+  const path = confinedPath(dir, name);
+  if (isTempName(name) || name === CACHE_INDEX_NAME) {
+    throw new UnsafeNameError(name, "reserved by sockkit");
+  }
+  return path;
+}
+
+/**
+ * Removes temporary files left by a role that was killed mid-transfer.
+ *
+ * @param dir The role's directory.
+ * @returns How many were removed.
+ */
+export async function removeTempFiles(dir: string): Promise<number> {
+  let removed = 0;
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.isFile && isTempName(entry.name)) {
+      await Deno.remove(`${dir}/${entry.name}`).catch(() => {});
+      removed++;
+    }
+  }
+  return removed;
+}

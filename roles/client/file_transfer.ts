@@ -1,0 +1,195 @@
+/**
+ * Moves whole files through a data channel of the selected transport,
+ * streamed (never a whole file in memory), hashed on the way (SHA-256), and
+ * watched: a transfer that makes no progress for the idle timeout is
+ * aborted. Shared by the client, the cache and the origin server.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import {
+  ConnectionLostError,
+  TransferTimeoutError,
+} from "../../transport/errors.ts";
+import type { TransportConn } from "../../transport/types.ts";
+import { writeAll } from "../../transport/byte_io.ts";
+
+/** Bytes read from a file per chunk handed to the transport. */
+export const FILE_CHUNK_BYTES = 256 * 1024;
+
+/** A file's identity for the cache: its size and SHA-256. */
+export interface FileVersion {
+  /** Size in bytes. */
+  size: number;
+  /** SHA-256 of the content, lower-case hex. */
+  sha256: string;
+}
+
+/** Restartable timer that fires when a transfer stops making progress. */
+class ProgressWatch {
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  stalled = false;
+
+  constructor(readonly ms: number, readonly onStall: () => void) {}
+
+  touch(): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.stalled = true;
+      this.onStall();
+    }, this.ms);
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+  }
+
+  error(): TransferTimeoutError {
+    return new TransferTimeoutError(
+      `Transfer made no progress for ${this.ms / 1000} s`,
+    );
+  }
+}
+
+/** Options of {@linkcode sendFile} and {@linkcode receiveFile}. */
+export interface FileTransferOptions {
+  /** Abort when no progress is made for this long, in ms. */
+  idleMs: number;
+  /** Called on a stall, before the transfer fails (close the control connection). */
+  onStall?: () => void;
+}
+
+/**
+ * Sends `size` bytes of `file`, from its current position, as one transfer.
+ *
+ * @param channel The data channel.
+ * @param file The open file.
+ * @param size The number of bytes to send (the file must have them).
+ * @param options Idle timeout and stall hook.
+ * @returns The SHA-256 of the bytes sent.
+ * @throws {TransferTimeoutError} On a stall.
+ */
+export async function sendFile(
+  channel: TransportConn,
+  file: Deno.FsFile,
+  size: number,
+  options: FileTransferOptions,
+): Promise<string> {
+  const hash = createHash("sha256");
+  const controller = new AbortController();
+  const watch = new ProgressWatch(options.idleMs, () => {
+    controller.abort(watch.error());
+    channel.close();
+    options.onStall?.();
+  });
+  async function* chunks(): AsyncGenerator<Uint8Array> {
+    let left = size;
+    while (left > 0) {
+      const buffer = new Uint8Array(Math.min(FILE_CHUNK_BYTES, left));
+      const n = await file.read(buffer);
+      if (n === null) {
+        throw new RangeError(
+          `The file ended ${left} bytes early (changed while being sent)`,
+        );
+      }
+      const chunk = buffer.subarray(0, n);
+      hash.update(chunk);
+      left -= n;
+      watch.touch();
+      yield chunk;
+    }
+  }
+  watch.touch();
+  try {
+    await channel.send(size, chunks(), { signal: controller.signal });
+  } catch (error) {
+    if (watch.stalled) throw watch.error();
+    throw error;
+  } finally {
+    watch.stop();
+  }
+  return hash.digest("hex");
+}
+
+/**
+ * Receives the channel's next transfer into `file`.
+ *
+ * @param channel The data channel.
+ * @param file Where the bytes go (a temporary file).
+ * @param options Idle timeout and stall hook.
+ * @returns The size and SHA-256 of what arrived.
+ * @throws {TransferTimeoutError} On a stall.
+ * @throws {ConnectionLostError} When the transfer ended early.
+ */
+export async function receiveFile(
+  channel: TransportConn,
+  file: Deno.FsFile,
+  options: FileTransferOptions,
+): Promise<FileVersion> {
+  const hash = createHash("sha256");
+  const controller = new AbortController();
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  const watch = new ProgressWatch(options.idleMs, () => {
+    controller.abort(watch.error());
+    reader?.cancel().catch(() => {});
+    channel.close();
+    options.onStall?.();
+  });
+  watch.touch();
+  try {
+    const transfer = await channel.receive({ signal: controller.signal });
+    reader = transfer.readable.getReader();
+    let received = 0;
+    while (true) {
+      watch.touch();
+      const { done, value } = await reader.read();
+      if (done) break;
+      received += value.length;
+      hash.update(value);
+      await writeAll(file, value);
+    }
+    if (received !== transfer.size) {
+      if (watch.stalled) throw watch.error();
+      throw new ConnectionLostError(
+        `Transfer ended after ${received} of ${transfer.size} bytes`,
+      );
+    }
+    return { size: received, sha256: hash.digest("hex") };
+  } catch (error) {
+    if (watch.stalled) throw watch.error();
+    throw error;
+  } finally {
+    watch.stop();
+    reader?.releaseLock();
+  }
+}
+
+/**
+ * Hashes an open file from its start and rewinds it.
+ *
+ * @param file The open file.
+ * @returns Its SHA-256, lower-case hex.
+ */
+export async function hashOpenFile(file: Deno.FsFile): Promise<string> {
+  const hash = createHash("sha256");
+  await file.seek(0, Deno.SeekMode.Start);
+  const buffer = new Uint8Array(1024 * 1024);
+  while (true) {
+    const n = await file.read(buffer);
+    if (n === null) break;
+    hash.update(buffer.subarray(0, n));
+  }
+  await file.seek(0, Deno.SeekMode.Start);
+  return hash.digest("hex");
+}
+
+/**
+ * Random tag for a data channel (16 hex digits).
+ *
+ * @returns The tag.
+ */
+export function newChannelTag(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}

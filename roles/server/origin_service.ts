@@ -1,0 +1,246 @@
+/**
+ * The origin server of the file service (SPEC §1): stores uploads (`PUT`)
+ * and serves files (`GET`) and their versions (`STAT`, for the cache's
+ * revalidation). One TCP control connection per request; file data moves
+ * through the selected transport's data channel. See docs/file_service.md.
+ *
+ * @module
+ */
+
+import {
+  type ErrorCode,
+  type FileServiceMessage,
+  FROM_ORIGIN_TEXT,
+  type GetMessage,
+  type PutMessage,
+  type StatMessage,
+  UPLOADED_TEXT,
+} from "../../protocol/file_service.ts";
+import type { Transport } from "../../transport/types.ts";
+import { UnsafeNameError } from "../file_names.ts";
+import { PartialFile } from "../partial_file.ts";
+import {
+  ControlChannel,
+  describeError,
+  RemoteError,
+} from "../client/file_control.ts";
+import { ControlListener } from "../client/file_listener.ts";
+import { removeTempFiles, storePath } from "../client/file_store_names.ts";
+import { receiveFile, sendFile } from "../client/file_transfer.ts";
+import { VersionBook } from "./origin_versions.ts";
+
+/** Options of {@linkcode OriginServer.start}. */
+export interface OriginServerOptions {
+  /** The data transport. */
+  transport: Transport;
+  /** The port; 0 picks one. */
+  port: number;
+  /** The interface (default 0.0.0.0). */
+  hostname?: string;
+  /** Where the files are kept. */
+  dir: string;
+  /** Idle timeout of connections and transfers, in ms. */
+  idleMs: number;
+  /** Receives one event line per request (`--log`); default: none. */
+  log?: (line: string) => void;
+}
+
+/** A request failure answered with `ERROR <code> <text>`. */
+class RequestError extends RemoteError {}
+
+function notFound(verb: string, name: string): RequestError {
+  return new RequestError(
+    "not-found",
+    `Cannot ${verb} "${name}": no such file on the origin server`,
+  );
+}
+
+/** The running origin server. */
+export class OriginServer {
+  readonly #options: OriginServerOptions;
+  readonly #control: ControlListener;
+  readonly #versions = new VersionBook();
+  readonly #log: (line: string) => void;
+  #serving?: Promise<void>;
+
+  private constructor(options: OriginServerOptions, control: ControlListener) {
+    this.#options = options;
+    this.#control = control;
+    this.#log = options.log ?? (() => {});
+  }
+
+  /**
+   * Prepares the directory (leftover temporary files are removed), binds
+   * the port and starts serving.
+   *
+   * @param options Transport, port, directory, timeouts, log.
+   * @returns The server.
+   */
+  static async start(options: OriginServerOptions): Promise<OriginServer> {
+    await Deno.mkdir(options.dir, { recursive: true });
+    await removeTempFiles(options.dir);
+    const control = ControlListener.bind(
+      options.transport,
+      options.hostname ?? "0.0.0.0",
+      options.port,
+    );
+    const server = new OriginServer(options, control);
+    server.#serving = control.serve((conn) => server.#handle(conn));
+    return server;
+  }
+
+  /** The bound port. */
+  get port(): number {
+    return this.#control.port;
+  }
+
+  /** Resolves when the server stopped (after {@linkcode OriginServer.close}). */
+  get finished(): Promise<void> {
+    return this.#serving ?? Promise.resolve();
+  }
+
+  /** Stops serving; connections in progress are closed. */
+  close(): void {
+    this.#control.close();
+  }
+
+  async #handle(conn: Deno.Conn): Promise<void> {
+    const control = new ControlChannel(conn, this.#options.idleMs);
+    const peer = conn.remoteAddr as Deno.NetAddr;
+    const who = `${peer.hostname}:${peer.port}`;
+    let request: FileServiceMessage | undefined;
+    try {
+      request = await control.receive();
+      switch (request.type) {
+        case "put":
+          await this.#put(control, request, who);
+          break;
+        case "get":
+          await this.#get(control, request, who);
+          break;
+        case "stat":
+          await this.#stat(control, request);
+          break;
+        default:
+          throw new RequestError(
+            "bad-request",
+            `Unexpected ${request.type.toUpperCase()} as a request`,
+          );
+      }
+    } catch (error) {
+      const code: ErrorCode = error instanceof RemoteError
+        ? error.code
+        : error instanceof UnsafeNameError
+        ? "bad-name"
+        : "transfer-failed";
+      const text = describeError(error);
+      this.#log(`${request?.type ?? "request"} from ${who} failed: ${text}`);
+      await control.send({ type: "error", code, text }).catch(() => {});
+    } finally {
+      control.close();
+    }
+  }
+
+  #path(name: string): string {
+    return storePath(this.#options.dir, name);
+  }
+
+  async #put(
+    control: ControlChannel,
+    request: PutMessage,
+    who: string,
+  ): Promise<void> {
+    const path = this.#path(request.name);
+    let partial: PartialFile;
+    try {
+      partial = await PartialFile.create(path);
+    } catch (error) {
+      throw new RequestError(
+        "io-error",
+        `Cannot store "${request.name}": ${describeError(error)}`,
+      );
+    }
+    await using _cleanup = partial;
+    await control.send({ type: "ready" });
+    const idleMs = this.#options.idleMs;
+    await using channel = await this.#control.acceptor.accept(
+      control.conn,
+      request.tag,
+      { signal: AbortSignal.timeout(idleMs) },
+    );
+    const received = await receiveFile(channel, partial.file, {
+      idleMs,
+      onStall: () => control.close(),
+    });
+    if (received.size !== request.size) {
+      throw new RequestError(
+        "transfer-failed",
+        `Cannot store "${request.name}": announced ${request.size} bytes, received ${received.size}`,
+      );
+    }
+    const done = await control.expect("done");
+    if (done.sha256 !== received.sha256) {
+      throw new RequestError(
+        "transfer-failed",
+        `Cannot store "${request.name}": SHA-256 mismatch`,
+      );
+    }
+    const info = await partial.file.stat();
+    await partial.commit();
+    this.#versions.record(request.name, info, received.sha256);
+    this.#log(`put "${request.name}" (${received.size} bytes) from ${who}`);
+    await control.send({ type: "ok", text: UPLOADED_TEXT });
+  }
+
+  async #open(verb: string, name: string): Promise<Deno.FsFile> {
+    const path = this.#path(name);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) throw notFound(verb, name);
+      throw new RequestError(
+        "io-error",
+        `Cannot ${verb} "${name}": ${describeError(error)}`,
+      );
+    }
+    const info = await file.stat();
+    if (!info.isFile) {
+      file.close();
+      throw notFound(verb, name);
+    }
+    return file;
+  }
+
+  async #get(
+    control: ControlChannel,
+    request: GetMessage,
+    who: string,
+  ): Promise<void> {
+    using file = await this.#open("get", request.name);
+    const version = await control.keepAliveWhile(
+      this.#versions.versionOf(request.name, file),
+    );
+    await control.send({ type: "found", ...version });
+    const idleMs = this.#options.idleMs;
+    await using channel = await this.#control.acceptor.accept(
+      control.conn,
+      request.tag,
+      { signal: AbortSignal.timeout(idleMs) },
+    );
+    await sendFile(channel, file, version.size, {
+      idleMs,
+      onStall: () => control.close(),
+    });
+    await control.send({ type: "ok", text: FROM_ORIGIN_TEXT });
+    this.#log(`get "${request.name}" (${version.size} bytes) to ${who}`);
+  }
+
+  async #stat(control: ControlChannel, request: StatMessage): Promise<void> {
+    using file = await this.#open("get", request.name);
+    const version = await control.keepAliveWhile(
+      this.#versions.versionOf(request.name, file),
+    );
+    await control.send({ type: "found", ...version });
+  }
+}
