@@ -5,16 +5,23 @@
  * 127.0.0.1 (`tcp` transport, same file). Area benches (stream, upload,
  * chat, repeat) add their own lines when present.
  *
- * Options: `--size-mib N` (default 32) and `--runs N` (default 3; the
- * median is reported).
+ * Options: `--size-mib N` (size of the tcp comparison, default 1024) and
+ * `--runs N` (default 3; the median is reported).
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { writeTestFile } from "../tests/_helpers/files.ts";
+import { sha256File } from "../tests/_helpers/files.ts";
 import { throughput } from "./demo.ts";
-import { transferBetweenProcesses } from "./transport_demo.ts";
+import {
+  transferBetweenProcesses,
+  type TransferOptions,
+  udpPingPong,
+} from "./transport_demo.ts";
+
+const MiB = 1024 * 1024;
 
 /**
  * The median of some numbers.
@@ -28,35 +35,88 @@ export function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
+function mib(kib: number): string {
+  return `${(kib / 1024).toFixed(0)} MiB`;
+}
+
+async function measure(
+  kind: string,
+  path: string,
+  runs: number,
+  options: TransferOptions = {},
+): Promise<{ ms: number; rss: string }> {
+  const samples: number[] = [];
+  let rss = "";
+  for (let i = 0; i < runs; i++) {
+    const r = await transferBetweenProcesses(kind, path, options);
+    if (r.sentSha256 !== r.receivedSha256) {
+      throw new Error(`${kind}: SHA-256 mismatch`);
+    }
+    samples.push(r.ms);
+    rss = `peak RSS sender ${mib(r.senderRssKiB)}, receiver ${
+      mib(r.receiverRssKiB)
+    }`;
+  }
+  return { ms: median(samples), rss };
+}
+
+/** Issue 2's transport figures: (a) tcp vs raw copy, (b) snw vs UDP ping-pong, (c) loss, (d) RSS. */
 async function transportBench(
   sizeMiB: number,
   runs: number,
 ): Promise<string[]> {
   const dir = await Deno.makeTempDir({ prefix: "sockkit-bench-" });
+  const lines: string[] = [];
+  const out = (line: string) => {
+    console.log(line);
+    lines.push(line);
+  };
   try {
-    const path = `${dir}/bench.bin`;
-    const bytes = sizeMiB * 1024 * 1024;
-    await writeTestFile(path, bytes, 7);
-    const times: Record<string, number> = {};
-    for (const transport of ["tcp", "snw"]) {
-      const samples: number[] = [];
-      for (let i = 0; i < runs; i++) {
-        const r = await transferBetweenProcesses(transport, path);
-        if (r.sentSha256 !== r.receivedSha256) {
-          throw new Error(`${transport}: SHA-256 mismatch`);
-        }
-        samples.push(r.ms);
-      }
-      times[transport] = median(samples);
+    const big = `${dir}/big.bin`;
+    const bytes = sizeMiB * MiB;
+    await writeTestFile(big, bytes, 7);
+    const sha256 = await sha256File(big);
+    const raw = await measure("raw", big, runs, { sha256 });
+    const tcp = await measure("tcp", big, runs, { sha256 });
+    out(
+      `(a) plain TCP copy (reference): ${sizeMiB} MiB in ${
+        raw.ms.toFixed(0)
+      } ms, ${throughput(bytes, raw.ms)}; ${raw.rss}`,
+    );
+    out(
+      `(a) tcp transport: ${sizeMiB} MiB in ${tcp.ms.toFixed(0)} ms, ${
+        throughput(bytes, tcp.ms)
+      } = ${(raw.ms / tcp.ms).toFixed(3)}x the plain copy; ${tcp.rss}`,
+    );
+    for (const [chunk, size] of [[1000, 16], [64000, 256]]) {
+      const path = `${dir}/snw-${chunk}.bin`;
+      await writeTestFile(path, size * MiB, 8);
+      const env = { SOCKKIT_SNW_CHUNK_SIZE: String(chunk) };
+      const snw = await measure("snw", path, runs, { env });
+      const ping = await udpPingPong(chunk, size * MiB);
+      out(
+        `(b) snw ${chunk} B chunks: ${size} MiB in ${snw.ms.toFixed(0)} ms, ${
+          throughput(size * MiB, snw.ms)
+        } = ${(ping / snw.ms).toFixed(3)}x a raw UDP ping-pong at ${chunk} B (${
+          throughput(size * MiB, ping)
+        }); ${snw.rss}`,
+      );
     }
-    return [
-      `transport tcp (reference): ${sizeMiB} MiB in ${
-        times.tcp.toFixed(0)
-      } ms, ${throughput(bytes, times.tcp)}`,
-      `transport snw: ${sizeMiB} MiB in ${times.snw.toFixed(0)} ms, ${
-        throughput(bytes, times.snw)
-      } = ${(times.tcp / times.snw).toFixed(3)}x tcp throughput`,
-    ];
+    const lossy = `${dir}/lossy.bin`;
+    await writeTestFile(lossy, 2 * MiB, 9);
+    const viaRelay = (drop: number) => ({
+      relay: { seed: 11, drop, tcp: false },
+    });
+    const clean = await measure("snw", lossy, runs, viaRelay(0));
+    const lost = await measure("snw", lossy, runs, viaRelay(0.1));
+    out(
+      `(c) snw through the relay, 2 MiB: lossless ${
+        throughput(2 * MiB, clean.ms)
+      }, 10% loss ${throughput(2 * MiB, lost.ms)} = ${
+        (clean.ms / lost.ms).toFixed(3)
+      }x lossless`,
+    );
+    return lines;
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -74,14 +134,14 @@ if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
-      "size-mib": { type: "string", default: "32" },
+      "size-mib": { type: "string", default: "1024" },
       runs: { type: "string", default: "3" },
     },
   });
   const sizeMiB = Number(values["size-mib"]);
   const runs = Number(values.runs);
   console.log(`sockkit bench (median of ${runs} runs where repeated)`);
-  for (const line of await transportBench(sizeMiB, runs)) console.log(line);
+  await transportBench(sizeMiB, runs);
   for (const [path, name] of AREA_BENCHES) {
     let bench: (() => Promise<string[]>) | undefined;
     try {

@@ -1,12 +1,20 @@
 /**
- * The receiving process of the transport demo and bench: listens on
- * 127.0.0.1 with the chosen transport, prints `listening <port>`, receives
- * one transfer, hashes it as it streams (never held whole) and prints
- * `received <bytes> <sha256>`.
+ * One side of a measured transfer, run as its own process so that each
+ * side's time and peak memory are its own. Every mode prints one result
+ * line, ending with the process's peak RSS in KiB (`VmHWM`).
  *
  * ```sh
- * deno run -A --unstable-net bench/transfer_peer.ts tcp|snw
+ * transfer_peer.ts receive <tcp|snw|raw>        # prints "listening <port>", then
+ *                                               # "received <bytes> <sha256> <rssKiB>"
+ * transfer_peer.ts send <tcp|snw|raw> <port> <file>
+ *                                               # "start", then "sent <bytes> <ms> <rssKiB>"
+ * transfer_peer.ts udp-echo                     # "listening <port>"; answers each datagram with "ACK"
+ * transfer_peer.ts udp-ping <port> <payload> <bytes>
+ *                                               # "sent <bytes> <ms> <rssKiB>"
  * ```
+ *
+ * `raw` is the reference: a plain TCP copy (write the file into a socket,
+ * read until EOF) with the same hashing on the receiving side.
  *
  * @module
  */
@@ -14,36 +22,139 @@
 import { createHash } from "node:crypto";
 import { transportByName } from "../transport/mod.ts";
 
+const READ_SIZE = 1024 * 1024;
+
 /**
- * Receives one transfer on `listener`'s first connection and hashes it.
+ * The peak resident set size of this process, from `/proc/self/status`.
  *
- * @param transportName `tcp` or `snw`.
- * @param report Receives the `listening` line.
- * @returns The byte count and SHA-256 (hex).
+ * @returns KiB, or 0 where `/proc` is unavailable.
  */
-export async function receiveOne(
-  transportName: string,
-  report: (line: string) => void,
-): Promise<{ bytes: number; sha256: string }> {
-  using listener = transportByName(transportName).listen({
+export function peakRssKiB(): number {
+  try {
+    const status = Deno.readTextFileSync("/proc/self/status");
+    return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** Reads a file in 1 MiB pieces (Deno's small async reads are slow). */
+async function* fileChunks(path: string): AsyncGenerator<Uint8Array> {
+  using file = await Deno.open(path);
+  const buffer = new Uint8Array(READ_SIZE);
+  while (true) {
+    const n = await file.read(buffer);
+    if (n === null) return;
+    yield buffer.subarray(0, n);
+  }
+}
+
+async function receive(kind: string): Promise<string> {
+  const hash = createHash("sha256");
+  let bytes = 0;
+  if (kind === "raw") {
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    console.log(`listening ${listener.addr.port}`);
+    using conn = await listener.accept();
+    const buffer = new Uint8Array(256 * 1024);
+    while (true) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      hash.update(buffer.subarray(0, n));
+      bytes += n;
+    }
+  } else {
+    using listener = transportByName(kind).listen({
+      hostname: "127.0.0.1",
+      port: 0,
+    });
+    console.log(`listening ${listener.addr.port}`);
+    await using conn = await listener.accept();
+    const incoming = await conn.receive();
+    for await (const chunk of incoming.readable) {
+      hash.update(chunk);
+      bytes += chunk.length;
+    }
+  }
+  return `received ${bytes} ${hash.digest("hex")} ${peakRssKiB()}`;
+}
+
+async function send(kind: string, port: number, path: string): Promise<string> {
+  const bytes = (await Deno.stat(path)).size;
+  console.log("start");
+  const started = performance.now();
+  if (kind === "raw") {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    for await (const chunk of fileChunks(path)) {
+      let offset = 0;
+      while (offset < chunk.length) {
+        offset += await conn.write(chunk.subarray(offset));
+      }
+    }
+  } else {
+    await using conn = await transportByName(kind).connect({
+      hostname: "127.0.0.1",
+      port,
+    });
+    await conn.send(bytes, fileChunks(path));
+  }
+  const ms = performance.now() - started;
+  return `sent ${bytes} ${ms.toFixed(1)} ${peakRssKiB()}`;
+}
+
+async function udpEcho(): Promise<void> {
+  const socket = Deno.listenDatagram({
+    transport: "udp",
     hostname: "127.0.0.1",
     port: 0,
   });
-  report(`listening ${listener.addr.port}`);
-  await using conn = await listener.accept();
-  const incoming = await conn.receive();
-  const hash = createHash("sha256");
-  let bytes = 0;
-  for await (const chunk of incoming.readable) {
-    hash.update(chunk);
-    bytes += chunk.length;
+  console.log(`listening ${(socket.addr as Deno.NetAddr).port}`);
+  const ack = new TextEncoder().encode("ACK");
+  for await (const [, addr] of socket) await socket.send(ack, addr);
+}
+
+async function udpPing(
+  port: number,
+  payload: number,
+  total: number,
+): Promise<string> {
+  const socket = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  const peer: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port };
+  const datagram = new Uint8Array(payload + 22); // as big as an SNW packet
+  console.log("start");
+  const started = performance.now();
+  for (let sent = 0; sent < total; sent += payload) {
+    await socket.send(datagram, peer);
+    await socket.receive();
   }
-  return { bytes, sha256: hash.digest("hex") };
+  const ms = performance.now() - started;
+  socket.close();
+  return `sent ${total} ${ms.toFixed(1)} ${peakRssKiB()}`;
 }
 
 if (import.meta.main) {
-  const result = await receiveOne(Deno.args[0] ?? "tcp", (line) => {
-    console.log(line);
-  });
-  console.log(`received ${result.bytes} ${result.sha256}`);
+  const [mode, a, b, c] = Deno.args;
+  switch (mode) {
+    case "receive":
+      console.log(await receive(a ?? "tcp"));
+      break;
+    case "send":
+      console.log(await send(a, Number(b), c));
+      break;
+    case "udp-echo":
+      await udpEcho();
+      break;
+    case "udp-ping":
+      console.log(await udpPing(Number(a), Number(b), Number(c)));
+      break;
+    default:
+      console.error(
+        "usage: transfer_peer.ts receive|send|udp-echo|udp-ping ...",
+      );
+      Deno.exit(2);
+  }
 }

@@ -12,6 +12,7 @@ import {
   MAX_PAYLOAD,
   SnwPacketError,
   SnwType,
+  tableCrc32,
 } from "../transport/mod.ts";
 
 Deno.test("snw packet: round trip keeps type, session, 64-bit seq and payload", () => {
@@ -103,4 +104,16 @@ Deno.test("snw packet: fuzz — random and mutated datagrams only ever raise Snw
     }
   }
   equal(accepted, 0, "a corrupted datagram passed the checksum");
+});
+
+Deno.test("crc32: the native and the table implementation agree", () => {
+  const random = seededRandom(9);
+  for (const size of [0, 1, 7, 1000, 65485]) {
+    const bytes = new Uint8Array(size).map(() => random() * 256);
+    equal(crc32(bytes), tableCrc32(bytes));
+    equal(
+      crc32(bytes.subarray(size >> 1), crc32(bytes.subarray(0, size >> 1))),
+      tableCrc32(bytes),
+    );
+  }
 });

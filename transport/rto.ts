@@ -10,7 +10,7 @@
 export interface RtoOptions {
   /** RTO before the first sample (default 100). */
   initialMs?: number;
-  /** Lower bound (default 4). */
+  /** Lower bound (default 1). */
   minMs?: number;
   /** Upper bound, also of backoff (default 250). */
   maxMs?: number;
@@ -30,7 +30,7 @@ export class RtoEstimator {
    * @param options Bounds in milliseconds.
    */
   constructor(options: RtoOptions = {}) {
-    this.#min = options.minMs ?? 4;
+    this.#min = options.minMs ?? 1;
     this.#max = options.maxMs ?? 250;
     this.#rto = this.#clamp(options.initialMs ?? 100);
   }
