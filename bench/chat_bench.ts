@@ -40,6 +40,21 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 }
 
+/** Current and peak resident memory of a process (Linux only). */
+function serverMemory(pid: number): { rss: number; peak: number } | undefined {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const kib = (field: string) =>
+      Number(status.match(new RegExp(`${field}:\\s+(\\d+) kB`))?.[1] ?? 0);
+    return {
+      rss: Math.round(kib("VmRSS") / 1024),
+      peak: Math.round(kib("VmHWM") / 1024),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
 async function startServer(maxClients: number): Promise<{
   process: RoleProcess;
   port: number;
@@ -176,6 +191,13 @@ export async function runChatBench(
         latencies[latencies.length - 1].toFixed(1)
       } ms (target p99 ≤ 100 ms: ${p99 <= 100 ? "met" : "MISSED"})`,
     );
+
+    const memory = serverMemory(server.process.child.pid);
+    if (memory) {
+      lines.push(
+        `chat server memory with ${users} users: RSS ${memory.rss} MiB (peak ${memory.peak} MiB)`,
+      );
+    }
 
     // 3. Sustained chat.
     const total = chatters * perChatter;

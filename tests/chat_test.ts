@@ -504,26 +504,27 @@ Deno.test("chat server: 200 raw clients under --max-clients 1000 all join and re
 Deno.test("chat server: a stalled client is dropped when its queue overflows; others keep receiving", async () => {
   await using server = await startChatServer();
   const port = server.port;
-  using stalled = await RawPeer.join(port, "stalled"); // never reads
+  using _stalled = await RawPeer.join(port, "stalled"); // never reads
   using listener = await RawPeer.join(port, "listener");
   using sender = await RawPeer.join(port, "sender");
   await server.process.stdout.waitFor("join: sender\n");
   const text = "z".repeat(60_000);
-  const count = 600; // 36 MB: more than the 8 MiB queue plus socket buffers
-  const receiving = (async () => {
-    for (let i = 0; i < count; i++) {
+  // 1000 × 60 kB = 60 MB for "stalled": far more than its 8 MiB queue plus
+  // socket buffers. The listener is paced (it reads each batch before the
+  // next is sent), so its own queue stays small however loaded the machine.
+  for (let batch = 0; batch < 50; batch++) {
+    for (let i = 0; i < 20; i++) {
+      await sender.link.send({
+        type: "send_message",
+        users: ["stalled", "listener"],
+        text,
+      });
+    }
+    for (let i = 0; i < 20; i++) {
       const message = await listener.nextMessage(20_000);
       equal(message?.type, "forward_message");
     }
-  })();
-  for (let i = 0; i < count; i++) {
-    await sender.link.send({
-      type: "send_message",
-      users: ["stalled", "listener"],
-      text,
-    });
   }
-  await receiving;
   await server.process.stdout.waitFor("disconnected: stalled\n");
   match(server.process.stderr.text, /dropping "stalled": outgoing queue/);
   await listener.link.send({ type: "request_users_list" });

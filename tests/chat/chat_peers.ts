@@ -5,10 +5,7 @@
  * @module
  */
 
-import {
-  type ChatEvent,
-  type ChatMessage,
-} from "../../protocol/chat_protocol.ts";
+import type { ChatEvent, ChatMessage } from "../../protocol/chat_protocol.ts";
 import { ChatConnection } from "../../roles/chat/chat_connection.ts";
 import { type RoleProcess, startRole } from "../_helpers/role_process.ts";
 
