@@ -11,6 +11,7 @@ import {
   ChatProtocolError,
   encodeFile,
   encodeMessage,
+  MAX_FILE_BYTES,
 } from "../protocol/chat_protocol.ts";
 import { ChatConnection } from "../roles/chat/chat_connection.ts";
 import { CLIENT_HELP, SERVER_HELP } from "../roles/chat/chat_options.ts";
@@ -222,6 +223,22 @@ Deno.test("chat: files reach one and three recipients byte-exact as <user>_<name
 
     await alice.write("file 1 bob missing.bin\n");
     await alice.stderr.waitFor('chat: cannot send "missing.bin": no such file');
+    // Over the limits: refused locally with a clear reason, nothing sent.
+    using huge = await Deno.open(join(dirs.alice, "huge.bin"), {
+      write: true,
+      create: true,
+    });
+    await huge.truncate(MAX_FILE_BYTES + 1); // sparse: no disk used
+    await alice.write("file 1 bob huge.bin\n");
+    await alice.stderr.waitFor(
+      `chat: cannot send "huge.bin": ${
+        MAX_FILE_BYTES + 1
+      } bytes exceed the ${MAX_FILE_BYTES}-byte file limit`,
+    );
+    await alice.write(`msg 1 bob ${"x".repeat(70_000)}\n`);
+    await alice.stderr.waitFor(
+      "chat: message not sent: 70000 bytes exceed the 65536-byte limit",
+    );
     await alice.write("file 2 ghost dave sub/notes.txt\n");
     await server.process.stdout.waitFor(
       "file: alice to non-existent user ghost\n",
