@@ -21,7 +21,7 @@ import {
 } from "../../transport/errors.ts";
 
 /** How long an open text message may wait for more bytes, by default. */
-export const DEFAULT_SETTLE_MS = 25;
+export const DEFAULT_SETTLE_MS = 10;
 
 /** Bytes read from the socket at once. */
 const READ_CHUNK = 64 * 1024;
@@ -52,7 +52,10 @@ export class StreamConnection implements Disposable {
   #scratch = new Uint8Array(READ_CHUNK);
   #pendingRead?: Promise<ReadOutcome>;
   #waiting = 0;
-  #lastProgress = performance.now();
+  /** Counts started and finished socket operations: any change is progress. */
+  #progress = 0;
+  #seenProgress = -1;
+  #quietSince = performance.now();
   #stalled = false;
   #closed = false;
   #watchdog: ReturnType<typeof setInterval>;
@@ -77,20 +80,25 @@ export class StreamConnection implements Disposable {
   }
 
   #checkIdle(): void {
-    if (this.#waiting === 0 || this.#closed) return;
-    if (performance.now() - this.#lastProgress < this.#idleTimeoutMs) return;
+    const now = performance.now();
+    if (this.#waiting === 0 || this.#progress !== this.#seenProgress) {
+      this.#seenProgress = this.#progress;
+      this.#quietSince = now;
+      return;
+    }
+    if (this.#closed || now - this.#quietSince < this.#idleTimeoutMs) return;
     this.#stalled = true;
     this.close();
   }
 
   #begin(): void {
-    if (this.#waiting === 0) this.#lastProgress = performance.now();
     this.#waiting++;
+    this.#progress++;
   }
 
   #end(): void {
     this.#waiting--;
-    this.#lastProgress = performance.now();
+    this.#progress++;
   }
 
   #failure(error: unknown, what: string): Error {
@@ -322,10 +330,20 @@ export class StreamConnection implements Disposable {
         filled += n;
       }
       for (let offset = 0; offset < filled; offset += blockSize) {
-        await this.#write(
-          chunk.subarray(offset, Math.min(offset + blockSize, filled)),
-          "sending file data",
+        let block = chunk.subarray(
+          offset,
+          Math.min(offset + blockSize, filled),
         );
+        this.#begin();
+        try {
+          while (block.length > 0) {
+            block = block.subarray(await this.conn.write(block));
+          }
+        } catch (error) {
+          throw this.#failure(error, "sending file data");
+        } finally {
+          this.#end();
+        }
       }
       left -= filled;
     }

@@ -1,0 +1,416 @@
+/**
+ * Streaming GET/PUT/DEL bench (SPEC §5, issue 4). Every figure is a ratio
+ * against a reference measured in the same run on 127.0.0.1:
+ *
+ * - default 1024-byte blocks against the independent Python peers
+ *   (tests/stream/peer_*.py: 1024-byte `sendall` / `recv`), same file, same
+ *   direction;
+ * - `--block-size 65536` against a plain TCP copy between two Deno
+ *   processes (this file in `--copy-serve` / `--copy-fetch` mode: file →
+ *   socket in 256 KiB writes → file, no protocol);
+ * - peak resident memory (`ru_maxrss` of each client process, `VmHWM` of the
+ *   server process) for a 1 GiB PUT and GET, against the 64 MiB bound.
+ *
+ * Each time is a client process's wall time from spawn to exit (startup
+ * included, for every contender alike), measured by a small Python wrapper
+ * that also reports the child's `ru_maxrss`; the median of three runs.
+ *
+ * Run standalone: `deno run -A bench/stream_bench.ts [--mib 100]
+ * [--rss-mib 1024] [--runs 3]`; `make bench` calls
+ * {@linkcode runStreamBench}.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { sha256File, writeTestFile } from "../tests/_helpers/files.ts";
+
+const MiB = 1024 * 1024;
+const ROOT = new URL("../", import.meta.url);
+const SERVER_MAIN = new URL("roles/server/main.ts", ROOT).pathname;
+const CLIENT_MAIN = new URL("roles/client/main.ts", ROOT).pathname;
+const PEER_SERVER = new URL("tests/stream/peer_server.py", ROOT).pathname;
+const PEER_CLIENT = new URL("tests/stream/peer_client.py", ROOT).pathname;
+const SELF = new URL(import.meta.url).pathname;
+const FLAGS = ["--allow-net", "--allow-read", "--allow-write", "--allow-env"];
+/** The bound on peak resident memory per process the issue asks for. */
+const RSS_BOUND_KIB = 64 * 1024;
+
+/** Runs a command, timing it and reporting its peak RSS (Linux KiB). */
+const MEASURE_PY = `
+import json, resource, subprocess, sys, time
+start = time.perf_counter()
+p = subprocess.run(sys.argv[2:], cwd=sys.argv[1], capture_output=True)
+ms = (time.perf_counter() - start) * 1000
+print(json.dumps({"code": p.returncode, "ms": ms,
+  "rssKiB": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+  "stdout": p.stdout.decode(errors="replace"),
+  "stderr": p.stderr.decode(errors="replace")}))
+`;
+
+/** Options of {@linkcode runStreamBench}. */
+export interface StreamBenchOptions {
+  /** File size for the throughput figures, in MiB (default 100). */
+  mib?: number;
+  /** File size for the memory figures, in MiB (default 1024). */
+  rssMib?: number;
+  /** Runs per figure; the median is reported (default 3). */
+  runs?: number;
+}
+
+interface Measured {
+  code: number;
+  ms: number;
+  rssKiB: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function measure(cwd: string, command: string[]): Promise<Measured> {
+  const output = await new Deno.Command("python3", {
+    args: ["-c", MEASURE_PY, cwd, ...command],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  const result = JSON.parse(
+    new TextDecoder().decode(output.stdout),
+  ) as Measured;
+  if (result.code !== 0) {
+    throw new Error(
+      `${
+        command.join(" ")
+      } failed (${result.code}):\n${result.stdout}${result.stderr}`,
+    );
+  }
+  return result;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+async function freeTcpPort(): Promise<number> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  await Promise.resolve();
+  return port;
+}
+
+async function waitForPort(port: number): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (true) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+/** A background server process. */
+class Server implements AsyncDisposable {
+  constructor(readonly child: Deno.ChildProcess, readonly port: number) {}
+
+  static async start(
+    command: string,
+    args: string[],
+    cwd: string,
+    port: number,
+  ): Promise<Server> {
+    const child = new Deno.Command(command, {
+      args,
+      cwd,
+      stdin: "null",
+      stdout: "null",
+      stderr: "inherit",
+      env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+    }).spawn();
+    await waitForPort(port);
+    return new Server(child, port);
+  }
+
+  /** Peak resident memory so far, KiB (0 where /proc is missing). */
+  peakRssKiB(): number {
+    try {
+      const status = Deno.readTextFileSync(`/proc/${this.child.pid}/status`);
+      return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    } catch {
+      return 0;
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.child.kill("SIGTERM");
+    } catch { /* gone */ }
+    await this.child.status;
+  }
+}
+
+function startSockkitServer(dir: string, port: number, blockSize: number) {
+  return Server.start(
+    Deno.execPath(),
+    [
+      "run",
+      ...FLAGS,
+      SERVER_MAIN,
+      String(port),
+      "--host",
+      "127.0.0.1",
+      "--block-size",
+      String(blockSize),
+    ],
+    dir,
+    port,
+  );
+}
+
+function sockkitClient(port: number, verb: string, blockSize: number) {
+  return [
+    Deno.execPath(),
+    "run",
+    ...FLAGS,
+    CLIENT_MAIN,
+    "127.0.0.1",
+    String(port),
+    verb,
+    "bench.bin",
+    "--block-size",
+    String(blockSize),
+  ];
+}
+
+function pythonClient(port: number, verb: string) {
+  return ["python3", PEER_CLIENT, "127.0.0.1", String(port), verb, "bench.bin"];
+}
+
+async function medianRun(
+  runs: number,
+  cwd: string,
+  command: string[],
+): Promise<Measured> {
+  const results: Measured[] = [];
+  for (let i = 0; i < runs; i++) results.push(await measure(cwd, command));
+  const ms = median(results.map((r) => r.ms));
+  return {
+    ...results[0],
+    ms,
+    rssKiB: Math.max(...results.map((r) => r.rssKiB)),
+  };
+}
+
+function rate(bytes: number, ms: number): string {
+  return `${(bytes / MiB / (ms / 1000)).toFixed(1)} MiB/s`;
+}
+
+async function expectSame(a: string, b: string): Promise<void> {
+  if ((await sha256File(a)) !== (await sha256File(b))) {
+    throw new Error(`SHA-256 of ${a} and ${b} differ`);
+  }
+}
+
+async function throughputLines(
+  root: string,
+  mib: number,
+  runs: number,
+): Promise<string[]> {
+  const bytes = mib * MiB;
+  const srv = join(root, "srv");
+  const cli = join(root, "cli");
+  await Deno.mkdir(srv);
+  await Deno.mkdir(cli);
+  await writeTestFile(join(srv, "bench.bin"), bytes, 11);
+  await Deno.copyFile(join(srv, "bench.bin"), join(cli, "bench.bin"));
+  const lines: string[] = [];
+  const times: Record<string, number> = {};
+
+  for (const verb of ["GET", "PUT"]) {
+    const port = await freeTcpPort();
+    await using _server = await Server.start(
+      "python3",
+      [PEER_SERVER, String(port)],
+      srv,
+      port,
+    );
+    times[`py ${verb}`] =
+      (await medianRun(runs, cli, pythonClient(port, verb))).ms;
+  }
+  for (const blockSize of [1024, 65536]) {
+    const port = await freeTcpPort();
+    await using _server = await startSockkitServer(srv, port, blockSize);
+    for (const verb of ["GET", "PUT"]) {
+      times[`${blockSize} ${verb}`] = (await medianRun(
+        runs,
+        cli,
+        sockkitClient(port, verb, blockSize),
+      )).ms;
+      await expectSame(join(srv, "bench.bin"), join(cli, "bench.bin"));
+    }
+  }
+  {
+    const port = await freeTcpPort();
+    await using _server = await Server.start(
+      Deno.execPath(),
+      [
+        "run",
+        ...FLAGS,
+        SELF,
+        "--copy-serve",
+        String(port),
+        join(srv, "bench.bin"),
+      ],
+      srv,
+      port,
+    );
+    times.copy = (await medianRun(runs, cli, [
+      Deno.execPath(),
+      "run",
+      ...FLAGS,
+      SELF,
+      "--copy-fetch",
+      String(port),
+      join(cli, "copy.bin"),
+    ])).ms;
+    await expectSame(join(srv, "bench.bin"), join(cli, "copy.bin"));
+  }
+  for (const verb of ["GET", "PUT"]) {
+    const ms = times[`1024 ${verb}`];
+    const py = times[`py ${verb}`];
+    lines.push(
+      `stream ${verb} ${mib} MiB, 1024-byte blocks: ${ms.toFixed(0)} ms (${
+        rate(bytes, ms)
+      }) = ${(py / ms).toFixed(2)}x python peers (${
+        py.toFixed(0)
+      } ms; target >= 1.2x)`,
+    );
+  }
+  for (const verb of ["GET", "PUT"]) {
+    const ms = times[`65536 ${verb}`];
+    lines.push(
+      `stream ${verb} ${mib} MiB, --block-size 65536: ${ms.toFixed(0)} ms (${
+        rate(bytes, ms)
+      }) = ${(times.copy / ms).toFixed(2)}x plain TCP copy (${
+        times.copy.toFixed(0)
+      } ms; target >= 0.95x)`,
+    );
+  }
+  return lines;
+}
+
+async function memoryLines(root: string, mib: number): Promise<string[]> {
+  const bytes = mib * MiB;
+  const srv = join(root, "rss-srv");
+  const cli = join(root, "rss-cli");
+  await Deno.mkdir(srv);
+  await Deno.mkdir(cli);
+  await writeTestFile(join(cli, "bench.bin"), bytes, 12);
+  const port = await freeTcpPort();
+  await using server = await startSockkitServer(srv, port, 1024);
+  const put = await measure(cli, sockkitClient(port, "PUT", 1024));
+  await Deno.remove(join(cli, "bench.bin"));
+  const get = await measure(cli, sockkitClient(port, "GET", 1024));
+  await expectSame(join(srv, "bench.bin"), join(cli, "bench.bin"));
+  const serverKiB = server.peakRssKiB();
+  const worst = Math.max(put.rssKiB, get.rssKiB, serverKiB);
+  const fmt = (kib: number) => `${(kib / 1024).toFixed(1)} MiB`;
+  return [
+    `stream ${mib} MiB PUT + GET (1024-byte blocks): ${
+      rate(bytes, put.ms)
+    } up, ${rate(bytes, get.ms)} down; peak RSS client PUT ${
+      fmt(put.rssKiB)
+    }, client GET ${fmt(get.rssKiB)}, server ${fmt(serverKiB)} (bound 64 MiB: ${
+      worst <= RSS_BOUND_KIB ? "ok" : "EXCEEDED"
+    })`,
+  ];
+}
+
+/**
+ * Runs the stream bench and returns printable lines.
+ *
+ * @param options Sizes and runs.
+ * @returns One line per figure.
+ */
+export async function runStreamBench(
+  options: StreamBenchOptions = {},
+): Promise<string[]> {
+  const root = await Deno.makeTempDir({ prefix: "sockkit-stream-bench-" });
+  try {
+    return [
+      ...await throughputLines(root, options.mib ?? 100, options.runs ?? 3),
+      ...await memoryLines(root, options.rssMib ?? 1024),
+    ];
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+/** The reference sender: serves `path` to every connection, 256 KiB writes. */
+async function copyServe(port: number, path: string): Promise<void> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port });
+  const buffer = new Uint8Array(256 * 1024);
+  for await (const conn of listener) {
+    try {
+      using file = await Deno.open(path);
+      while (true) {
+        const n = await file.read(buffer);
+        if (n === null) break;
+        let off = 0;
+        while (off < n) off += await conn.write(buffer.subarray(off, n));
+      }
+    } catch {
+      // probe connections close early
+    } finally {
+      conn.close();
+    }
+  }
+}
+
+/** The reference receiver: reads until EOF into `path`, 64 KiB reads. */
+async function copyFetch(port: number, path: string): Promise<void> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  using file = await Deno.open(path, {
+    write: true,
+    create: true,
+    truncate: true,
+  });
+  const buffer = new Uint8Array(64 * 1024);
+  while (true) {
+    const n = await conn.read(buffer);
+    if (n === null) break;
+    let off = 0;
+    while (off < n) off += await file.write(buffer.subarray(off, n));
+  }
+}
+
+if (import.meta.main) {
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    options: {
+      mib: { type: "string" },
+      "rss-mib": { type: "string" },
+      runs: { type: "string" },
+      "copy-serve": { type: "string" },
+      "copy-fetch": { type: "string" },
+    },
+    allowPositionals: true,
+  });
+  const [target] = positionals;
+  if (values["copy-serve"]) {
+    await copyServe(Number(values["copy-serve"]), target);
+  } else if (values["copy-fetch"]) {
+    await copyFetch(Number(values["copy-fetch"]), target);
+  } else {
+    const lines = await runStreamBench({
+      mib: values.mib ? Number(values.mib) : undefined,
+      rssMib: values["rss-mib"] ? Number(values["rss-mib"]) : undefined,
+      runs: values.runs ? Number(values.runs) : undefined,
+    });
+    for (const line of lines) console.log(line);
+  }
+}
