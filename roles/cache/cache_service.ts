@@ -12,6 +12,7 @@
 import {
   type ErrorCode,
   type FileServiceMessage,
+  FileServiceProtocolError,
   FROM_CACHE_TEXT,
   FROM_ORIGIN_TEXT,
   type GetMessage,
@@ -161,6 +162,8 @@ export class CacheServer {
         ? "unavailable"
         : error instanceof UnsafeNameError
         ? "bad-name"
+        : error instanceof FileServiceProtocolError
+        ? "bad-request"
         : "transfer-failed";
       const text = describeError(error);
       this.#log(`${request?.type ?? "request"} from ${who} failed: ${text}`);

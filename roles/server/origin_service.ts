@@ -10,6 +10,7 @@
 import {
   type ErrorCode,
   type FileServiceMessage,
+  FileServiceProtocolError,
   FROM_ORIGIN_TEXT,
   type GetMessage,
   type PutMessage,
@@ -132,6 +133,8 @@ export class OriginServer {
         ? error.code
         : error instanceof UnsafeNameError
         ? "bad-name"
+        : error instanceof FileServiceProtocolError
+        ? "bad-request"
         : "transfer-failed";
       const text = describeError(error);
       this.#log(`${request?.type ?? "request"} from ${who} failed: ${text}`);

@@ -1,0 +1,827 @@
+/**
+ * The file service with a cache (SPEC §1, seed 000): the real `server`,
+ * `cache` and `client` executables on 127.0.0.1, over tcp and snw; plus the
+ * pure control codec.
+ */
+
+import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
+import { join } from "node:path";
+import { LossyRelay } from "../bench/relay.ts";
+import { seededRandom } from "../bench/seeded_random.ts";
+import {
+  decodeFileServiceMessage,
+  decodeFrameLength,
+  encodeFileServiceMessage,
+  FileServiceFrameDecoder,
+  type FileServiceMessage,
+  FileServiceProtocolError,
+} from "../protocol/file_service.ts";
+import { parseByteSize } from "../roles/cache/cache_server.ts";
+import { parseFileCommand } from "../roles/client/file_command.ts";
+import { FileServiceClient } from "../roles/client/file_session.ts";
+import { storePath } from "../roles/client/file_store_names.ts";
+import { UnsafeNameError } from "../roles/file_names.ts";
+import { transportByName } from "../transport/registry.ts";
+import { readExact, writeAll } from "../transport/byte_io.ts";
+import { sha256File, writeTestFile } from "./_helpers/files.ts";
+import { freePort } from "./_helpers/ports.ts";
+import { runRole, startRole } from "./_helpers/role_process.ts";
+import { PausingProxy } from "./file_service/pausing_proxy.ts";
+import {
+  FileServiceRig,
+  listDir,
+  listeningPort,
+  logLines,
+  SPEC_TRANSCRIPT,
+  TRANSPORTS,
+} from "./file_service/rig.ts";
+
+const MiB = 1024 * 1024;
+
+function prompts(...steps: string[][]): string {
+  return steps.map(([command, ...out]) =>
+    `Enter command: ${command}\n${out.map((l) => `${l}\n`).join("")}`
+  ).join("");
+}
+
+// ---------------------------------------------------------------------------
+// The control codec (pure)
+
+const SHA = "ab".repeat(32);
+const SAMPLES: FileServiceMessage[] = [
+  { type: "put", tag: "t-1_A", size: 0, name: "a b.txt" },
+  { type: "put", tag: "x", size: Number.MAX_SAFE_INTEGER, name: "ü€.bin" },
+  { type: "get", tag: "0123456789abcdef", name: "test.txt" },
+  { type: "stat", name: "..weird name " },
+  { type: "ready" },
+  { type: "found", size: 20 * MiB, sha256: SHA },
+  { type: "done", sha256: SHA },
+  { type: "ok", text: "File delivered from cache." },
+  { type: "error", code: "not-found", text: 'Cannot get "x": no such file' },
+  { type: "wait" },
+];
+
+Deno.test("file_service codec: every message survives encode/decode", () => {
+  for (const message of SAMPLES) {
+    const frame = encodeFileServiceMessage(message);
+    const length = decodeFrameLength(frame);
+    equal(length, frame.length - 4);
+    deepEqual(decodeFileServiceMessage(frame.subarray(4)), message);
+  }
+});
+
+Deno.test("file_service codec: the frame decoder handles any chunking", () => {
+  const stream = new Uint8Array(
+    SAMPLES.flatMap((m) => [...encodeFileServiceMessage(m)]),
+  );
+  for (const step of [1, 2, 3, 5, 7, 64, stream.length]) {
+    const decoder = new FileServiceFrameDecoder();
+    const out: FileServiceMessage[] = [];
+    for (let i = 0; i < stream.length; i += step) {
+      out.push(...decoder.push(stream.subarray(i, i + step)));
+    }
+    deepEqual(out, SAMPLES, `step ${step}`);
+    equal(decoder.pending, 0);
+  }
+});
+
+Deno.test("file_service codec: malformed payloads are refused with its own error", () => {
+  const bad = [
+    "",
+    "NOPE",
+    "PUT",
+    "PUT t 12",
+    "PUT t -1 a",
+    "PUT t 01 a",
+    "PUT bad/tag 1 a",
+    "GET t",
+    "GET  a",
+    "READY now",
+    "FOUND 1 xyz",
+    "FOUND 99999999999999999 " + SHA,
+    "DONE " + SHA.toUpperCase(),
+    "ERROR nope text",
+    "ERROR not-found",
+    "OK line\nbreak",
+    "WAIT x",
+  ];
+  for (const text of bad) {
+    throws(
+      () => decodeFileServiceMessage(new TextEncoder().encode(text)),
+      FileServiceProtocolError,
+      JSON.stringify(text),
+    );
+  }
+  throws(
+    () => decodeFileServiceMessage(new Uint8Array([0x4f, 0x4b, 0x20, 0xff])),
+    FileServiceProtocolError,
+  );
+  throws(
+    () => decodeFrameLength(new Uint8Array([0, 0, 0, 0])),
+    FileServiceProtocolError,
+  );
+  throws(
+    () => decodeFrameLength(new Uint8Array([0xff, 0, 0, 0])),
+    FileServiceProtocolError,
+  );
+  throws(
+    () => decodeFrameLength(new Uint8Array([0, 0])),
+    FileServiceProtocolError,
+  );
+  throws(
+    () => encodeFileServiceMessage({ type: "get", tag: "t", name: "a\nb" }),
+    FileServiceProtocolError,
+  );
+  throws(
+    () => encodeFileServiceMessage({ type: "stat", name: "x".repeat(20_000) }),
+    FileServiceProtocolError,
+  );
+});
+
+Deno.test("file_service codec: seeded fuzz never throws anything but its own error", () => {
+  const random = seededRandom(2024);
+  const frames = SAMPLES.map((m) => encodeFileServiceMessage(m));
+  for (let i = 0; i < 3000; i++) {
+    let bytes: Uint8Array;
+    if (i % 3 === 0) {
+      bytes = new Uint8Array((random() * 40) | 0);
+      for (let j = 0; j < bytes.length; j++) bytes[j] = (random() * 256) | 0;
+    } else {
+      const frame = frames[(random() * frames.length) | 0];
+      bytes = frame.slice(0, (random() * (frame.length + 1)) | 0);
+      if (i % 3 === 2 && bytes.length > 0) {
+        bytes[(random() * bytes.length) | 0] ^= 1 << ((random() * 8) | 0);
+      }
+    }
+    for (
+      const attempt of [
+        () => decodeFileServiceMessage(bytes),
+        () => new FileServiceFrameDecoder().push(bytes),
+      ]
+    ) {
+      try {
+        attempt();
+      } catch (error) {
+        ok(error instanceof FileServiceProtocolError, String(error));
+      }
+    }
+  }
+});
+
+Deno.test("file_service input: commands, blanks and mistakes", () => {
+  deepEqual(parseFileCommand("put test.txt"), {
+    type: "put",
+    name: "test.txt",
+  });
+  deepEqual(parseFileCommand("  get\ta.bin  "), { type: "get", name: "a.bin" });
+  deepEqual(parseFileCommand("quit"), { type: "quit" });
+  deepEqual(parseFileCommand("   "), { type: "empty" });
+  equal(parseFileCommand("put").type, "invalid");
+  equal(parseFileCommand("get a b").type, "invalid");
+  equal(parseFileCommand("quit now").type, "invalid");
+  equal(parseFileCommand("PUT a").type, "invalid");
+  equal(parseByteSize("3000"), 3000);
+  equal(parseByteSize("2G"), 2 * 1024 ** 3);
+  equal(parseByteSize("64MiB"), 64 * MiB);
+  throws(() => parseByteSize("lots"));
+});
+
+Deno.test("file_service names: escapes and reserved names are refused", () => {
+  equal(storePath("d", "ok.txt"), join("d", "ok.txt"));
+  for (
+    const name of [
+      "../x",
+      "/etc/passwd",
+      "..",
+      ".",
+      "a/b",
+      "a\\b",
+      "",
+      ".x.part-0123abcd",
+      ".sockkit-cache-index.json",
+    ]
+  ) {
+    throws(() => storePath("d", name), UnsafeNameError, name);
+  }
+});
+
+// ---------------------------------------------------------------------------
+// End to end, over both transports
+
+for (const transport of TRANSPORTS) {
+  Deno.test(`file service over ${transport}: the SPEC §1 transcript, byte for byte`, async () => {
+    await using rig = await FileServiceRig.start(transport);
+    const dir = await rig.clientDir();
+    await Deno.writeTextFile(join(dir, "test.txt"), "hello, cache\n");
+    const run = await rig.session(dir, "put test.txt\nget test.txt\nquit\n");
+    equal(run.stdout, SPEC_TRANSCRIPT);
+    equal(run.stderr, "");
+    equal(run.code, 0);
+    const digest = await sha256File(join(dir, "test.txt"));
+    equal(await sha256File(join(rig.originDir, "test.txt")), digest);
+    equal(await sha256File(join(rig.cacheDir, "test.txt")), digest);
+    // The sentences come from the servers: the cache logged the miss.
+    await rig.cache.stdout.waitFor(/get "test.txt" \(13 bytes\) to .*: miss/);
+    await rig.origin.stdout.waitFor('put "test.txt" (13 bytes)');
+    // One listening line per listening role.
+    equal(logLines(rig.origin, /listening/).length, 1);
+    equal(logLines(rig.cache, /listening/).length, 1);
+
+    // End of input is quit (a last line without a line break still counts).
+    const eof = await rig.session(dir, "get test.txt");
+    equal(
+      eof.stdout,
+      prompts(["get test.txt", "Server response: File delivered from cache."]) +
+        "Enter command: \nExiting program!\n",
+    );
+    equal(eof.code, 0);
+  });
+
+  Deno.test(`file service over ${transport}: binary file byte-exact both ways, miss then hit`, async () => {
+    const size = transport === "tcp" ? 20 * MiB + 7 : 2 * MiB + 7;
+    await using rig = await FileServiceRig.start(transport);
+    const up = await rig.clientDir("uploader");
+    const down = await rig.clientDir("downloader");
+    await writeTestFile(join(up, "blob.bin"), size, 77);
+    const digest = await sha256File(join(up, "blob.bin"));
+    const put = await rig.session(up, "put blob.bin\n");
+    equal(put.stderr, "");
+    equal(await sha256File(join(rig.originDir, "blob.bin")), digest);
+    const run = await rig.session(down, "get blob.bin\nget blob.bin\nquit\n");
+    equal(
+      run.stdout,
+      prompts(
+        ["get blob.bin", "Server response: File delivered from origin."],
+        ["get blob.bin", "Server response: File delivered from cache."],
+        ["quit", "Exiting program!"],
+      ),
+    );
+    equal(run.stderr, "");
+    equal(await sha256File(join(down, "blob.bin")), digest);
+    equal(await sha256File(join(rig.cacheDir, "blob.bin")), digest);
+    deepEqual(await listDir(down), ["blob.bin"]);
+  });
+
+  Deno.test(`file service over ${transport}: a file re-uploaded to the origin is never served stale`, async () => {
+    await using rig = await FileServiceRig.start(transport);
+    const dir = await rig.clientDir();
+    const path = join(dir, "s.bin");
+    await writeTestFile(path, 4096, 1);
+    const v1 = await sha256File(path);
+    const first = await rig.session(dir, "put s.bin\nget s.bin\nget s.bin\n");
+    match(first.stdout, /from origin\.\n.*from cache\.\n/s);
+    equal(await sha256File(join(rig.cacheDir, "s.bin")), v1);
+    // Same size, other content: only a real revalidation can tell.
+    await writeTestFile(path, 4096, 2);
+    const v2 = await sha256File(path);
+    const second = await rig.session(
+      dir,
+      "put s.bin\nget s.bin\nget s.bin\nquit\n",
+    );
+    equal(
+      second.stdout,
+      prompts(
+        [
+          "put s.bin",
+          "Awaiting server response.",
+          "Server response: File successfully uploaded.",
+        ],
+        ["get s.bin", "Server response: File delivered from origin."],
+        ["get s.bin", "Server response: File delivered from cache."],
+        ["quit", "Exiting program!"],
+      ),
+    );
+    equal(second.stderr, "");
+    equal(await sha256File(path), v2);
+    equal(await sha256File(join(rig.cacheDir, "s.bin")), v2);
+    await rig.cache.stdout.waitFor('"s.bin" changed on the origin: refetching');
+  });
+
+  Deno.test(`file service over ${transport}: errors keep the session alive, one line each`, async () => {
+    await using rig = await FileServiceRig.start(transport);
+    const dir = await rig.clientDir();
+    await Deno.writeTextFile(join(dir, "ok.txt"), "fine\n");
+    const commands = [
+      "put missing.txt",
+      "get nothere.txt",
+      "frobnicate",
+      "put",
+      "get a b",
+      "quit now",
+      "put ../escape.txt",
+      "get /etc/passwd",
+      "get ..",
+    ];
+    const run = await rig.session(
+      dir,
+      [...commands, "put ok.txt", "get ok.txt", "quit", ""].join("\n"),
+    );
+    equal(
+      run.stdout,
+      prompts(
+        ...commands.map((c) => [c]),
+        [
+          "put ok.txt",
+          "Awaiting server response.",
+          "Server response: File successfully uploaded.",
+        ],
+        ["get ok.txt", "Server response: File delivered from origin."],
+        ["quit", "Exiting program!"],
+      ),
+    );
+    deepEqual(run.stderr.split("\n"), [
+      `Error: Cannot put "missing.txt": no such file in "${dir}"`,
+      'Error: Cannot get "nothere.txt": no such file on the origin server',
+      'Error: Unknown command "frobnicate" (commands: put <file>, get <file>, quit)',
+      "Error: Usage: put <file> (one file name)",
+      "Error: Usage: get <file> (one file name, without spaces)",
+      "Error: Usage: quit (no arguments)",
+      'Error: Cannot put "../escape.txt": refused file name "../escape.txt": path separators are not allowed',
+      'Error: Cannot get "/etc/passwd": refused file name "/etc/passwd": path separators are not allowed',
+      'Error: Cannot get "..": refused file name "..": not a file name',
+      "",
+    ]);
+    equal(run.code, 0);
+    // Nothing was written for the failed gets; the cache relayed the error.
+    deepEqual(await listDir(dir), ["ok.txt"]);
+    await rig.cache.stdout.waitFor(
+      'failed: Cannot get "nothere.txt": no such file on the origin server',
+    );
+  });
+
+  Deno.test(`file service over ${transport}: 20 concurrent clients`, async () => {
+    await using rig = await FileServiceRig.start(transport);
+    const clients = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const up = await rig.clientDir(`up${i}`);
+        const down = await rig.clientDir(`down${i}`);
+        await writeTestFile(join(up, `f${i}.bin`), 64 * 1024 + i, 100 + i);
+        const options = {
+          transport: transportByName(transport),
+          server: { hostname: "127.0.0.1", port: rig.originPort },
+          cache: { hostname: "127.0.0.1", port: rig.cachePort },
+          idleMs: 20_000,
+          connectTimeoutMs: 5000,
+        };
+        return {
+          i,
+          up,
+          down,
+          uploader: new FileServiceClient({ ...options, dir: up }),
+          downloader: new FileServiceClient({ ...options, dir: down }),
+        };
+      }),
+    );
+    const puts = await Promise.all(
+      clients.map((c) => c.uploader.put(`f${c.i}.bin`)),
+    );
+    deepEqual(new Set(puts), new Set(["File successfully uploaded."]));
+    const gets = await Promise.all(
+      clients.map((c) => c.downloader.get(`f${c.i}.bin`)),
+    );
+    deepEqual(new Set(gets), new Set(["File delivered from origin."]));
+    const again = await Promise.all(
+      clients.map((c) => c.downloader.get(`f${(c.i + 1) % 20}.bin`)),
+    );
+    deepEqual(new Set(again), new Set(["File delivered from cache."]));
+    for (const c of clients) {
+      const digest = await sha256File(join(c.up, `f${c.i}.bin`));
+      equal(await sha256File(join(c.down, `f${c.i}.bin`)), digest);
+      equal(await sha256File(join(rig.originDir, `f${c.i}.bin`)), digest);
+    }
+  });
+
+  Deno.test(`file service over ${transport}: 10 concurrent gets of an uncached file cause one origin fetch`, async () => {
+    await using rig = await FileServiceRig.start(transport);
+    const up = await rig.clientDir("up");
+    await writeTestFile(
+      join(up, "co.bin"),
+      transport === "tcp" ? 8 * MiB : MiB,
+      9,
+    );
+    const digest = await sha256File(join(up, "co.bin"));
+    const base = {
+      transport: transportByName(transport),
+      server: { hostname: "127.0.0.1", port: rig.originPort },
+      cache: { hostname: "127.0.0.1", port: rig.cachePort },
+      idleMs: 20_000,
+      connectTimeoutMs: 5000,
+    };
+    await new FileServiceClient({ ...base, dir: up }).put("co.bin");
+    const dirs = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => rig.clientDir(`d${i}`)),
+    );
+    const answers = await Promise.all(
+      dirs.map((dir) => new FileServiceClient({ ...base, dir }).get("co.bin")),
+    );
+    for (const answer of answers) {
+      match(answer, /^File delivered from (origin|cache)\.$/);
+    }
+    for (const dir of dirs) {
+      equal(await sha256File(join(dir, "co.bin")), digest);
+    }
+    // Every delivery is logged after the fetch it waited for.
+    await rig.cache.stdout.waitFor(/(get "co\.bin".*\n[^]*){10}/);
+    equal(logLines(rig.cache, /fetched "co\.bin"/).length, 1);
+    await rig.origin.stdout.waitFor('get "co.bin"');
+    equal(logLines(rig.origin, /get "co\.bin"/).length, 1);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// The cache's bound, persistence, and failures (tcp: the logic is above the
+// transport; snw runs the same code paths in the tests above)
+
+Deno.test("file service: LRU eviction at --max-bytes, contents survive a restart", async () => {
+  await using rig = await FileServiceRig.start("tcp", {
+    cacheArgs: ["--max-bytes", "3000"],
+  });
+  const dir = await rig.clientDir();
+  for (const [i, name] of ["a", "b", "c", "d"].entries()) {
+    await writeTestFile(join(dir, name), 1000, i + 1);
+  }
+  await rig.session(dir, "put a\nput b\nput c\nput d\n");
+  const run = await rig.session(
+    dir,
+    "get a\nget b\nget c\nget a\nget d\nget b\nget a\n",
+  );
+  const sources = run.stdout.match(/from (cache|origin)/g);
+  deepEqual(sources, [
+    "from origin", // a
+    "from origin", // b
+    "from origin", // c: 3000 bytes, at the bound
+    "from cache", // a
+    "from origin", // d: evicts b, the least recently used
+    "from origin", // b: evicts c
+    "from cache", // a
+  ]);
+  deepEqual(await listDir(rig.cacheDir), [
+    ".sockkit-cache-index.json",
+    "a",
+    "b",
+    "d",
+  ]);
+  await rig.cache.stdout.waitFor('evicted "c"');
+  equal(
+    logLines(rig.cache, /evicted/).join("|"),
+    [
+      'cache: evicted "b" (1000 bytes)',
+      'cache: evicted "c" (1000 bytes)',
+    ].join("|"),
+  );
+
+  // Killed without warning, restarted on the same directory: still cached.
+  rig.cache.kill("SIGKILL");
+  await rig.cache.child.status;
+  await rig.cache[Symbol.asyncDispose]();
+  await rig.startCache(); // the explicit-form alias is tested below
+  await rig.cache.stdout.waitFor("(3 cached, 3000 bytes)");
+  const after = await rig.session(dir, "get d\nget c\n");
+  deepEqual(after.stdout.match(/from (cache|origin)/g), [
+    "from cache",
+    "from origin",
+  ]);
+  // c came in as the most recent; a (least recently used) made room.
+  deepEqual(await listDir(rig.cacheDir), [
+    ".sockkit-cache-index.json",
+    "b",
+    "c",
+    "d",
+  ]);
+});
+
+Deno.test("file service: explicit subcommand forms and usage errors", async () => {
+  const root = await Deno.makeTempDir({ prefix: "sockkit-files-" });
+  try {
+    await using origin = startRole("server", [
+      "origin",
+      "0",
+      "tcp",
+      "--dir",
+      join(root, "o"),
+    ]);
+    const originPort = await listeningPort(origin);
+    await using cache = startRole("cache", [
+      "serve",
+      "0",
+      "127.0.0.1",
+      String(originPort),
+      "tcp",
+      "--dir",
+      join(root, "c"),
+    ]);
+    const cachePort = await listeningPort(cache);
+    const client = join(root, "client");
+    await Deno.mkdir(client);
+    await Deno.writeTextFile(join(client, "test.txt"), "explicit\n");
+    const run = await runRole("client", [
+      "files",
+      "127.0.0.1",
+      String(originPort),
+      "127.0.0.1",
+      String(cachePort),
+      "tcp",
+      "--dir",
+      client,
+    ], { input: "put test.txt\nget test.txt\nquit\n" });
+    equal(run.stdout, SPEC_TRANSCRIPT);
+
+    const usage: Array<[Parameters<typeof runRole>[0], string[], RegExp]> = [
+      ["client", ["h", "1", "h", "2", "tcp", "extra"], /unexpected argument/],
+      ["client", ["h", "1", "h", "x", "snw"], /<cachePort>: invalid port/],
+      ["client", ["h", "1", "h", "2", "tcp", "--timeout", "-1"], /--timeout/],
+      ["server", ["0", "tcp", "--bogus"], /bogus/],
+      ["server", ["origin", "0", "udp"], /unknown transport "udp"/],
+      ["cache", ["0", "127.0.0.1", "nope", "tcp"], /<srvPort>: invalid port/],
+      ["cache", ["0", "h", "1", "tcp", "--max-bytes", "x"], /--max-bytes/],
+      ["cache", ["0", "h", "1"], /missing tcp\|snw/],
+    ];
+    for (const [role, args, reason] of usage) {
+      const result = await runRole(role, args);
+      equal(result.code, 2, `${role} ${args.join(" ")}`);
+      match(result.stderr, reason);
+      match(result.stderr, /usage:/);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("file service: unreachable server or cache fail fast, the session goes on", async () => {
+  await using rig = await FileServiceRig.start("tcp");
+  const dir = await rig.clientDir();
+  await Deno.writeTextFile(join(dir, "x.txt"), "x\n");
+  const dead = freePort();
+  const started = Date.now();
+  const run = await rig.session(
+    dir,
+    "put x.txt\nget x.txt\nquit\n",
+    { server: dead, cache: dead },
+  );
+  ok(Date.now() - started < 15_000);
+  equal(
+    run.stdout,
+    prompts(
+      ["put x.txt", "Awaiting server response."],
+      ["get x.txt"],
+      ["quit", "Exiting program!"],
+    ),
+  );
+  deepEqual(run.stderr.split("\n"), [
+    `Error: Cannot reach the server at 127.0.0.1:${dead}: connection refused`,
+    `Error: Cannot reach the cache at 127.0.0.1:${dead}: connection refused`,
+    "",
+  ]);
+  deepEqual(await listDir(dir), ["x.txt"]);
+
+  // A cached copy is not served while the origin cannot revalidate it.
+  await rig.session(dir, "put x.txt\nget x.txt\n");
+  await rig.origin[Symbol.asyncDispose]();
+  const down = await rig.session(dir, "get x.txt\n");
+  equal(
+    down.stderr,
+    `Error: Cannot reach the origin server at 127.0.0.1:${rig.originPort}: connection refused\n`,
+  );
+
+  // A peer that accepts but never answers: bounded by --timeout.
+  using silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of silent) held.push(conn);
+  })();
+  const hung = await rig.session(
+    dir,
+    "get x.txt\n",
+    { cache: silent.addr.port },
+    ["--timeout", "1"],
+  );
+  equal(hung.stderr, 'Error: Cannot get "x.txt": no answer for 1 s\n');
+  silent.close();
+  await accepting.catch(() => {});
+  for (const conn of held) conn.close();
+});
+
+Deno.test("file service: killing the origin mid-upload leaves no partial file", async () => {
+  await using rig = await FileServiceRig.start("tcp");
+  const dir = await rig.clientDir();
+  await writeTestFile(join(dir, "big.bin"), 8 * MiB, 3);
+  await using proxy = PausingProxy.start({
+    targetPort: rig.originPort,
+    direction: "to-target",
+    pauseAfter: MiB,
+  });
+  await using client = startRole(
+    "client",
+    rig.clientArgs(dir, { server: proxy.port }),
+    { stdin: true },
+  );
+  await client.write("put big.bin\n");
+  await proxy.paused;
+  await rig.origin.stdout.waitFor("listening"); // still up mid-transfer
+  rig.origin.kill("SIGKILL");
+  await rig.origin.child.status;
+  proxy.cut();
+  await client.stderr.waitFor(/Error: Cannot put "big\.bin": .+\n/);
+  ok(!(await listDir(rig.originDir)).includes("big.bin"));
+  await client.write("quit\n");
+  await client.closeStdin();
+  const done = await client.finished();
+  equal(
+    done.stdout,
+    prompts(["put big.bin", "Awaiting server response."], [
+      "quit",
+      "Exiting program!",
+    ]),
+  );
+  equal(done.stderr.split("\n").length, 2);
+  // A restarted origin removes the temporary file the killed one left.
+  await rig.origin[Symbol.asyncDispose]();
+  await rig.startOrigin();
+  deepEqual(await listDir(rig.originDir), []);
+});
+
+Deno.test("file service: killing the cache mid-delivery leaves no partial file", async () => {
+  await using rig = await FileServiceRig.start("tcp");
+  const up = await rig.clientDir("up");
+  const down = await rig.clientDir("down");
+  await writeTestFile(join(up, "big.bin"), 8 * MiB, 4);
+  await rig.session(up, "put big.bin\n");
+  await using proxy = PausingProxy.start({
+    targetPort: rig.cachePort,
+    direction: "from-target",
+    pauseAfter: MiB,
+  });
+  await using client = startRole(
+    "client",
+    rig.clientArgs(down, { cache: proxy.port }),
+    { stdin: true },
+  );
+  await client.write("get big.bin\n");
+  await proxy.paused;
+  rig.cache.kill("SIGKILL");
+  await rig.cache.child.status;
+  proxy.cut();
+  await client.stderr.waitFor(/Error: Cannot get "big\.bin": .+\n/);
+  await client.write("quit\n");
+  await client.closeStdin();
+  const done = await client.finished();
+  equal(
+    done.stdout,
+    prompts(["get big.bin"], ["quit", "Exiting program!"]),
+  );
+  deepEqual(await listDir(down), []);
+});
+
+Deno.test("file service: the origin dying while the cache fetches leaves no partial file", async () => {
+  let proxy: PausingProxy | undefined;
+  try {
+    await using rig = await FileServiceRig.start("tcp", {
+      cacheOriginPort: (originPort) => {
+        proxy = PausingProxy.start({
+          targetPort: originPort,
+          direction: "from-target",
+          pauseAfter: MiB,
+        });
+        return proxy.port;
+      },
+    });
+    const up = await rig.clientDir("up");
+    const down = await rig.clientDir("down");
+    await writeTestFile(join(up, "big.bin"), 8 * MiB, 5);
+    await rig.session(up, "put big.bin\n");
+    await using client = startRole("client", rig.clientArgs(down), {
+      stdin: true,
+    });
+    await client.write("get big.bin\n");
+    await proxy!.paused;
+    rig.origin.kill("SIGKILL");
+    await rig.origin.child.status;
+    proxy!.cut();
+    await client.stderr.waitFor(
+      /Error: Cannot get "big\.bin" from the origin server: .+\n/,
+    );
+    await client.write("quit\n");
+    await client.closeStdin();
+    equal((await client.finished()).code, 0);
+    deepEqual(await listDir(down), []);
+    deepEqual(await listDir(rig.cacheDir), [".sockkit-cache-index.json"]);
+  } finally {
+    await proxy?.[Symbol.asyncDispose]();
+  }
+});
+
+Deno.test("file service: escapes and garbage on the wire are refused, servers keep serving", async () => {
+  await using rig = await FileServiceRig.start("tcp");
+  const exchange = async (port: number, bytes: Uint8Array) => {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAll(conn, bytes);
+    const header = await readExact(conn, new Uint8Array(4));
+    ok(header, "an answer");
+    const payload = await readExact(
+      conn,
+      new Uint8Array(decodeFrameLength(header)),
+    );
+    return decodeFileServiceMessage(payload!);
+  };
+  const frame = (m: FileServiceMessage) => encodeFileServiceMessage(m);
+  const cases: Array<[number, Uint8Array, string]> = [
+    [
+      rig.originPort,
+      frame({ type: "put", tag: "t", size: 3, name: "../x" }),
+      "bad-name",
+    ],
+    [rig.originPort, frame({ type: "stat", name: "/etc/passwd" }), "bad-name"],
+    [
+      rig.originPort,
+      frame({ type: "get", tag: "t", name: ".x.part-0123abcd" }),
+      "bad-name",
+    ],
+    [
+      rig.cachePort,
+      frame({ type: "get", tag: "t", name: "../../etc/passwd" }),
+      "bad-name",
+    ],
+    [
+      rig.cachePort,
+      frame({ type: "put", tag: "t", size: 1, name: "a" }),
+      "bad-request",
+    ],
+    [rig.originPort, new Uint8Array([0xff, 0xff, 0xff, 0xff]), "bad-request"],
+    [
+      rig.cachePort,
+      new Uint8Array([0, 0, 0, 3, 0x42, 0x41, 0x44]),
+      "bad-request",
+    ],
+  ];
+  for (const [port, bytes, code] of cases) {
+    const answer = await exchange(port, bytes);
+    equal(answer.type, "error");
+    equal(answer.type === "error" && answer.code, code);
+  }
+  deepEqual(await listDir(rig.originDir), []);
+  const dir = await rig.clientDir();
+  await Deno.writeTextFile(join(dir, "test.txt"), "still here\n");
+  const run = await rig.session(dir, "put test.txt\nget test.txt\nquit\n");
+  equal(run.stdout, SPEC_TRANSCRIPT);
+});
+
+Deno.test("file service over snw: through lossy relays (10% loss, duplicates, reordering, corruption), byte-exact", async () => {
+  const impairments = {
+    drop: 0.1,
+    duplicate: 0.03,
+    reorder: 0.03,
+    corrupt: 0.01,
+  };
+  const env = { SOCKKIT_SNW_TIMEOUT_MS: "5000" };
+  let originRelay: LossyRelay | undefined;
+  try {
+    await using rig = await FileServiceRig.start("snw", {
+      env,
+      cacheOriginPort: (originPort) => {
+        originRelay = LossyRelay.start({
+          targetPort: originPort,
+          seed: 11,
+          ...impairments,
+        });
+        return originRelay.port;
+      },
+    });
+    await using cacheRelay = LossyRelay.start({
+      targetPort: rig.cachePort,
+      seed: 12,
+      ...impairments,
+    });
+    const up = await rig.clientDir("up");
+    const down = await rig.clientDir("down");
+    await writeTestFile(join(up, "lossy.bin"), 300 * 1024 + 3, 8);
+    const digest = await sha256File(join(up, "lossy.bin"));
+    const put = await rig.session(up, "put lossy.bin\n", {
+      server: originRelay!.port,
+    });
+    match(put.stdout, /Server response: File successfully uploaded\./);
+    const run = await rig.session(
+      down,
+      "get lossy.bin\nget lossy.bin\nquit\n",
+      {
+        server: originRelay!.port,
+        cache: cacheRelay.port,
+      },
+    );
+    equal(
+      run.stdout,
+      prompts(
+        ["get lossy.bin", "Server response: File delivered from origin."],
+        ["get lossy.bin", "Server response: File delivered from cache."],
+        ["quit", "Exiting program!"],
+      ),
+    );
+    equal(await sha256File(join(rig.originDir, "lossy.bin")), digest);
+    equal(await sha256File(join(rig.cacheDir, "lossy.bin")), digest);
+    equal(await sha256File(join(down, "lossy.bin")), digest);
+    for (const relay of [originRelay!, cacheRelay]) {
+      ok(relay.stats.dropped > 0 && relay.stats.tcpConnections > 0);
+    }
+  } finally {
+    await originRelay?.close();
+  }
+});
