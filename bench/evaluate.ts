@@ -1,0 +1,416 @@
+/**
+ * `make evaluate` / `deno task evaluate` (SPEC §7): TCP vs stop-and-wait on
+ * real packet captures.
+ *
+ * For each configuration — `tcp` and `snw` direct, and `snw` through the
+ * seeded lossy relay on both hops at each loss rate — it starts the real
+ * origin, cache and client on 127.0.0.1, uploads fresh files (not measured),
+ * then captures the `get` of each file (never cached: every name is new)
+ * with tshark on `lo`, filtered on the origin's and the cache's ports, and
+ * computes per `get` the overall delay (last − first packet) and the
+ * throughput (bits on the wire / delay). Without tshark it says so and uses
+ * the programs' own timing instead, labelled as such everywhere.
+ *
+ * ```sh
+ * deno run --allow-net --allow-read --allow-write --allow-env --allow-run --allow-sys \
+ *   bench/evaluate.ts [--quick] [--runs N] [--out DIR] [--no-capture]
+ *   [--sizes 16K,32K,48K,62K,1M,10M] [--loss 0,5,10,20] [--loss-sizes 62K,1M]
+ * ```
+ *
+ * Exit codes: 0 done, 1 a run failed, 2 usage error.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { writeTestFile } from "../tests/_helpers/files.ts";
+import {
+  type CapturedPacket,
+  getMetrics,
+  msToNs,
+  splitByWindows,
+  type TimeWindow,
+} from "./capture_metrics.ts";
+import {
+  aggregateRuns,
+  assignmentTables,
+  detailTable,
+  type MetricSource,
+  renderPlots,
+  renderReport,
+  type RunRecord,
+  runsCsv,
+  sizeLabel,
+} from "./evaluation_report.ts";
+import { FileServiceRig } from "./file_service_rig.ts";
+import {
+  PacketCapture,
+  probeTshark,
+  readCapturedPackets,
+} from "./packet_capture.ts";
+
+/** Settings of one evaluation. */
+export interface EvaluationOptions {
+  /** Results folder (created; its report, CSV, SVGs and pcap/ are replaced). */
+  out: string;
+  /** Repetitions per configuration and size. */
+  runs: number;
+  /** File sizes of the direct TCP and SNW runs, bytes. */
+  sizes: number[];
+  /** Loss rates of the relayed SNW runs, percent (empty: none). */
+  lossPercents: number[];
+  /** File sizes of the relayed runs, bytes. */
+  lossSizes: number[];
+  /** Use program timing even when tshark is available. */
+  noCapture: boolean;
+  /** Whether this is `--quick` (noted in the report). */
+  quick: boolean;
+  /** Progress lines (default: stdout). */
+  log?: (line: string) => void;
+}
+
+/** What {@linkcode runEvaluation} produced. */
+export interface EvaluationResult {
+  /** Every run. */
+  runs: RunRecord[];
+  /** Where the numbers come from. */
+  source: MetricSource;
+  /** Why there is no capture, if there is none. */
+  fallbackReason?: string;
+  /** Files written, relative to `out`. */
+  files: string[];
+}
+
+/** A usage error of the command line. */
+export class EvaluateUsageError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message What is wrong.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "EvaluateUsageError";
+  }
+}
+
+/** Time between two measured commands, so their packets never mix. */
+const GAP_MS = 400;
+/** Packets after the client's response still belong to the get (FIN, CLOSE). */
+const TAIL_MS = 250;
+/** Packets just before the command was written (clock skew margin). */
+const LEAD_MS = 50;
+/** SNW give-up timeout for the evaluation (long: 20% loss on two hops). */
+const SNW_TIMEOUT_MS = "10000";
+
+/**
+ * Parses a size list such as `16K,32K,1M` (K = 1024, M = 1024²).
+ *
+ * @example
+ * ```ts
+ * import { parseSizes } from "./evaluate.ts";
+ * console.log(parseSizes("16K,1M")); // [ 16384, 1048576 ]
+ * ```
+ *
+ * @param text The list.
+ * @returns Sizes in bytes.
+ * @throws {EvaluateUsageError} On a bad entry.
+ */
+export function parseSizes(text: string): number[] {
+  return text.split(",").filter((s) => s.trim() !== "").map((item) => {
+    const m = /^(\d+)([KkMm]?)$/.exec(item.trim());
+    if (!m) throw new EvaluateUsageError(`invalid size "${item}"`);
+    const unit = m[2].toUpperCase() === "K"
+      ? 1024
+      : m[2].toUpperCase() === "M"
+      ? 1024 * 1024
+      : 1;
+    const size = Number(m[1]) * unit;
+    if (size <= 0) throw new EvaluateUsageError(`invalid size "${item}"`);
+    return size;
+  });
+}
+
+function parseLoss(text: string): number[] {
+  return text.split(",").filter((s) => s.trim() !== "").map((item) => {
+    const value = Number(item);
+    if (!Number.isFinite(value) || value < 0 || value >= 100) {
+      throw new EvaluateUsageError(`invalid loss "${item}" (percent 0-99)`);
+    }
+    return value;
+  });
+}
+
+/**
+ * Parses the command line.
+ *
+ * @param args The arguments.
+ * @returns The options.
+ * @throws {EvaluateUsageError} On a bad option.
+ */
+export function parseEvaluateArgs(args: string[]): EvaluationOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        quick: { type: "boolean" },
+        runs: { type: "string" },
+        out: { type: "string" },
+        sizes: { type: "string" },
+        loss: { type: "string" },
+        "loss-sizes": { type: "string" },
+        "no-capture": { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    throw new EvaluateUsageError((error as Error).message.split("\n")[0]);
+  }
+  if (values.help) throw new EvaluateUsageError("help");
+  const quick = values.quick === true;
+  const runs = values.runs === undefined
+    ? (quick ? 2 : 5)
+    : Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1 || runs > 100) {
+    throw new EvaluateUsageError(`invalid --runs "${values.runs}" (1-100)`);
+  }
+  return {
+    out: values.out ?? "results",
+    runs,
+    sizes: parseSizes(
+      values.sizes ?? (quick ? "16K" : "16K,32K,48K,62K,1M,10M"),
+    ),
+    lossPercents: parseLoss(values.loss ?? (quick ? "" : "0,5,10,20")),
+    lossSizes: parseSizes(values["loss-sizes"] ?? (quick ? "16K" : "62K,1M")),
+    noCapture: values["no-capture"] === true,
+    quick,
+  };
+}
+
+/** The usage text. */
+export const EVALUATE_USAGE =
+  "usage: evaluate [--quick] [--runs N] [--out DIR] [--no-capture] [--sizes 16K,32K,48K,62K,1M,10M] [--loss 0,5,10,20] [--loss-sizes 62K,1M]";
+
+interface Configuration {
+  transport: "tcp" | "snw";
+  lossPercent?: number;
+}
+
+function configSlug(c: Configuration): string {
+  return c.lossPercent === undefined
+    ? c.transport
+    : `${c.transport}-relay-loss${String(c.lossPercent).padStart(2, "0")}`;
+}
+
+function sizeSlug(size: number): string {
+  return sizeLabel(size).replace(" ", "");
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Runs the evaluation and writes the results folder.
+ *
+ * @param options What to measure and where to write.
+ * @returns The runs and the files written.
+ */
+export async function runEvaluation(
+  options: EvaluationOptions,
+): Promise<EvaluationResult> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const probe = options.noCapture
+    ? { ok: false as const, reason: "--no-capture was given" }
+    : await probeTshark();
+  const source: MetricSource = probe.ok ? "capture" : "program";
+  const fallbackReason = probe.ok ? undefined : probe.reason;
+  if (probe.ok) {
+    log(`capturing with ${probe.version}`);
+  } else {
+    log(
+      `NO PACKET CAPTURE: ${probe.reason}; falling back to the programs' own timing (labelled "program" in every output)`,
+    );
+  }
+  await Deno.mkdir(options.out, { recursive: true });
+  const pcapDir = join(options.out, "pcap");
+  await Deno.remove(pcapDir, { recursive: true }).catch(() => {});
+  if (source === "capture") await Deno.mkdir(pcapDir, { recursive: true });
+  const work = await Deno.makeTempDir({ prefix: "sockkit-evaluate-" });
+  const configurations: Array<Configuration & { sizes: number[] }> = [
+    { transport: "tcp", sizes: options.sizes },
+    { transport: "snw", sizes: options.sizes },
+    ...options.lossPercents.map((lossPercent) => ({
+      transport: "snw" as const,
+      lossPercent,
+      sizes: options.lossSizes,
+    })),
+  ];
+  const runs: RunRecord[] = [];
+  try {
+    for (const config of configurations) {
+      if (config.sizes.length === 0) continue;
+      const slug = configSlug(config);
+      log(`== ${slug}`);
+      await using rig = await FileServiceRig.start({
+        transport: config.transport,
+        dir: join(work, slug),
+        relayDrop: config.lossPercent === undefined
+          ? undefined
+          : config.lossPercent / 100,
+        seed: 1000 + (config.lossPercent ?? 0),
+        env: { SOCKKIT_SNW_TIMEOUT_MS: SNW_TIMEOUT_MS },
+      });
+      for (const size of config.sizes) {
+        const names: string[] = [];
+        for (let run = 1; run <= options.runs; run++) {
+          const name = `${slug}-${sizeSlug(size)}-run${run}.bin`;
+          await writeTestFile(
+            join(rig.clientDir, name),
+            size,
+            run * 7919 + size,
+          );
+          await rig.command(`put ${name}`);
+          names.push(name);
+        }
+        const pcap = `pcap/${slug}-${sizeSlug(size)}.pcapng`;
+        const capture = source === "capture"
+          ? await PacketCapture.start({
+            filter: `port ${rig.originPort} or port ${rig.cachePort}`,
+            file: join(options.out, pcap),
+          })
+          : undefined;
+        const timings = [];
+        try {
+          for (const name of names) {
+            await sleep(GAP_MS);
+            const timing = await rig.command(`get ${name}`);
+            if (timing.response !== "File delivered from origin.") {
+              throw new Error(
+                `get ${name}: expected "File delivered from origin.", got "${timing.response}"`,
+              );
+            }
+            timings.push(timing);
+          }
+        } finally {
+          await capture?.stop(TAIL_MS + 100);
+        }
+        let perRun: CapturedPacket[][] = [];
+        if (capture) {
+          const packets = await readCapturedPackets(capture.file);
+          const windows: TimeWindow[] = timings.map((t) => ({
+            startNs: msToNs(t.startMs - LEAD_MS),
+            endNs: msToNs(t.endMs + TAIL_MS),
+          }));
+          perRun = splitByWindows(packets, windows);
+        }
+        timings.forEach((t, i) => {
+          const programDelaySec = (t.endMs - t.startMs) / 1000;
+          const m = capture ? getMetrics(perRun[i]) : undefined;
+          const delaySec = m ? m.delaySec : programDelaySec;
+          const record: RunRecord = {
+            transport: config.transport,
+            lossPercent: config.lossPercent ?? 0,
+            relayed: config.lossPercent !== undefined,
+            sizeBytes: size,
+            run: i + 1,
+            source,
+            delaySec,
+            throughputBps: m ? m.throughputBps : (size * 8) / delaySec,
+            packets: m?.packets ?? 0,
+            wireBytes: m?.bytes ?? 0,
+            programDelaySec,
+            goodputBps: (size * 8) / delaySec,
+            pcap: capture ? pcap : "",
+          };
+          runs.push(record);
+          log(
+            `${slug} ${sizeLabel(size)} run ${i + 1}: delay ${
+              delaySec.toFixed(6)
+            } s, throughput ${Math.round(record.throughputBps)} bps (${source}${
+              m ? `, ${m.packets} packets, ${m.bytes} bytes` : ""
+            })`,
+          );
+        });
+        for (const name of names) {
+          await Deno.remove(join(rig.clientDir, name)).catch(() => {});
+        }
+      }
+    }
+  } finally {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+  const aggregates = aggregateRuns(runs);
+  const files: string[] = [];
+  const write = async (name: string, text: string) => {
+    await Deno.writeTextFile(join(options.out, name), text);
+    files.push(name);
+  };
+  const tshark = probe.ok ? probe.version : undefined;
+  await write("runs.csv", runsCsv(runs));
+  await write(
+    "tables.md",
+    `${
+      source === "program"
+        ? `> Program timing, NOT a packet capture (${fallbackReason}).\n\n`
+        : ""
+    }${assignmentTables(aggregates)}\n${detailTable(aggregates)}`,
+  );
+  for (const [name, svg] of Object.entries(renderPlots(aggregates))) {
+    await write(name, svg);
+  }
+  await write(
+    "report.md",
+    renderReport(runs, {
+      date: new Date().toISOString(),
+      source,
+      fallbackReason,
+      tshark,
+      runs: options.runs,
+      quick: options.quick,
+      notes: [
+        `Host: ${Deno.build.target}, Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} CPU(s).`,
+        `Every \`get\` is of a file the cache has never seen (a fresh name per run); uploads happen before the capture starts. SNW: 1000-byte chunks, give-up timeout ${SNW_TIMEOUT_MS} ms (SOCKKIT_SNW_TIMEOUT_MS).`,
+        "Relayed runs: the seeded lossy relay (bench/relay.ts) sits in front of the cache and in front of the origin and drops that share of datagrams in both directions; TCP control traffic passes it unchanged.",
+      ],
+    }),
+  );
+  return { runs, source, fallbackReason, files };
+}
+
+async function main(args: string[]): Promise<number> {
+  let options: EvaluationOptions;
+  try {
+    options = parseEvaluateArgs(args);
+  } catch (error) {
+    if (error instanceof EvaluateUsageError) {
+      if (error.message === "help") {
+        console.log(EVALUATE_USAGE);
+        return 0;
+      }
+      console.error(`evaluate: ${error.message}\n${EVALUATE_USAGE}`);
+      return 2;
+    }
+    throw error;
+  }
+  try {
+    const result = await runEvaluation(options);
+    console.log(
+      `\n${
+        assignmentTables(aggregateRuns(result.runs))
+      }\nwrote ${result.files.length} files${
+        result.source === "capture" ? " and pcap/" : ""
+      } to ${options.out}/ (report: ${join(options.out, "report.md")})`,
+    );
+    return 0;
+  } catch (error) {
+    console.error(`evaluate: ${(error as Error).message}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
