@@ -171,7 +171,12 @@ function startSockkitServer(dir: string, port: number, blockSize: number) {
   );
 }
 
-function sockkitClient(port: number, verb: string, blockSize: number) {
+function sockkitClient(
+  port: number,
+  verb: string,
+  blockSize: number,
+  name = "bench.bin",
+) {
   return [
     Deno.execPath(),
     "run",
@@ -180,23 +185,29 @@ function sockkitClient(port: number, verb: string, blockSize: number) {
     "127.0.0.1",
     String(port),
     verb,
-    "bench.bin",
+    name,
     "--block-size",
     String(blockSize),
   ];
 }
 
-function pythonClient(port: number, verb: string) {
-  return ["python3", PEER_CLIENT, "127.0.0.1", String(port), verb, "bench.bin"];
+function pythonClient(port: number, verb: string, name: string) {
+  return ["python3", PEER_CLIENT, "127.0.0.1", String(port), verb, name];
 }
 
 async function medianRun(
   runs: number,
   cwd: string,
   command: string[],
+  remove: string,
 ): Promise<Measured> {
   const results: Measured[] = [];
-  for (let i = 0; i < runs; i++) results.push(await measure(cwd, command));
+  for (let i = 0; i < runs; i++) {
+    // the receiver then creates the file instead of replacing one: freeing
+    // the old copy's blocks is file-system work, not transfer
+    await Deno.remove(remove).catch(() => {});
+    results.push(await measure(cwd, command));
+  }
   const ms = median(results.map((r) => r.ms));
   return {
     ...results[0],
@@ -215,6 +226,56 @@ async function expectSame(a: string, b: string): Promise<void> {
   }
 }
 
+/** End-to-end and data-phase times of one contender, in ms (medians). */
+interface Timing {
+  /** Whole client process, the big file. */
+  total: number;
+  /** Whole client process, an empty file (startup, handshake, teardown). */
+  empty: number;
+}
+
+/** The time spent on the data: total minus the empty-file time. */
+function dataMs(timing: Timing): number {
+  return Math.max(1, timing.total - timing.empty);
+}
+
+async function timeBoth(
+  runs: number,
+  cwd: string,
+  command: (name: string) => string[],
+  target: (name: string) => string,
+): Promise<Timing> {
+  const total =
+    (await medianRun(runs, cwd, command("big.bin"), target("big.bin"))).ms;
+  const empty = (await medianRun(
+    runs,
+    cwd,
+    command("empty.bin"),
+    target("empty.bin"),
+  )).ms;
+  return { total, empty };
+}
+
+function compare(
+  label: string,
+  bytes: number,
+  mine: Timing,
+  reference: Timing,
+  referenceName: string,
+  target: number,
+): string {
+  const ratio = dataMs(reference) / dataMs(mine);
+  return `${label}: ${mine.total.toFixed(0)} ms end to end = ${
+    (reference.total / mine.total).toFixed(2)
+  }x ${referenceName} (${reference.total.toFixed(0)} ms); data phase ${
+    dataMs(mine).toFixed(0)
+  } ms (${rate(bytes, dataMs(mine))}) = ${
+    ratio.toFixed(2)
+  }x ${referenceName} (${
+    dataMs(reference).toFixed(0)
+  } ms) -> target >= ${target}x: ${ratio >= target ? "met" : "NOT met"}`;
+}
+
 async function throughputLines(
   root: string,
   mib: number,
@@ -223,14 +284,25 @@ async function throughputLines(
   const bytes = mib * MiB;
   const srv = join(root, "srv");
   const cli = join(root, "cli");
-  await Deno.mkdir(srv);
-  await Deno.mkdir(cli);
-  await writeTestFile(join(srv, "bench.bin"), bytes, 11);
-  await Deno.copyFile(join(srv, "bench.bin"), join(cli, "bench.bin"));
-  const lines: string[] = [];
-  const times: Record<string, number> = {};
+  const src = join(root, "src");
+  for (const dir of [srv, cli, src]) await Deno.mkdir(dir);
+  await writeTestFile(join(src, "big.bin"), bytes, 11);
+  await Deno.writeFile(join(src, "empty.bin"), new Uint8Array());
+  const times: Record<string, Timing> = {};
+  // GET fetches srv/<name> into cli/<name>; PUT sends cli/<name> to srv/<name>.
+  // Before each run the sender's copy is put in place and the receiver's
+  // removed (outside the timing).
+  const prepare = async (verb: string) => {
+    for (const name of ["big.bin", "empty.bin"]) {
+      const from = join(src, name);
+      await Deno.copyFile(from, join(verb === "GET" ? srv : cli, name));
+    }
+  };
+  const target = (verb: string) => (name: string) =>
+    join(verb === "GET" ? cli : srv, name);
 
   for (const verb of ["GET", "PUT"]) {
+    await prepare(verb);
     const port = await freeTcpPort();
     await using _server = await Server.start(
       "python3",
@@ -238,67 +310,71 @@ async function throughputLines(
       srv,
       port,
     );
-    times[`py ${verb}`] =
-      (await medianRun(runs, cli, pythonClient(port, verb))).ms;
+    times[`py ${verb}`] = await timeBoth(
+      runs,
+      cli,
+      (name) => pythonClient(port, verb, name),
+      target(verb),
+    );
   }
   for (const blockSize of [1024, 65536]) {
     const port = await freeTcpPort();
     await using _server = await startSockkitServer(srv, port, blockSize);
     for (const verb of ["GET", "PUT"]) {
-      times[`${blockSize} ${verb}`] = (await medianRun(
+      await prepare(verb);
+      times[`${blockSize} ${verb}`] = await timeBoth(
         runs,
         cli,
-        sockkitClient(port, verb, blockSize),
-      )).ms;
-      await expectSame(join(srv, "bench.bin"), join(cli, "bench.bin"));
+        (name) => sockkitClient(port, verb, blockSize, name),
+        target(verb),
+      );
+      await expectSame(join(src, "big.bin"), target(verb)("big.bin"));
     }
   }
   {
     const port = await freeTcpPort();
     await using _server = await Server.start(
       Deno.execPath(),
-      [
+      ["run", ...FLAGS, SELF, "--copy-serve", String(port), src],
+      src,
+      port,
+    );
+    times.copy = await timeBoth(
+      runs,
+      cli,
+      (name) => [
+        Deno.execPath(),
         "run",
         ...FLAGS,
         SELF,
-        "--copy-serve",
+        "--copy-fetch",
         String(port),
-        join(srv, "bench.bin"),
+        join(cli, name),
       ],
-      srv,
-      port,
+      (name) => join(cli, name),
     );
-    times.copy = (await medianRun(runs, cli, [
-      Deno.execPath(),
-      "run",
-      ...FLAGS,
-      SELF,
-      "--copy-fetch",
-      String(port),
-      join(cli, "copy.bin"),
-    ])).ms;
-    await expectSame(join(srv, "bench.bin"), join(cli, "copy.bin"));
+    await expectSame(join(src, "big.bin"), join(cli, "big.bin"));
+  }
+  const lines: string[] = [];
+  for (const verb of ["GET", "PUT"]) {
+    lines.push(compare(
+      `stream ${verb} ${mib} MiB, 1024-byte blocks`,
+      bytes,
+      times[`1024 ${verb}`],
+      times[`py ${verb}`],
+      "python peers",
+      1.2,
+    ));
   }
   for (const verb of ["GET", "PUT"]) {
-    const ms = times[`1024 ${verb}`];
-    const py = times[`py ${verb}`];
-    lines.push(
-      `stream ${verb} ${mib} MiB, 1024-byte blocks: ${ms.toFixed(0)} ms (${
-        rate(bytes, ms)
-      }) = ${(py / ms).toFixed(2)}x python peers (${
-        py.toFixed(0)
-      } ms; target >= 1.2x)`,
-    );
-  }
-  for (const verb of ["GET", "PUT"]) {
-    const ms = times[`65536 ${verb}`];
-    lines.push(
-      `stream ${verb} ${mib} MiB, --block-size 65536: ${ms.toFixed(0)} ms (${
-        rate(bytes, ms)
-      }) = ${(times.copy / ms).toFixed(2)}x plain TCP copy (${
-        times.copy.toFixed(0)
-      } ms; target >= 0.95x)`,
-    );
+    lines.push(compare(
+      `stream ${verb} ${mib} MiB, --block-size 65536`,
+      bytes,
+      times[`65536 ${verb}`],
+      times.copy,
+      "plain TCP copy",
+      0.95,
+    ));
   }
   return lines;
 }
@@ -350,13 +426,19 @@ export async function runStreamBench(
   }
 }
 
-/** The reference sender: serves `path` to every connection, 256 KiB writes. */
-async function copyServe(port: number, path: string): Promise<void> {
+/**
+ * The reference sender: for each connection reads one byte naming the file
+ * (`B` big.bin, `E` empty.bin in `dir`), then writes it in 256 KiB writes.
+ */
+async function copyServe(port: number, dir: string): Promise<void> {
   const listener = Deno.listen({ hostname: "127.0.0.1", port });
   const buffer = new Uint8Array(256 * 1024);
   for await (const conn of listener) {
     try {
-      using file = await Deno.open(path);
+      const which = new Uint8Array(1);
+      if (await conn.read(which) !== 1) continue;
+      const name = which[0] === 0x45 ? "empty.bin" : "big.bin";
+      using file = await Deno.open(join(dir, name));
       while (true) {
         const n = await file.read(buffer);
         if (n === null) break;
@@ -371,9 +453,12 @@ async function copyServe(port: number, path: string): Promise<void> {
   }
 }
 
-/** The reference receiver: reads until EOF into `path`, 64 KiB reads. */
+/** The reference receiver: asks for a file, reads until EOF, 64 KiB reads. */
 async function copyFetch(port: number, path: string): Promise<void> {
   using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(
+    new TextEncoder().encode(path.endsWith("empty.bin") ? "E" : "B"),
+  );
   using file = await Deno.open(path, {
     write: true,
     create: true,

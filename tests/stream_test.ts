@@ -16,7 +16,13 @@ import {
   scanText,
   StreamProtocolError,
 } from "../protocol/stream_protocol.ts";
+import { UsageError } from "../roles/cli.ts";
+import { parseStreamClientArgs } from "../roles/client/stream_client.ts";
 import { StreamConnection } from "../roles/server/stream_connection.ts";
+import {
+  parseBlockSize,
+  parseIdleTimeout,
+} from "../roles/server/stream_options.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
 import { freePort } from "./_helpers/ports.ts";
 import {
@@ -308,6 +314,48 @@ Deno.test("stream connection: split and coalesced bytes keep message boundaries"
     try {
       writer.close();
     } catch { /* closed */ }
+  }
+});
+
+Deno.test("stream options: block size, idle timeout and client arguments", () => {
+  equal(parseBlockSize(undefined), 1024);
+  equal(parseBlockSize("65536"), 65536);
+  for (const bad of ["0", "-1", "1.5", "abc", "16777217", ""]) {
+    throws(() => parseBlockSize(bad), UsageError);
+  }
+  equal(parseIdleTimeout(undefined), 30_000);
+  equal(parseIdleTimeout("0.25"), 250);
+  equal(parseIdleTimeout("0"), Infinity);
+  for (const bad of ["-1", "x", "1e3", ""]) {
+    throws(() => parseIdleTimeout(bad), UsageError);
+  }
+  const options = parseStreamClientArgs([
+    "localhost",
+    "9000",
+    "del",
+    "a b.txt",
+    "--dir",
+    "out",
+    "--block-size",
+    "4096",
+  ]);
+  equal(options.verb, "DEL");
+  equal(options.fileName, "a b.txt");
+  equal(options.dir, "out");
+  equal(options.blockSize, 4096);
+  equal(options.connectTimeoutMs, 10_000);
+  for (
+    const bad of [
+      ["h", "0", "GET", "a"],
+      ["h", "1", "GET"],
+      ["h", "1", "GET", "/etc/passwd"],
+      ["h", "1", "GET", ".."],
+      ["h", "1", "GET", "a", "extra"],
+      ["h", "1", "GET", "a", "--bogus"],
+      ["h", "1", "GET", "a", "--connect-timeout", "0"],
+    ]
+  ) {
+    throws(() => parseStreamClientArgs(bad), UsageError, bad.join(" "));
   }
 });
 
@@ -732,6 +780,37 @@ Deno.test("stream server: without -v it prints nothing at all, even for bad clie
   equal(result.stdout, "");
   equal(result.stderr, "");
   equal(result.code, 0);
+});
+
+Deno.test("stream server: SIGTERM mid-upload exits 0 and removes the temp file; bad options exit 2", async () => {
+  await using serverDir = await tempDir();
+  const port = freePort();
+  await using server = startRole("server", [
+    String(port),
+    "-v",
+    "--host",
+    "127.0.0.1",
+  ], { cwd: serverDir.path });
+  await server.stdout.waitFor(`server waiting on port ${port}`);
+  {
+    using peer = await RawPeer.connect(port);
+    equal(await peer.readText(5), "READY");
+    await peer.send("PUT cut.bin");
+    equal(await peer.readText(2), "OK");
+    await peer.send(encodeSize(10_000));
+    equal(await peer.readText(2), "OK");
+    await peer.send(new Uint8Array(3000));
+    await server.stdout.waitFor("server receiving 10000 bytes");
+    await delay(100);
+    ok((await hiddenFiles(serverDir.path)).length === 1, "temp file exists");
+    server.kill("SIGTERM");
+    const result = await server.finished();
+    equal(result.code, 0, result.stderr);
+  }
+  deepEqual(await hiddenFiles(serverDir.path), []);
+  const bad = await runRole("server", ["0", "--block-size", "0"]);
+  equal(bad.code, 2);
+  match(bad.stderr, /invalid --block-size "0"/);
 });
 
 /** Runs the sockkit client against a scripted in-process server. */
