@@ -944,6 +944,37 @@ Deno.test("stream client: a server that vanishes mid-download leaves the old fil
   deepEqual(await hiddenFiles(dir.path), []);
 });
 
+Deno.test("stream client: SIGINT mid-download removes the temp file", async () => {
+  await using dir = await tempDir();
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  await using client = startRole("client", [
+    "127.0.0.1",
+    String(listener.addr.port),
+    "GET",
+    "f.bin",
+  ], { cwd: dir.path });
+  const first = await Promise.race([
+    listener.accept(),
+    client.child.status.then(() => null),
+  ]);
+  if (first === null) throw new Error(`client exited: ${client.stderr.text}`);
+  using peer = new RawPeer(first);
+  await peer.send("READY");
+  equal(await peer.readText(9), "GET f.bin");
+  await peer.send("OK");
+  equal(await peer.readText(5), "READY");
+  await peer.send(encodeSize(100_000));
+  equal(await peer.readText(2), "OK");
+  await peer.send(new Uint8Array(5000));
+  await client.stdout.waitFor("client receiving file f.bin (100000 bytes)");
+  equal((await hiddenFiles(dir.path)).length, 1);
+  client.kill("SIGINT");
+  const result = await client.finished();
+  equal(result.code, 1);
+  equal(result.stderr, "client error: interrupted\n");
+  deepEqual(await hiddenFiles(dir.path), []);
+});
+
 Deno.test("stream client: gives up on a server that stalls (--idle-timeout)", async () => {
   await using dir = await tempDir();
   const started = performance.now();

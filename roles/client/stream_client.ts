@@ -170,9 +170,14 @@ export function parseStreamClientArgs(args: string[]): StreamClientOptions {
   };
 }
 
-async function connect(options: StreamClientOptions): Promise<Deno.Conn> {
+async function connect(
+  options: StreamClientOptions,
+  stop: AbortSignal,
+): Promise<Deno.Conn> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), options.connectTimeoutMs);
+  const onStop = () => controller.abort();
+  stop.addEventListener("abort", onStop, { once: true });
   try {
     return await Deno.connect({
       hostname: options.host,
@@ -191,6 +196,7 @@ async function connect(options: StreamClientOptions): Promise<Deno.Conn> {
     );
   } finally {
     clearTimeout(timer);
+    stop.removeEventListener("abort", onStop);
   }
 }
 
@@ -320,6 +326,17 @@ export async function streamClient(
   let upload: { file: Deno.FsFile; size: number } | undefined;
   let download: PartialFile | undefined;
   let channel: StreamConnection | undefined;
+  // SIGINT/SIGTERM end the transfer through the normal error path, so a
+  // download's temporary file is removed
+  const stop = new AbortController();
+  const onSignal = () => {
+    stop.abort();
+    channel?.close();
+  };
+  const signals: Deno.Signal[] = Deno.build.os === "windows"
+    ? ["SIGINT"]
+    : ["SIGINT", "SIGTERM"];
+  for (const name of signals) Deno.addSignalListener(name, onSignal);
   try {
     if (options.verb === "PUT") {
       upload = await openUpload(path, options.fileName);
@@ -327,9 +344,10 @@ export async function streamClient(
     if (options.verb === "GET") {
       download = await createDownload(path, options.fileName);
     }
-    channel = new StreamConnection(await connect(options), {
+    channel = new StreamConnection(await connect(options, stop.signal), {
       idleTimeoutMs: options.idleTimeoutMs,
     });
+    if (stop.signal.aborted) throw new ClientSideError("interrupted");
     await expectReply(channel, Word.READY);
     if (upload) await put(channel, options, upload.file, upload.size);
     else if (download) await get(channel, options, download);
@@ -337,7 +355,9 @@ export async function streamClient(
     printLine("Complete");
     return 0;
   } catch (error) {
-    if (error instanceof ServerReplyError) {
+    if (stop.signal.aborted) {
+      printError("client error: interrupted");
+    } else if (error instanceof ServerReplyError) {
       printError(`server error: ${error.message}`);
     } else {
       const message = error instanceof ClientSideError
@@ -347,6 +367,7 @@ export async function streamClient(
     }
     return EXIT_FAILURE;
   } finally {
+    for (const name of signals) Deno.removeSignalListener(name, onSignal);
     channel?.close();
     upload?.file.close();
     await download?.discard();
