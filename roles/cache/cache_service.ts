@@ -198,6 +198,7 @@ export class CacheServer {
       await sendFile(channel, file, entry.size, {
         idleMs,
         onStall: () => control.close(),
+        hash: false,
       });
       await control.send({
         type: "ok",

@@ -16,7 +16,10 @@ import type { TransportConn } from "../../transport/types.ts";
 import { writeAll } from "../../transport/byte_io.ts";
 
 /** Bytes read from a file per chunk handed to the transport. */
-export const FILE_CHUNK_BYTES = 256 * 1024;
+export const FILE_CHUNK_BYTES = 1024 * 1024;
+
+/** Bytes gathered before one write to a file. */
+export const FILE_WRITE_BYTES = 1024 * 1024;
 
 /** A file's identity for the cache: its size and SHA-256. */
 export interface FileVersion {
@@ -60,23 +63,29 @@ export interface FileTransferOptions {
   onStall?: () => void;
 }
 
+/** Options of {@linkcode sendFile}. */
+export interface SendFileOptions extends FileTransferOptions {
+  /** Whether to compute the SHA-256 of the bytes sent (default true). */
+  hash?: boolean;
+}
+
 /**
  * Sends `size` bytes of `file`, from its current position, as one transfer.
  *
  * @param channel The data channel.
  * @param file The open file.
  * @param size The number of bytes to send (the file must have them).
- * @param options Idle timeout and stall hook.
- * @returns The SHA-256 of the bytes sent.
+ * @param options Idle timeout, stall hook, whether to hash.
+ * @returns The SHA-256 of the bytes sent (`""` when not hashing).
  * @throws {TransferTimeoutError} On a stall.
  */
 export async function sendFile(
   channel: TransportConn,
   file: Deno.FsFile,
   size: number,
-  options: FileTransferOptions,
+  options: SendFileOptions,
 ): Promise<string> {
-  const hash = createHash("sha256");
+  const hash = options.hash === false ? undefined : createHash("sha256");
   const controller = new AbortController();
   const watch = new ProgressWatch(options.idleMs, () => {
     controller.abort(watch.error());
@@ -84,18 +93,16 @@ export async function sendFile(
     options.onStall?.();
   });
   async function* chunks(): AsyncGenerator<Uint8Array> {
+    // One read ahead: the next chunk is read while this one is sent.
     let left = size;
-    while (left > 0) {
-      const buffer = new Uint8Array(Math.min(FILE_CHUNK_BYTES, left));
-      const n = await file.read(buffer);
-      if (n === null) {
-        throw new RangeError(
-          `The file ended ${left} bytes early (changed while being sent)`,
-        );
-      }
-      const chunk = buffer.subarray(0, n);
-      hash.update(chunk);
-      left -= n;
+    const readNext = () => readChunk(file, Math.min(FILE_CHUNK_BYTES, left));
+    let next = left > 0 ? readNext() : undefined;
+    while (next) {
+      const chunk = await next;
+      left -= chunk.length;
+      next = left > 0 ? readNext() : undefined;
+      next?.catch(() => {}); // surfaced when awaited
+      hash?.update(chunk);
       watch.touch();
       yield chunk;
     }
@@ -109,7 +116,61 @@ export async function sendFile(
   } finally {
     watch.stop();
   }
-  return hash.digest("hex");
+  return hash?.digest("hex") ?? "";
+}
+
+async function readChunk(file: Deno.FsFile, length: number) {
+  const buffer = new Uint8Array(length);
+  let filled = 0;
+  while (filled < length) {
+    const n = await file.read(buffer.subarray(filled));
+    if (n === null) {
+      throw new RangeError(
+        `The file ended ${
+          length - filled
+        } bytes early (changed while being sent)`,
+      );
+    }
+    filled += n;
+  }
+  return buffer;
+}
+
+/** Gathers small chunks into large writes, one write in flight at a time. */
+class FileWriteBehind {
+  #buffer = new Uint8Array(FILE_WRITE_BYTES);
+  #filled = 0;
+  #writing: Promise<void> = Promise.resolve();
+
+  constructor(readonly file: Deno.FsFile) {}
+
+  async push(chunk: Uint8Array): Promise<void> {
+    let offset = 0;
+    while (offset < chunk.length) {
+      const n = Math.min(
+        chunk.length - offset,
+        this.#buffer.length - this.#filled,
+      );
+      this.#buffer.set(chunk.subarray(offset, offset + n), this.#filled);
+      this.#filled += n;
+      offset += n;
+      if (this.#filled === this.#buffer.length) await this.#startWrite();
+    }
+  }
+
+  async flush(): Promise<void> {
+    if (this.#filled > 0) await this.#startWrite();
+    await this.#writing;
+  }
+
+  async #startWrite(): Promise<void> {
+    await this.#writing;
+    const full = this.#buffer.subarray(0, this.#filled);
+    this.#buffer = new Uint8Array(FILE_WRITE_BYTES);
+    this.#filled = 0;
+    this.#writing = writeAll(this.file, full);
+    this.#writing.catch(() => {}); // surfaced by the next await
+  }
 }
 
 /**
@@ -140,6 +201,7 @@ export async function receiveFile(
   try {
     const transfer = await channel.receive({ signal: controller.signal });
     reader = transfer.readable.getReader();
+    const sink = new FileWriteBehind(file);
     let received = 0;
     while (true) {
       watch.touch();
@@ -147,8 +209,9 @@ export async function receiveFile(
       if (done) break;
       received += value.length;
       hash.update(value);
-      await writeAll(file, value);
+      await sink.push(value);
     }
+    await sink.flush();
     if (received !== transfer.size) {
       if (watch.stalled) throw watch.error();
       throw new ConnectionLostError(

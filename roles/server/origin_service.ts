@@ -234,6 +234,7 @@ export class OriginServer {
     await sendFile(channel, file, version.size, {
       idleMs,
       onStall: () => control.close(),
+      hash: false,
     });
     await control.send({ type: "ok", text: FROM_ORIGIN_TEXT });
     this.#log(`get "${request.name}" (${version.size} bytes) to ${who}`);
