@@ -138,14 +138,27 @@ export class StreamConnection implements Disposable {
   }
 
   /**
-   * Takes the result of the outstanding read. The returned bytes live in the
-   * scratch buffer: use or copy them before the next read.
+   * Reads the next bytes: the outstanding read's result if there is one,
+   * else a fresh read. The returned bytes live in the scratch buffer: use or
+   * copy them before the next read.
    */
   async #takeRead(what: string): Promise<Uint8Array | null> {
-    const outcome = await this.#startRead();
-    this.#pendingRead = undefined;
-    if ("error" in outcome) throw this.#failure(outcome.error, what);
-    return outcome.bytes;
+    if (this.#pendingRead) {
+      const outcome = await this.#pendingRead;
+      this.#pendingRead = undefined;
+      if ("error" in outcome) throw this.#failure(outcome.error, what);
+      return outcome.bytes;
+    }
+    // fast path (the data phase): no read outstanding, read directly
+    this.#begin();
+    try {
+      const n = await this.conn.read(this.#scratch);
+      return n === null ? null : this.#scratch.subarray(0, n);
+    } catch (error) {
+      throw this.#failure(error, what);
+    } finally {
+      this.#end();
+    }
   }
 
   #append(bytes: Uint8Array): void {
