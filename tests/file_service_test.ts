@@ -238,8 +238,12 @@ for (const transport of TRANSPORTS) {
   });
 
   Deno.test(`file service over ${transport}: binary file byte-exact both ways, miss then hit`, async () => {
-    const size = transport === "tcp" ? 20 * MiB + 7 : 2 * MiB + 7;
-    await using rig = await FileServiceRig.start(transport);
+    // 20 MiB over snw too, with 16000-byte DATA packets to keep it quick
+    // (the default 1000-byte packets are exercised by every other test).
+    const size = 20 * MiB + 7;
+    await using rig = await FileServiceRig.start(transport, {
+      env: { SOCKKIT_SNW_CHUNK_SIZE: "16000" },
+    });
     const up = await rig.clientDir("uploader");
     const down = await rig.clientDir("downloader");
     await writeTestFile(join(up, "blob.bin"), size, 77);
@@ -295,6 +299,14 @@ for (const transport of TRANSPORTS) {
     equal(await sha256File(path), v2);
     equal(await sha256File(join(rig.cacheDir, "s.bin")), v2);
     await rig.cache.stdout.waitFor('"s.bin" changed on the origin: refetching');
+    // Gone from the origin: the cached copy is dropped, not served.
+    await Deno.remove(join(rig.originDir, "s.bin"));
+    const gone = await rig.session(dir, "get s.bin\n");
+    equal(
+      gone.stderr,
+      'Error: Cannot get "s.bin": no such file on the origin server\n',
+    );
+    ok(!(await listDir(rig.cacheDir)).includes("s.bin"));
   });
 
   Deno.test(`file service over ${transport}: errors keep the session alive, one line each`, async () => {
