@@ -500,6 +500,20 @@ Deno.test("file service: LRU eviction at --max-bytes, contents survive a restart
     "c",
     "d",
   ]);
+  // A file above the bound is delivered, then dropped; it evicts nobody.
+  await writeTestFile(join(dir, "huge"), 5000, 9);
+  const huge = await rig.session(dir, "put huge\nget huge\nget huge\n");
+  deepEqual(huge.stdout.match(/from (cache|origin)/g), [
+    "from origin",
+    "from origin",
+  ]);
+  await rig.cache.stdout.waitFor(/(evicted "huge"[^]*){2}/);
+  deepEqual(await listDir(rig.cacheDir), [
+    ".sockkit-cache-index.json",
+    "b",
+    "c",
+    "d",
+  ]);
 });
 
 Deno.test("file service: explicit subcommand forms and usage errors", async () => {

@@ -163,7 +163,7 @@ export class CacheStore {
    */
   async unpin(entry: CacheEntry): Promise<void> {
     entry.pins = Math.max(0, entry.pins - 1);
-    if (entry.pins === 0 && this.#bytes > this.#maxBytes) await this.#evict();
+    if (entry.pins === 0) await this.#evict();
   }
 
   /**
@@ -253,14 +253,24 @@ export class CacheStore {
   }
 
   async #evict(): Promise<void> {
-    if (this.#bytes <= this.#maxBytes) return;
+    // A file larger than the bound never fits: while it is being delivered
+    // it does not push others out, and it is the first to go afterwards.
+    const max = this.#maxBytes;
+    const entries = [...this.#entries.values()];
+    let excess = this.#bytes - max -
+      entries.filter((e) => e.pins > 0 && e.size > max)
+        .reduce((sum, e) => sum + e.size, 0);
+    if (excess <= 0) return;
     const victims: CacheEntry[] = [];
-    const candidates = [...this.#entries.values()]
+    const candidates = entries
       .filter((entry) => entry.pins === 0)
-      .sort((a, b) => a.lastUsed - b.lastUsed);
+      .sort((a, b) =>
+        Number(b.size > max) - Number(a.size > max) || a.lastUsed - b.lastUsed
+      );
     for (const entry of candidates) {
-      if (this.#bytes <= this.#maxBytes) break;
+      if (excess <= 0) break;
       this.#drop(entry.name);
+      excess -= entry.size;
       victims.push(entry);
     }
     if (victims.length === 0) return;
