@@ -8,24 +8,24 @@
 
 import { runMain } from "../cli.ts";
 import { type ClientService, resolveClient } from "../invocation.ts";
-import { runFileClient } from "./file_client.ts";
-import { runRepeatClient } from "./repeat_client.ts";
-import { runStreamClient } from "./stream_client.ts";
-import { runUploadClient } from "./upload_client.ts";
 
 /** Usage text of the `client` executable. */
 export const CLIENT_USAGE = `usage:
   client <srvHost> <srvPort> <cacheHost> <cachePort> tcp|snw [--dir DIR]   file service (alias: client files ...)
-  client <host> <port> <file> [--timeout SEC]                             upload (alias: client upload ...)
-  client <host> <port> GET|PUT|DEL <file> [--dir DIR]                     streaming (alias: client stream ...)
+  client <host> <port> <file> [--timeout SEC | --timeout-ms MS] [-v]     upload (alias: client upload ...)
+  client <host> <port> GET|PUT|DEL <file> [--dir DIR] [--block-size N]    streaming (alias: client stream ...)
   client repeat <host> <port> <file> [--times N] [--transport tcp|udp|snw] [--json]
   client -h|--help | -V|--version`;
 
+// Services load on dispatch, so each form starts only what it needs.
 const SERVICES: Record<ClientService, (args: string[]) => Promise<number>> = {
-  files: runFileClient,
-  upload: runUploadClient,
-  stream: runStreamClient,
-  repeat: runRepeatClient,
+  files: async (args) => (await import("./file_client.ts")).runFileClient(args),
+  upload: async (args) =>
+    (await import("./upload_client.ts")).runUploadClient(args),
+  stream: async (args) =>
+    (await import("./stream_client.ts")).runStreamClient(args),
+  repeat: async (args) =>
+    (await import("./repeat_client.ts")).runRepeatClient(args),
 };
 
 /**

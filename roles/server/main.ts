@@ -8,24 +8,25 @@
 
 import { runMain } from "../cli.ts";
 import { resolveServer, type ServerService } from "../invocation.ts";
-import { runOriginServer } from "./origin_server.ts";
-import { runRepeatServer } from "./repeat_server.ts";
-import { runStreamServer } from "./stream_server.ts";
-import { runUploadServer } from "./upload_server.ts";
 
 /** Usage text of the `server` executable. */
 export const SERVER_USAGE = `usage:
   server <port> tcp|snw [--dir DIR]           file-service origin (alias: server origin ...)
-  server <port> <dir> [--timeout SEC]         upload receiver (alias: server upload ...)
-  server <port> [-v] [--dir DIR]              streaming GET/PUT/DEL server (alias: server stream ...)
+  server <port> <dir> [--timeout SEC | --timeout-ms MS] [-v]   upload receiver (alias: server upload ...)
+  server <port> [-v] [--dir DIR] [--block-size N] [--idle-timeout SEC]   streaming GET/PUT/DEL (alias: server stream ...)
   server repeat <port> <reference-file> [--times N] [--transport tcp|udp|snw] [--dir DIR]
   server -h|--help | -V|--version`;
 
+// Services load on dispatch, so each form starts only what it needs.
 const SERVICES: Record<ServerService, (args: string[]) => Promise<number>> = {
-  origin: runOriginServer,
-  upload: runUploadServer,
-  stream: runStreamServer,
-  repeat: runRepeatServer,
+  origin: async (args) =>
+    (await import("./origin_server.ts")).runOriginServer(args),
+  upload: async (args) =>
+    (await import("./upload_server.ts")).runUploadServer(args),
+  stream: async (args) =>
+    (await import("./stream_server.ts")).runStreamServer(args),
+  repeat: async (args) =>
+    (await import("./repeat_server.ts")).runRepeatServer(args),
 };
 
 /**
