@@ -32,9 +32,11 @@
  *   UDP checksum already drops corrupt datagrams on a real network, the CRC
  *   does the same for impairments injected after it (the test relay).
  *
- * The receiver ends a transfer when all its bytes arrived, when its END
- * arrived, when a datagram of a later transfer of the same stream arrives,
- * or after an idle timeout without any datagram of it — whichever comes
+ * The receiver ends a transfer when all its bytes arrived, when a datagram
+ * of a later transfer of the same stream arrives, after an idle timeout
+ * without any datagram of it, or — once its END arrived with chunks still
+ * missing — after a short grace period (default 100 ms, at most the idle
+ * timeout) for chunks that were reordered behind END; whichever comes
  * first. It never waits longer than the idle timeout for a lost datagram.
  *
  * @module
@@ -69,6 +71,8 @@ const VERSION = 1;
 const MAGIC_0 = 0x52; // "R"
 const MAGIC_1 = 0x55; // "U"
 const ZERO_CRC_FIELD = new Uint8Array(4);
+/** Default grace period after an END with chunks missing, in ms. */
+export const DEFAULT_END_GRACE_MS = 100;
 /** Streams whose last transfer number the receiver remembers. */
 const MAX_REMEMBERED_STREAMS = 256;
 
@@ -333,6 +337,7 @@ export class RawIncomingTransfer {
   #chunkCount: number;
   #received = 0;
   #endReason?: RawEndReason;
+  #endSeen = false;
   #iterated = false;
 
   /**
@@ -381,7 +386,9 @@ export class RawIncomingTransfer {
   async *chunks(): AsyncGenerator<RawChunk> {
     if (this.#iterated) throw new Error("Cannot iterate a raw transfer twice");
     this.#iterated = true;
-    const idle = this.#receiver.idleTimeoutMs;
+    const receiver = this.#receiver;
+    const wait = () =>
+      this.#endSeen ? receiver.endGraceMs : receiver.idleTimeoutMs;
     if (this.#chunkCount === 0) this.#endReason = "complete";
     const first = this.#first;
     this.#first = undefined;
@@ -389,39 +396,37 @@ export class RawIncomingTransfer {
       const chunk = this.#accept(first);
       if (chunk) yield chunk;
     }
-    let deadline = performance.now() + idle;
+    let deadline = performance.now() + wait();
     while (!this.#endReason) {
       let arrival: Arrival | undefined;
       try {
-        arrival = await this.#receiver.nextArrival(
-          deadline - performance.now(),
-        );
+        arrival = await receiver.nextArrival(deadline - performance.now());
       } catch (error) {
-        if (this.#receiver.closed) {
+        if (receiver.closed) {
           this.#endReason = "closed";
           return;
         }
         throw error;
       }
       if (!arrival) {
-        this.#endReason = "idle";
+        this.#endReason = this.#endSeen ? "end" : "idle";
         return;
       }
       const { datagram } = arrival;
       if (datagram.type === RawType.REPLY) {
-        this.#receiver.stats.invalid++;
+        receiver.stats.invalid++;
         continue;
       }
       if (datagram.stream !== this.stream) {
-        this.#receiver.stats.foreign++;
+        receiver.stats.foreign++;
         continue;
       }
       if (datagram.seq < this.seq) {
-        this.#receiver.stats.late++;
+        receiver.stats.late++;
         continue;
       }
       if (datagram.seq > this.seq) {
-        this.#receiver.putBack(arrival);
+        receiver.putBack(arrival);
         this.#endReason = "superseded";
         return;
       }
@@ -429,13 +434,14 @@ export class RawIncomingTransfer {
         datagram.size !== this.size || datagram.chunk !== this.chunk ||
         !sameBytes(datagram.meta, this.meta)
       ) {
-        this.#receiver.stats.invalid++;
+        receiver.stats.invalid++;
         continue;
       }
+      const wasEnd = this.#endSeen;
       const chunk = this.#accept(datagram);
-      if (chunk) {
-        yield chunk;
-        deadline = performance.now() + idle;
+      if (chunk) yield chunk;
+      if (chunk || this.#endSeen !== wasEnd) {
+        deadline = performance.now() + wait();
       }
     }
   }
@@ -443,7 +449,10 @@ export class RawIncomingTransfer {
   /** Takes one datagram of this transfer; returns a new chunk, if any. */
   #accept(datagram: RawDatagram): RawChunk | undefined {
     if (datagram.type === RawType.END) {
-      this.#endReason = this.complete ? "complete" : "end";
+      // Chunks may be reordered behind END: wait the grace period for them.
+      if (this.complete) this.#endReason = "complete";
+      else if (this.#endSeen) this.#receiver.stats.duplicates++;
+      this.#endSeen = true;
       return undefined;
     }
     if (!this.#chunks.add(datagram.index)) {
@@ -467,6 +476,12 @@ export interface UdpRawReceiverOptions {
   port: number;
   /** A transfer ends after this long without a datagram of it (default 1000). */
   idleTimeoutMs?: number;
+  /**
+   * After END, with chunks missing, a transfer ends after this long without
+   * a datagram of it (default {@linkcode DEFAULT_END_GRACE_MS}, at most the
+   * idle timeout).
+   */
+  endGraceMs?: number;
 }
 
 /** Options of {@linkcode UdpRawReceiver.receive}. */
@@ -510,6 +525,8 @@ export class UdpRawReceiver implements AsyncDisposable {
   };
   /** The idle timeout of a transfer in ms. */
   readonly idleTimeoutMs: number;
+  /** The grace period after END with chunks missing, in ms. */
+  readonly endGraceMs: number;
   #socket: Deno.DatagramConn;
   #buffer = new Uint8Array(MAX_DATAGRAM + 1);
   #inflight?: Promise<{ bytes: Uint8Array; from: Deno.NetAddr }>;
@@ -527,6 +544,10 @@ export class UdpRawReceiver implements AsyncDisposable {
     if (!(this.idleTimeoutMs > 0)) {
       throw new RangeError("idle timeout must be positive");
     }
+    this.endGraceMs = Math.min(
+      this.idleTimeoutMs,
+      options.endGraceMs ?? DEFAULT_END_GRACE_MS,
+    );
     this.#socket = Deno.listenDatagram({
       transport: "udp",
       hostname: options.hostname ?? "0.0.0.0",

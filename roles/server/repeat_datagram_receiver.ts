@@ -5,8 +5,9 @@
  * Every datagram repeats the copy header, whose copy number is the raw
  * transfer's `seq`, so copies are told apart even when datagrams of copy
  * *k* arrive during copy *k + 1* (they are dropped as late). A copy ends
- * when all its bytes arrived, when its END arrived, when a datagram of a
- * later copy arrived, or after the idle timeout; it is then stored (with
+ * when all its bytes arrived, when a datagram of a later copy arrived,
+ * shortly after its END (a grace period for reordered chunks), or after the
+ * idle timeout; it is then stored (with
  * zero bytes where datagrams were lost), compared and answered with a
  * receipt datagram. A copy of which no datagram arrived at all is reported
  * as lost when a later copy shows up or when the run times out.

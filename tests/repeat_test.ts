@@ -1,0 +1,540 @@
+/**
+ * The repeat-transfer measurement (SPEC §2, seed 001): real `server repeat`
+ * and `client repeat` processes on 127.0.0.1 over tcp, raw udp and snw
+ * (one suite over all three), exact output lines, SHA-256 of the stored
+ * copies, error counting against a differing reference, raw udp and snw
+ * through the seeded lossy relay; plus unit tests of the ordinals, the
+ * codecs (with a seeded fuzz) and the raw-UDP receiver's copy separation.
+ *
+ * @module
+ */
+
+import { deepEqual, equal, ok, throws } from "node:assert/strict";
+import { join } from "node:path";
+import { LossyRelay, type RelayOptions } from "../bench/relay.ts";
+import { seededRandom } from "../bench/seeded_random.ts";
+import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
+import { runRole } from "./_helpers/role_process.ts";
+import {
+  decodeRepeatHeader,
+  decodeRepeatReceipt,
+  encodeRepeatHeader,
+  encodeRepeatReceipt,
+  repeatHeaderLength,
+  RepeatProtocolError,
+} from "../protocol/repeat_protocol.ts";
+import {
+  averageMs,
+  errorPercent,
+  ordinal,
+} from "../roles/server/repeat_lines.ts";
+import {
+  decodeRawDatagram,
+  encodeRawDatagram,
+  RawDatagramError,
+  RawType,
+  UdpRawReceiver,
+} from "../transport/udp_raw.ts";
+import {
+  assertAverageIsMean,
+  assertLines,
+  expectedClientLines,
+  expectedServerLines,
+  startRepeatServer,
+} from "./repeat/repeat_harness.ts";
+
+const TRANSPORTS = ["tcp", "udp", "snw"] as const;
+/** The snw give-up timeout in these tests: generous, the CPU is shared. */
+const SNW_ENV = { SOCKKIT_SNW_TIMEOUT_MS: "3000" };
+
+// ---------------------------------------------------------------- units
+
+Deno.test("ordinal gives English ordinals", () => {
+  const cases: [number, string][] = [
+    [1, "1st"],
+    [2, "2nd"],
+    [3, "3rd"],
+    [4, "4th"],
+    [11, "11th"],
+    [12, "12th"],
+    [13, "13th"],
+    [21, "21st"],
+    [22, "22nd"],
+    [23, "23rd"],
+    [100, "100th"],
+    [101, "101st"],
+    [111, "111th"],
+    [112, "112th"],
+  ];
+  deepEqual(cases.map(([n]) => ordinal(n)), cases.map(([, s]) => s));
+});
+
+Deno.test("averageMs is the mean of the times as printed; errorPercent has 2 decimals", () => {
+  equal(averageMs([1.0004, 2.0004, 3.0004]), 2);
+  equal(averageMs([0.1234, 0.1236]), 0.124);
+  equal(averageMs([]), undefined);
+  equal(errorPercent(1, 3), 33.33);
+  equal(errorPercent(0, 100), 0);
+  equal(errorPercent(20, 100), 20);
+});
+
+Deno.test("repeat codec: header and receipt round trip; header prefix readable byte by byte", () => {
+  const header = {
+    copy: 42,
+    total: 100,
+    size: 2 ** 40 + 3,
+    name: "xyz “ü”.txt",
+  };
+  const bytes = encodeRepeatHeader(header);
+  let length: number | undefined;
+  for (let i = 0; i <= bytes.length; i++) {
+    length = repeatHeaderLength(bytes.subarray(0, i));
+    if (i < 21) equal(length, undefined);
+  }
+  equal(length, bytes.length);
+  const withBody = new Uint8Array([...bytes, 1, 2, 3]);
+  deepEqual(decodeRepeatHeader(withBody), { header, length: bytes.length });
+  const receipt = { copy: 7, received: 123456789, correct: false };
+  deepEqual(decodeRepeatReceipt(encodeRepeatReceipt(receipt)), receipt);
+  throws(() => encodeRepeatHeader({ ...header, name: "" }), RangeError);
+  throws(
+    () => encodeRepeatHeader({ ...header, name: "n".repeat(256) }),
+    RangeError,
+  );
+  throws(
+    () => decodeRepeatHeader(bytes.subarray(0, bytes.length - 1)),
+    RepeatProtocolError,
+  );
+});
+
+Deno.test("repeat and raw-udp codecs: random, truncated and flipped bytes only throw their own error", () => {
+  const random = seededRandom(2024);
+  const header = encodeRepeatHeader({ copy: 1, total: 3, size: 9, name: "a" });
+  const datagram = encodeRawDatagram({
+    type: RawType.DATA,
+    stream: 5,
+    seq: 2,
+    size: 3000,
+    index: 2,
+    chunk: 1024,
+    meta: header,
+    payload: new Uint8Array(3000 - 2048),
+  });
+  decodeRawDatagram(datagram); // valid as built
+  const samples: Uint8Array[] = [];
+  for (let i = 0; i < 2000; i++) {
+    const base = [
+      header,
+      encodeRepeatReceipt({ copy: 1, received: 2, correct: true }),
+      datagram,
+    ][i % 3];
+    const bytes = base.slice(0, Math.floor(random() * (base.length + 1)));
+    if (random() < 0.5 && bytes.length > 0) {
+      bytes[Math.floor(random() * bytes.length)] ^= 1 <<
+        Math.floor(random() * 8);
+    }
+    if (random() < 0.2) {
+      samples.push(
+        Uint8Array.from(
+          { length: Math.floor(random() * 64) },
+          () => Math.floor(random() * 256),
+        ),
+      );
+    }
+    samples.push(bytes);
+  }
+  for (const bytes of samples) {
+    for (const decode of [decodeRepeatHeader, decodeRepeatReceipt]) {
+      try {
+        decode(bytes);
+      } catch (error) {
+        ok(error instanceof RepeatProtocolError, String(error));
+      }
+    }
+    try {
+      repeatHeaderLength(bytes);
+    } catch (error) {
+      ok(error instanceof RepeatProtocolError, String(error));
+    }
+    try {
+      decodeRawDatagram(bytes);
+    } catch (error) {
+      ok(error instanceof RawDatagramError, String(error));
+    }
+  }
+  const flipped = datagram.slice();
+  flipped[40] ^= 0x10;
+  throws(() => decodeRawDatagram(flipped), /checksum/);
+});
+
+Deno.test("raw udp receiver keeps copies apart: late datagrams of copy k are dropped during copy k+1", async () => {
+  await using receiver = new UdpRawReceiver({
+    hostname: "127.0.0.1",
+    port: 0,
+    idleTimeoutMs: 300,
+  });
+  const socket = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  try {
+    const chunk = 4;
+    const datagram = (
+      seq: number,
+      index: number,
+      type: number = RawType.DATA,
+    ) =>
+      encodeRawDatagram({
+        type: type as 1 | 2 | 3,
+        stream: 77,
+        seq,
+        size: 12,
+        index,
+        chunk,
+        meta: new Uint8Array([seq]),
+        payload: type === RawType.DATA
+          ? new Uint8Array(chunk).fill(seq * 16 + index)
+          : new Uint8Array(0),
+      });
+    const send = (bytes: Uint8Array) => socket.send(bytes, receiver.addr);
+    // Copy 1 loses its chunk 2; copy 2 starts; then copy 1's chunk 2 arrives late.
+    await send(datagram(1, 0));
+    await send(datagram(1, 1));
+    await send(datagram(2, 0));
+    await send(datagram(1, 2));
+    await send(datagram(2, 1));
+    await send(datagram(2, 1)); // duplicate
+    await send(datagram(2, 2));
+    await send(new Uint8Array([1, 2, 3])); // garbage
+    await send(datagram(2, 2, RawType.END));
+
+    const first = await receiver.receive({ timeoutMs: 5000 });
+    ok(first);
+    const got1: number[] = [];
+    for await (const c of first.chunks()) got1.push(c.offset);
+    deepEqual(got1, [0, 4]);
+    equal(first.endReason, "superseded");
+    equal(first.complete, false);
+
+    const second = await receiver.receive({ timeoutMs: 5000 });
+    ok(second);
+    equal(second.seq, 2);
+    deepEqual(second.meta, new Uint8Array([2]));
+    const got2: number[] = [];
+    for await (const c of second.chunks()) got2.push(c.bytes[0]);
+    deepEqual(got2, [32, 33, 34]);
+    equal(second.endReason, "complete");
+    equal(receiver.stats.late, 1, "copy 1's late chunk is dropped in copy 2");
+
+    // Stragglers of finished copies are late; silence ends the wait.
+    await send(datagram(1, 2));
+    await send(datagram(2, 0));
+    equal(await receiver.receive({ timeoutMs: 300 }), undefined);
+    equal(receiver.stats.late, 4); // copy 2's END came after it was complete
+    ok(receiver.stats.duplicates >= 1);
+    ok(receiver.stats.invalid >= 1);
+
+    // A copy whose END is lost ends by the idle timeout.
+    await send(datagram(3, 0));
+    const third = await receiver.receive({ timeoutMs: 5000 });
+    ok(third);
+    const started = performance.now();
+    for await (const _ of third.chunks());
+    equal(third.endReason, "idle");
+    ok(performance.now() - started >= 250);
+
+    // Chunks reordered behind END (even all of them) still count.
+    await send(datagram(4, 2, RawType.END));
+    await send(datagram(4, 2));
+    await send(datagram(4, 1));
+    await send(datagram(4, 0));
+    const fourth = await receiver.receive({ timeoutMs: 5000 });
+    ok(fourth);
+    let bytes = 0;
+    for await (const c of fourth.chunks()) bytes += c.bytes.length;
+    equal(bytes, 12);
+    equal(fourth.endReason, "complete");
+  } finally {
+    socket.close();
+  }
+});
+
+// ------------------------------------------------------- end to end
+
+interface RunResult {
+  server: { code: number; stdout: string; stderr: string };
+  client: { code: number; stdout: string; stderr: string };
+}
+
+/** Runs one server and one client to completion in `dir`. */
+async function runPair(
+  dir: string,
+  options: {
+    transport: string;
+    times: number;
+    reference: string;
+    file: string;
+    serverArgs?: string[];
+    clientArgs?: string[];
+    relay?: Omit<RelayOptions, "targetPort">;
+    timeoutMs?: number;
+  },
+): Promise<RunResult & { relayStats?: LossyRelay["stats"] }> {
+  const common = [
+    "--times",
+    String(options.times),
+    "--transport",
+    options.transport,
+  ];
+  await using server = await startRepeatServer(
+    options.reference,
+    [...common, "--dir", "copies", ...(options.serverArgs ?? [])],
+    { cwd: dir, env: SNW_ENV },
+  );
+  await using relay = options.relay
+    ? LossyRelay.start({ ...options.relay, targetPort: server.port })
+    : undefined;
+  const client = await runRole(
+    "client",
+    [
+      "repeat",
+      "127.0.0.1",
+      String(relay ? relay.port : server.port),
+      options.file,
+      ...common,
+      ...(options.clientArgs ?? []),
+    ],
+    { cwd: dir, env: SNW_ENV, timeoutMs: options.timeoutMs ?? 60_000 },
+  );
+  const result = await server.process.finished(options.timeoutMs ?? 60_000);
+  return { server: result, client, relayStats: relay?.stats };
+}
+
+for (const transport of TRANSPORTS) {
+  Deno.test(`repeat over ${transport}: 3 copies print the exact lines on both sides and are stored intact`, async () => {
+    await using dir = await tempDir();
+    await writeTestFile(join(dir.path, "xyz.txt"), 5000, 3);
+    await writeTestFile(join(dir.path, "reference.txt"), 5000, 3);
+    const { server, client } = await runPair(dir.path, {
+      transport,
+      times: 3,
+      reference: "reference.txt",
+      file: "xyz.txt",
+    });
+    equal(client.code, 0, client.stderr);
+    equal(server.code, 0, server.stderr);
+    assertLines(
+      server.stdout,
+      expectedServerLines(transport, "xyz.txt", 3),
+      "server",
+    );
+    assertLines(
+      client.stdout,
+      expectedClientLines("127.0.0.1", "xyz.txt", 3),
+      "client",
+    );
+    const copies = [...Deno.readDirSync(join(dir.path, "copies"))].map((e) =>
+      e.name
+    ).sort();
+    deepEqual(copies, ["001_xyz.txt", "002_xyz.txt", "003_xyz.txt"]);
+    const sha = await sha256File(join(dir.path, "xyz.txt"));
+    for (const name of copies) {
+      equal(await sha256File(join(dir.path, "copies", name)), sha);
+    }
+  });
+
+  Deno.test(`repeat over ${transport}: 100 copies of a small file, ordinals 1st-100th, average is the mean`, async () => {
+    await using dir = await tempDir();
+    await writeTestFile(join(dir.path, "xyz.txt"), 1500, 5);
+    await writeTestFile(join(dir.path, "reference.txt"), 1500, 5);
+    const { server, client } = await runPair(dir.path, {
+      transport,
+      times: 100,
+      reference: "reference.txt",
+      file: "xyz.txt",
+    });
+    equal(client.code, 0, client.stderr);
+    equal(server.code, 0, server.stderr);
+    assertLines(
+      server.stdout,
+      expectedServerLines(transport, "xyz.txt", 100),
+      "server",
+    );
+    assertLines(
+      client.stdout,
+      expectedClientLines("127.0.0.1", "xyz.txt", 100),
+      "client",
+    );
+    for (
+      const nth of [
+        "1st",
+        "2nd",
+        "3rd",
+        "4th",
+        "11th",
+        "12th",
+        "13th",
+        "21st",
+        "22nd",
+        "23rd",
+        "100th",
+      ]
+    ) {
+      ok(server.stdout.includes(`for the ${nth} time\n`), nth);
+    }
+    equal(assertAverageIsMean(server.stdout).length, 100);
+    equal(assertAverageIsMean(client.stdout).length, 100);
+  });
+
+  Deno.test(`repeat over ${transport}: every copy counts as incorrect when the reference differs`, async () => {
+    await using dir = await tempDir();
+    await writeTestFile(join(dir.path, "xyz.txt"), 3000, 1);
+    await writeTestFile(join(dir.path, "reference.txt"), 3000, 2); // same size, other bytes
+    const { server, client } = await runPair(dir.path, {
+      transport,
+      times: 4,
+      reference: "reference.txt",
+      file: "xyz.txt",
+      serverArgs: ["--json"],
+      clientArgs: ["--json"],
+    });
+    equal(server.code, 0, server.stderr);
+    equal(client.code, 0, client.stderr);
+    const summary = JSON.parse(server.stdout);
+    equal(summary.incorrect, 4);
+    equal(summary.errorPercent, 100);
+    equal(summary.copies.length, 4);
+    for (const copy of summary.copies) {
+      equal(copy.correct, false);
+      equal(copy.received, 3000);
+    }
+    const sent = JSON.parse(client.stdout);
+    equal(sent.copies.length, 4);
+    equal(sent.receipts.correct, 0);
+    equal(sent.receipts.incorrect + sent.receipts.missing, 4);
+    if (transport !== "udp") equal(sent.receipts.incorrect, 4);
+    const mean = sent.copies.reduce((a: number, c: { ms: number }) =>
+      a + c.ms, 0) / 4;
+    ok(Math.abs(mean - sent.averageMs) <= 0.0005 + 1e-9);
+  });
+}
+
+Deno.test("raw udp through the relay at 20% loss: errors > 0, counted right, and the run ends", async () => {
+  await using dir = await tempDir();
+  await writeTestFile(join(dir.path, "xyz.txt"), 20_000, 8);
+  await writeTestFile(join(dir.path, "reference.txt"), 20_000, 8);
+  const started = performance.now();
+  const { server, client, relayStats } = await runPair(dir.path, {
+    transport: "udp",
+    times: 10,
+    reference: "reference.txt",
+    file: "xyz.txt",
+    serverArgs: ["--json", "--idle-timeout", "200"],
+    clientArgs: ["--json", "--idle-timeout", "200"],
+    relay: { drop: 0.2, duplicate: 0.02, reorder: 0.02, seed: 11 },
+    timeoutMs: 45_000,
+  });
+  ok(performance.now() - started < 45_000);
+  equal(server.code, 0, server.stderr);
+  equal(client.code, 0, client.stderr);
+  ok(relayStats && relayStats.dropped > 0);
+  const summary = JSON.parse(server.stdout);
+  equal(summary.copies.length, 10);
+  deepEqual(summary.copies.map((c: { copy: number }) => c.copy), [
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+  ]);
+  const incorrect =
+    summary.copies.filter((c: { correct: boolean }) => !c.correct).length;
+  ok(incorrect > 0, "raw udp at 20% loss has errors");
+  equal(summary.incorrect, incorrect);
+  equal(summary.errorPercent, incorrect * 10);
+  // Never miscounted: a copy is "correct" exactly when its stored bytes are.
+  const sha = await sha256File(join(dir.path, "reference.txt"));
+  for (const copy of summary.copies) {
+    if (copy.lost) continue;
+    const stored = await sha256File(join(dir.path, "copies", copy.storedAs));
+    equal(stored === sha, copy.correct, `copy ${copy.copy}`);
+    equal(copy.correct, copy.received === 20_000, `copy ${copy.copy}`);
+  }
+  const sent = JSON.parse(client.stdout);
+  equal(sent.copies.length, 10);
+});
+
+Deno.test("snw through the relay at 10% loss: 0 of N incorrect", async () => {
+  await using dir = await tempDir();
+  await writeTestFile(join(dir.path, "xyz.txt"), 20_000, 9);
+  await writeTestFile(join(dir.path, "reference.txt"), 20_000, 9);
+  const { server, client, relayStats } = await runPair(dir.path, {
+    transport: "snw",
+    times: 5,
+    reference: "reference.txt",
+    file: "xyz.txt",
+    relay: { drop: 0.1, duplicate: 0.02, reorder: 0.02, seed: 12 },
+    timeoutMs: 60_000,
+  });
+  equal(client.code, 0, client.stderr);
+  equal(server.code, 0, server.stderr);
+  ok(relayStats && relayStats.dropped > 0);
+  assertLines(
+    server.stdout,
+    expectedServerLines("snw", "xyz.txt", 5, 0),
+    "server",
+  );
+  assertLines(
+    client.stdout,
+    expectedClientLines("127.0.0.1", "xyz.txt", 5),
+    "client",
+  );
+  assertAverageIsMean(server.stdout);
+});
+
+Deno.test("repeat: usage errors exit 2, a missing reference or file exits 1", async () => {
+  await using dir = await tempDir();
+  const badTransport = await runRole("server", [
+    "repeat",
+    "0",
+    "ref",
+    "--transport",
+    "quic",
+  ], { cwd: dir.path });
+  equal(badTransport.code, 2);
+  ok(
+    badTransport.stderr.includes('invalid --transport "quic"'),
+    badTransport.stderr,
+  );
+  const badTimes = await runRole("client", [
+    "repeat",
+    "127.0.0.1",
+    "9",
+    "f",
+    "--times",
+    "0",
+  ], { cwd: dir.path });
+  equal(badTimes.code, 2);
+  const noReference = await runRole("server", ["repeat", "0", "missing.txt"], {
+    cwd: dir.path,
+  });
+  equal(noReference.code, 1);
+  ok(
+    noReference.stderr.includes('Cannot read reference file "missing.txt"'),
+    noReference.stderr,
+  );
+  const noFile = await runRole("client", [
+    "repeat",
+    "127.0.0.1",
+    "9",
+    "missing.txt",
+  ], { cwd: dir.path });
+  equal(noFile.code, 1);
+  ok(noFile.stderr.includes('Cannot read "missing.txt"'), noFile.stderr);
+});
