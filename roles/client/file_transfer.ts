@@ -93,9 +93,19 @@ export async function sendFile(
     options.onStall?.();
   });
   async function* chunks(): AsyncGenerator<Uint8Array> {
-    // One read ahead: the next chunk is read while this one is sent.
+    // One read ahead, into the other of two buffers: both transports are
+    // done with a chunk when they ask for the next one (and the receiver's
+    // SHA-256 check would catch it if one were not).
+    const buffers = [
+      new Uint8Array(Math.min(FILE_CHUNK_BYTES, size)),
+      new Uint8Array(Math.min(FILE_CHUNK_BYTES, size)),
+    ];
     let left = size;
-    const readNext = () => readChunk(file, Math.min(FILE_CHUNK_BYTES, left));
+    let turn = 0;
+    const readNext = () => {
+      const buffer = buffers[turn++ % 2];
+      return readChunk(file, buffer.subarray(0, Math.min(buffer.length, left)));
+    };
     let next = left > 0 ? readNext() : undefined;
     while (next) {
       const chunk = await next;
@@ -119,15 +129,17 @@ export async function sendFile(
   return hash?.digest("hex") ?? "";
 }
 
-async function readChunk(file: Deno.FsFile, length: number) {
-  const buffer = new Uint8Array(length);
+async function readChunk(
+  file: Deno.FsFile,
+  buffer: Uint8Array,
+): Promise<Uint8Array> {
   let filled = 0;
-  while (filled < length) {
+  while (filled < buffer.length) {
     const n = await file.read(buffer.subarray(filled));
     if (n === null) {
       throw new RangeError(
         `The file ended ${
-          length - filled
+          buffer.length - filled
         } bytes early (changed while being sent)`,
       );
     }
@@ -139,6 +151,7 @@ async function readChunk(file: Deno.FsFile, length: number) {
 /** Gathers small chunks into large writes, one write in flight at a time. */
 class FileWriteBehind {
   #buffer = new Uint8Array(FILE_WRITE_BYTES);
+  #spare = new Uint8Array(FILE_WRITE_BYTES);
   #filled = 0;
   #writing: Promise<void> = Promise.resolve();
 
@@ -166,7 +179,8 @@ class FileWriteBehind {
   async #startWrite(): Promise<void> {
     await this.#writing;
     const full = this.#buffer.subarray(0, this.#filled);
-    this.#buffer = new Uint8Array(FILE_WRITE_BYTES);
+    // Two buffers in turn: the other one's write has completed.
+    [this.#buffer, this.#spare] = [this.#spare, this.#buffer];
     this.#filled = 0;
     this.#writing = writeAll(this.file, full);
     this.#writing.catch(() => {}); // surfaced by the next await
