@@ -24,7 +24,7 @@ export PATH := $(dir $(DENO)):$(PATH)
 
 # Upper bound for the whole test suite, in seconds.
 TEST_TIMEOUT ?= 1500
-RUN_FLAGS := --allow-net --allow-read --allow-write --allow-env --allow-run --allow-sys
+RUN_FLAGS := --allow-all
 MAINS := roles/client/main.ts roles/server/main.ts roles/cache/main.ts roles/chat/main.ts
 
 .PHONY: all deno demo test lint-all unit build compile bench evaluate clean
