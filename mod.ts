@@ -29,3 +29,10 @@
 
 export * from "./version.ts";
 export * from "./transport/mod.ts";
+export * from "./protocol/mod.ts";
+export {
+  confinedPath,
+  UnsafeNameError,
+  unsafeNameReason,
+} from "./roles/file_names.ts";
+export { PartialFile } from "./roles/partial_file.ts";
