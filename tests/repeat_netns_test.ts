@@ -69,6 +69,11 @@ async function unavailableReason(): Promise<string | undefined> {
   } catch {
     return "needs --allow-sys to check for root";
   }
+  const runAccess = await Deno.permissions.query({
+    name: "run",
+    command: "ip",
+  });
+  if (runAccess.state !== "granted") return "needs --allow-run to call ip";
   const version = await run("ip", ["-V"]);
   if (version.code !== 0) {
     return `no usable "ip" command (iproute2; apt-get install -y iproute2): ${version.stderr.trim()}`;

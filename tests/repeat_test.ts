@@ -538,3 +538,45 @@ Deno.test("repeat: usage errors exit 2, a missing reference or file exits 1", as
   equal(noFile.code, 1);
   ok(noFile.stderr.includes('Cannot read "missing.txt"'), noFile.stderr);
 });
+
+Deno.test("repeat over tcp: stray connections are ignored and use up no copy number", async () => {
+  await using dir = await tempDir();
+  await writeTestFile(join(dir.path, "xyz.txt"), 2000, 4);
+  await writeTestFile(join(dir.path, "reference.txt"), 2000, 4);
+  await using server = await startRepeatServer(
+    "reference.txt",
+    ["--times", "2", "--dir", "copies"],
+    { cwd: dir.path },
+  );
+  const strays = [
+    new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"), // absurd size
+    new Uint8Array([0, 0, 0, 0, 0, 0, 0, 5, 104, 101, 108, 108, 111]), // not a copy header
+    new Uint8Array(0), // connects and closes
+  ];
+  for (const bytes of strays) {
+    const conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    await conn.write(bytes).catch(() => 0);
+    conn.close();
+  }
+  const client = await runRole(
+    "client",
+    ["repeat", "127.0.0.1", String(server.port), "xyz.txt", "--times", "2"],
+    { cwd: dir.path, timeoutMs: 30_000 },
+  );
+  equal(client.code, 0, client.stderr);
+  const result = await server.process.finished(30_000);
+  equal(result.code, 0, result.stderr);
+  assertLines(
+    result.stdout,
+    expectedServerLines("tcp", "xyz.txt", 2),
+    "server",
+  );
+  equal(
+    result.stderr.match(/ignored a connection from 127\.0\.0\.1/g)?.length,
+    3,
+    result.stderr,
+  );
+});

@@ -304,9 +304,13 @@ export interface RawReceiverStats {
   duplicates: number;
 }
 
-interface Arrival {
+/** A valid datagram as read from the socket. */
+export interface RawArrival {
+  /** The decoded datagram. */
   datagram: RawDatagram;
+  /** Where it came from. */
   from: Deno.NetAddr;
+  /** `performance.now()` when it was read. */
   at: number;
 }
 
@@ -346,7 +350,7 @@ export class RawIncomingTransfer {
    * @param receiver The receiver that reads the datagrams.
    * @param first The first datagram seen of the transfer.
    */
-  constructor(receiver: UdpRawReceiver, first: Arrival) {
+  constructor(receiver: UdpRawReceiver, first: RawArrival) {
     const datagram = first.datagram;
     this.stream = datagram.stream;
     this.seq = datagram.seq;
@@ -398,7 +402,7 @@ export class RawIncomingTransfer {
     }
     let deadline = performance.now() + wait();
     while (!this.#endReason) {
-      let arrival: Arrival | undefined;
+      let arrival: RawArrival | undefined;
       try {
         arrival = await receiver.nextArrival(deadline - performance.now());
       } catch (error) {
@@ -530,7 +534,7 @@ export class UdpRawReceiver implements AsyncDisposable {
   #socket: Deno.DatagramConn;
   #buffer = new Uint8Array(MAX_DATAGRAM + 1);
   #inflight?: Promise<{ bytes: Uint8Array; from: Deno.NetAddr }>;
-  #pending?: Arrival;
+  #pending?: RawArrival;
   #lastSeq = new Map<number, number>();
   #closed = false;
 
@@ -652,7 +656,7 @@ export class UdpRawReceiver implements AsyncDisposable {
   async nextArrival(
     timeoutMs?: number,
     signal?: AbortSignal,
-  ): Promise<Arrival | undefined> {
+  ): Promise<RawArrival | undefined> {
     const deadline = timeoutMs === undefined
       ? undefined
       : performance.now() + timeoutMs;
@@ -679,7 +683,7 @@ export class UdpRawReceiver implements AsyncDisposable {
    *
    * @param arrival The datagram.
    */
-  putBack(arrival: Arrival): void {
+  putBack(arrival: RawArrival): void {
     this.#pending = arrival;
   }
 
