@@ -32,7 +32,11 @@ import type {
   CopyProgress,
   CopyReceiver,
 } from "./repeat_copy_receiver.ts";
-import type { CopyStore, ReferenceFile } from "./repeat_copy_store.ts";
+import type {
+  CopyStore,
+  ReferenceFile,
+  StoredCopy,
+} from "./repeat_copy_store.ts";
 
 /** Options of {@linkcode DatagramCopyReceiver}. */
 export interface DatagramCopyReceiverOptions {
@@ -138,16 +142,21 @@ export class DatagramCopyReceiver implements CopyReceiver {
       progress.started(n, header.name);
       const { writer, refused } = await store.open(n, header.name);
       if (refused) progress.warn(`copy ${n}: not stored: ${refused}`);
-      try {
-        for await (const chunk of transfer.chunks()) {
+      let failed: string | undefined;
+      for await (const chunk of transfer.chunks()) {
+        if (failed) continue; // drain the copy
+        try {
           await writer.writeAt(chunk.offset, chunk.bytes);
+        } catch (error) {
+          failed = error instanceof Error ? error.message : String(error);
+          progress.warn(`copy ${n}: cannot store: ${failed}`);
+          await writer.discard();
         }
-      } catch (error) {
-        await writer.discard();
-        throw error;
       }
-      const stored = await writer.finish(transfer.complete);
-      const correct = !refused && transfer.complete &&
+      const stored: StoredCopy = failed
+        ? { bytes: transfer.received }
+        : await writer.finish(transfer.complete);
+      const correct = !refused && !failed && transfer.complete &&
         stored.bytes === reference.size && stored.sha256 === reference.sha256;
       progress.finished(n, header.name);
       await this.#receiver.reply(
@@ -156,7 +165,8 @@ export class DatagramCopyReceiver implements CopyReceiver {
       );
       const ms = performance.now() - transfer.startedAt;
       let problem: string | undefined;
-      if (refused) problem = "file name refused";
+      if (failed) problem = `cannot store: ${failed}`;
+      else if (refused) problem = "file name refused";
       else if (!transfer.complete) {
         problem =
           `${stored.bytes} of ${header.size} bytes arrived (${transfer.endReason})`;
