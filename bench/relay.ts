@@ -82,6 +82,7 @@ export class LossyRelay implements AsyncDisposable {
   readonly #tcpConns = new Set<Deno.Conn>();
   readonly #tasks = new Set<Promise<void>>();
   #closed = false;
+  #sendChain: Promise<void> = Promise.resolve();
 
   private constructor(
     options: RelayOptions,
@@ -236,12 +237,20 @@ export class LossyRelay implements AsyncDisposable {
     }
   }
 
+  /**
+   * Forwards in arrival order: Deno runs UDP sends that are not awaited in
+   * last-in, first-out order, which would reorder every burst.
+   */
   #send(
     forward: (bytes: Uint8Array) => Promise<number>,
     bytes: Uint8Array,
   ): void {
     if (this.#closed) return;
-    this.#track(forward(bytes).then(() => {}, () => {}));
+    const sent = this.#sendChain.then(() =>
+      this.#closed ? undefined : forward(bytes).then(() => {}, () => {})
+    );
+    this.#sendChain = sent;
+    this.#track(sent);
   }
 
   async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
