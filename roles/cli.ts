@@ -10,6 +10,7 @@
  * @module
  */
 
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { VERSION } from "../version.ts";
 
 /** Exit status for a usage error (bad arguments). */
@@ -133,5 +134,24 @@ export async function runMain(
       `${name}: ${error instanceof Error ? error.message : String(error)}`,
     );
     return EXIT_FAILURE;
+  }
+}
+
+/**
+ * `parseArgs` of `node:util` whose failures (unknown option, missing value)
+ * become a {@linkcode UsageError} with the first line of its message.
+ *
+ * @param config The `parseArgs` configuration.
+ * @returns What `parseArgs` returns.
+ * @throws {UsageError} When the arguments do not fit `config`.
+ */
+export function parseCommandLine<T extends ParseArgsConfig>(
+  config: T,
+): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (error) {
+    if (!(error instanceof TypeError)) throw error;
+    throw new UsageError(error.message.split("\n")[0], { cause: error });
   }
 }

@@ -12,8 +12,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { parsePort, UsageError } from "../cli.ts";
+import { parseCommandLine, parsePort, UsageError } from "../cli.ts";
 import { transportByName } from "../../transport/registry.ts";
 import type { Transport } from "../../transport/types.ts";
 
@@ -57,19 +56,12 @@ export function parseRoleArgs(
   names: string[],
   extra: OptionTable = {},
 ): ParsedRoleArgs {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: { ...COMMON_OPTIONS, ...extra },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (error) {
-    throw new UsageError(
-      error instanceof Error ? error.message.split("\n")[0] : String(error),
-    );
-  }
+  const parsed = parseCommandLine({
+    args,
+    options: { ...COMMON_OPTIONS, ...extra },
+    allowPositionals: true,
+    strict: true,
+  });
   const positionals = parsed.positionals;
   if (positionals.length < names.length) {
     throw new UsageError(

@@ -22,9 +22,9 @@
 
 import { lookup } from "node:dns/promises";
 import { basename } from "node:path";
-import { parseArgs } from "node:util";
 import {
   EXIT_FAILURE,
+  parseCommandLine,
   parsePort,
   printError,
   printLine,
@@ -73,24 +73,17 @@ export interface RepeatClientOptions {
  * @throws {UsageError} On bad arguments.
  */
 export function parseRepeatClientArgs(args: string[]): RepeatClientOptions {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        times: { type: "string" },
-        transport: { type: "string" },
-        "idle-timeout": { type: "string" },
-        json: { type: "boolean" },
-      },
-    });
-  } catch (error) {
-    throw new UsageError(
-      error instanceof Error ? error.message : String(error),
-    );
-  }
+  const parsed = parseCommandLine({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      times: { type: "string" },
+      transport: { type: "string" },
+      "idle-timeout": { type: "string" },
+      json: { type: "boolean" },
+    },
+  });
   const [host, port, file, ...extra] = parsed.positionals;
   if (host === undefined) throw new UsageError("missing <host>");
   if (file === undefined) throw new UsageError("missing <file>");

@@ -15,9 +15,9 @@
  */
 
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import {
   EXIT_FAILURE,
+  parseCommandLine,
   parsePort,
   printError,
   printLine,
@@ -36,11 +36,7 @@ import { writeAll } from "../../transport/byte_io.ts";
 import { unsafeNameReason } from "../file_names.ts";
 import { PartialFile } from "../partial_file.ts";
 import { StreamConnection } from "../server/stream_connection.ts";
-import {
-  parseBlockSize,
-  parseIdleTimeout,
-  usageFromParseError,
-} from "../server/stream_options.ts";
+import { parseBlockSize, parseIdleTimeout } from "../server/stream_options.ts";
 
 /** Default connect timeout in seconds. */
 export const DEFAULT_CONNECT_TIMEOUT_SEC = 10;
@@ -107,22 +103,17 @@ export interface StreamClientOptions {
  * @throws {UsageError} For bad arguments.
  */
 export function parseStreamClientArgs(args: string[]): StreamClientOptions {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        dir: { type: "string" },
-        "block-size": { type: "string" },
-        "idle-timeout": { type: "string" },
-        "connect-timeout": { type: "string" },
-      },
-    });
-  } catch (error) {
-    throw usageFromParseError(error);
-  }
+  const parsed = parseCommandLine({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      dir: { type: "string" },
+      "block-size": { type: "string" },
+      "idle-timeout": { type: "string" },
+      "connect-timeout": { type: "string" },
+    },
+  });
   const { values, positionals } = parsed;
   const [host, portText, verbText, fileName, extra] = positionals;
   if (extra !== undefined) {

@@ -15,10 +15,10 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { basename } from "node:path";
 import {
   EXIT_FAILURE,
+  parseCommandLine,
   parsePort,
   printError,
   printLine,
@@ -73,25 +73,18 @@ export interface RepeatServerOptions {
  * @throws {UsageError} On bad arguments.
  */
 export function parseRepeatServerArgs(args: string[]): RepeatServerOptions {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        times: { type: "string" },
-        transport: { type: "string" },
-        dir: { type: "string" },
-        "idle-timeout": { type: "string" },
-        json: { type: "boolean" },
-      },
-    });
-  } catch (error) {
-    throw new UsageError(
-      error instanceof Error ? error.message : String(error),
-    );
-  }
+  const parsed = parseCommandLine({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      times: { type: "string" },
+      transport: { type: "string" },
+      dir: { type: "string" },
+      "idle-timeout": { type: "string" },
+      json: { type: "boolean" },
+    },
+  });
   const [port, reference, ...extra] = parsed.positionals;
   if (reference === undefined) throw new UsageError("missing <reference-file>");
   if (extra.length > 0) throw new UsageError(`unexpected "${extra[0]}"`);

@@ -84,16 +84,3 @@ export async function checkDirectory(dir: string): Promise<string> {
   }
   return dir;
 }
-
-/**
- * Turns a `node:util` `parseArgs` failure into a {@linkcode UsageError}.
- *
- * @param error What `parseArgs` threw.
- * @returns The usage error to throw.
- */
-export function usageFromParseError(error: unknown): Error {
-  if (error instanceof TypeError) {
-    return new UsageError(error.message, { cause: error });
-  }
-  return error instanceof Error ? error : new Error(String(error));
-}

@@ -12,13 +12,17 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { parsePort, printError, printLine, UsageError } from "../cli.ts";
+import {
+  parseCommandLine,
+  parsePort,
+  printError,
+  printLine,
+  UsageError,
+} from "../cli.ts";
 import {
   checkDirectory,
   parseBlockSize,
   parseIdleTimeout,
-  usageFromParseError,
 } from "./stream_options.ts";
 import { serveStreamClient, type StreamServerLog } from "./stream_session.ts";
 
@@ -119,23 +123,18 @@ function listen(hostname: string, port: number): Deno.Listener {
  * @throws {UsageError} For bad arguments.
  */
 export async function runStreamServer(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        verbose: { type: "boolean", short: "v" },
-        dir: { type: "string" },
-        "block-size": { type: "string" },
-        "idle-timeout": { type: "string" },
-        host: { type: "string" },
-      },
-    });
-  } catch (error) {
-    throw usageFromParseError(error);
-  }
+  const parsed = parseCommandLine({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      verbose: { type: "boolean", short: "v" },
+      dir: { type: "string" },
+      "block-size": { type: "string" },
+      "idle-timeout": { type: "string" },
+      host: { type: "string" },
+    },
+  });
   const { values, positionals } = parsed;
   if (positionals.length > 1) {
     throw new UsageError(`unexpected argument "${positionals[1]}"`);
