@@ -263,6 +263,7 @@ export async function runEvaluation(
         seed: 1000 + (config.lossPercent ?? 0),
         env: { SOCKKIT_SNW_TIMEOUT_MS: SNW_TIMEOUT_MS },
       });
+      activeRigs.add(rig);
       for (const size of config.sizes) {
         const names: string[] = [];
         for (let run = 1; run <= options.runs; run++) {
@@ -338,6 +339,7 @@ export async function runEvaluation(
           await Deno.remove(join(rig.clientDir, name)).catch(() => {});
         }
       }
+      activeRigs.delete(rig);
     }
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});
@@ -380,6 +382,19 @@ export async function runEvaluation(
   return { runs, source, fallbackReason, files };
 }
 
+/** Rigs running now, stopped on SIGINT/SIGTERM so no role outlives us. */
+const activeRigs = new Set<FileServiceRig>();
+
+function stopOnSignal(): void {
+  const stop = async () => {
+    console.error("evaluate: interrupted, stopping the roles");
+    await Promise.allSettled([...activeRigs].map((rig) => rig.close()));
+    Deno.exit(130);
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+}
+
 async function main(args: string[]): Promise<number> {
   let options: EvaluationOptions;
   try {
@@ -395,6 +410,7 @@ async function main(args: string[]): Promise<number> {
     }
     throw error;
   }
+  stopOnSignal();
   try {
     const result = await runEvaluation(options);
     console.log(

@@ -69,7 +69,6 @@ export class FileServiceRig implements AsyncDisposable {
   readonly #client: RoleProcess;
   readonly #timeoutMs: number;
   #responses = 0;
-  #commands = 0;
 
   private constructor(
     ports: { origin: number; cache: number },
@@ -175,13 +174,14 @@ export class FileServiceRig implements AsyncDisposable {
    * @throws {RigCommandError} When the client prints an error or times out.
    */
   async command(command: string): Promise<CommandTiming> {
-    const prompts = ++this.#commands + 1;
+    const seen = this.#client.stdout.text.length;
     const errorsBefore = this.#client.stderr.text.length;
     const startMs = nowMs();
     await this.#client.write(`${command}\n`);
     try {
+      // Anchored after what was already read: linear, no backtracking blow-up.
       await this.#client.stdout.waitFor(
-        new RegExp(`(?:[\\s\\S]*?Enter command: ){${prompts}}`),
+        new RegExp(`^[\\s\\S]{${seen}}[\\s\\S]*?Enter command: `),
         this.#timeoutMs,
       );
     } catch (error) {

@@ -52,7 +52,8 @@ export async function probeTshark(tshark = "tshark"): Promise<TsharkProbe> {
     if (!out.success) {
       return { ok: false, reason: `"${tshark} --version" failed` };
     }
-    version = new TextDecoder().decode(out.stdout).split("\n")[0].trim();
+    version = new TextDecoder().decode(out.stdout).split("\n")[0].trim()
+      .replace(/\.$/, "");
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
       return { ok: false, reason: "tshark is not installed" };
@@ -93,6 +94,10 @@ export interface CaptureOptions {
   iface?: string;
   /** The tshark executable (default `tshark`). */
   tshark?: string;
+  /** Bytes kept per packet (default {@linkcode SNAPLEN}; 0 = whole packets). */
+  snaplen?: number;
+  /** Wait after tshark reports the capture started, ms (default 500). */
+  settleMs?: number;
   /** How long to wait for the capture to start, ms (default 20 000). */
   startTimeoutMs?: number;
 }
@@ -130,7 +135,7 @@ export class PacketCapture {
         "-f",
         options.filter,
         "-s",
-        String(SNAPLEN),
+        String(options.snaplen ?? SNAPLEN),
         "-q",
         "-w",
         options.file,
@@ -180,6 +185,10 @@ export class PacketCapture {
       });
       clearTimeout(timer);
     }
+    // tshark reports "Capturing on" slightly before the filter is attached.
+    await new Promise((resolve) =>
+      setTimeout(resolve, options.settleMs ?? 500)
+    );
     return new PacketCapture(child, stderr, options.file);
   }
 
