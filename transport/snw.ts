@@ -129,34 +129,52 @@ const tagDecoder = new TextDecoder();
 /** Sends one datagram to the session's peer; failures count as loss. */
 type Transmit = (datagram: Uint8Array) => Promise<void>;
 
-/** Cuts a chunk stream into packets of exactly `size` bytes (the last shorter). */
-async function* packetPayloads(
-  chunks: AsyncIterable<Uint8Array>,
-  size: number,
-): AsyncGenerator<Uint8Array> {
-  // The consumer copies each payload into a datagram before asking for the
-  // next one, so one buffer serves every packet.
-  const buffer = new Uint8Array(size);
-  let fill = 0;
-  for await (const chunk of chunks) {
+/**
+ * Cuts chunks of any size into packet payloads of exactly `size` bytes (the
+ * last one shorter). Each payload is valid until the next is asked for: the
+ * sender copies it into a datagram first, so one buffer serves them all.
+ */
+class PacketCutter {
+  readonly #buffer: Uint8Array;
+  #fill = 0;
+
+  constructor(size: number) {
+    this.#buffer = new Uint8Array(size);
+  }
+
+  /** The full payloads that `chunk` completes. */
+  *cut(chunk: Uint8Array): Generator<Uint8Array> {
+    const size = this.#buffer.length;
     let offset = 0;
     while (offset < chunk.length) {
-      if (fill === 0 && chunk.length - offset >= size) {
+      if (this.#fill === 0 && chunk.length - offset >= size) {
         yield chunk.subarray(offset, offset + size);
         offset += size;
         continue;
       }
-      const n = Math.min(size - fill, chunk.length - offset);
-      buffer.set(chunk.subarray(offset, offset + n), fill);
-      fill += n;
+      const n = Math.min(size - this.#fill, chunk.length - offset);
+      this.#buffer.set(chunk.subarray(offset, offset + n), this.#fill);
+      this.#fill += n;
       offset += n;
-      if (fill === size) {
-        yield buffer;
-        fill = 0;
+      if (this.#fill === size) {
+        this.#fill = 0;
+        yield this.#buffer;
       }
     }
   }
-  if (fill > 0) yield buffer.subarray(0, fill);
+
+  /** The last, partial payload, if any. */
+  rest(): Uint8Array | undefined {
+    return this.#fill > 0 ? this.#buffer.subarray(0, this.#fill) : undefined;
+  }
+}
+
+/** The sender's wait for the ACK/FIN of one packet (across retransmissions). */
+interface AnswerWaiter {
+  seq: number;
+  answered: boolean;
+  error?: Error;
+  wake?: (answered: boolean) => void;
 }
 
 interface TransferWaiter {
@@ -199,11 +217,7 @@ export class SnwConn implements TransportConn {
   // Sender side.
   #nextSeq = 1;
   #sendChain: Promise<void> = Promise.resolve();
-  #waiter?: {
-    seq: number;
-    resolve: () => void;
-    reject: (error: Error) => void;
-  };
+  #waiter?: AnswerWaiter;
 
   // Receiver side.
   #expected = 1;
@@ -285,17 +299,20 @@ export class SnwConn implements TransportConn {
         encodeLenPayload(size),
         signal,
       );
-      const chunks = packetPayloads(
-        sizedChunks(source, size),
-        this.#options.chunkSize,
-      );
-      for await (const payload of chunks) {
-        await this.#sendReliably(
-          SnwType.DATA,
-          this.#nextSeq++,
-          payload,
-          signal,
-        );
+      const cutter = new PacketCutter(this.#options.chunkSize);
+      for await (const chunk of sizedChunks(source, size)) {
+        for (const payload of cutter.cut(chunk)) {
+          await this.#sendReliably(
+            SnwType.DATA,
+            this.#nextSeq++,
+            payload,
+            signal,
+          );
+        }
+      }
+      const rest = cutter.rest();
+      if (rest) {
+        await this.#sendReliably(SnwType.DATA, this.#nextSeq++, rest, signal);
       }
     } catch (error) {
       // The receiver's view of the stream is now undefined: end the session.
@@ -334,20 +351,22 @@ export class SnwConn implements TransportConn {
     const datagram = encodeSnwPacket(type, this.session, seq, payload);
     const started = performance.now();
     let retransmitted = false;
-    const acked = new Promise<void>((resolve, reject) => {
-      this.#waiter = { seq, resolve, reject };
-    });
-    acked.catch(() => {});
+    const waiter: AnswerWaiter = { seq, answered: false };
+    this.#waiter = waiter;
     try {
       while (true) {
-        this.#assertUsable();
+        if (waiter.error) throw waiter.error;
         signal?.throwIfAborted();
+        if (waiter.answered) return;
+        this.#assertUsable();
         const sentAt = performance.now();
-        await this.#transmit(datagram);
-        if (await this.#wait(acked, this.#rto.rto, signal)) {
+        void this.#transmit(datagram);
+        if (await this.#answerWithin(waiter, this.#rto.rto, signal)) {
           if (!retransmitted) this.#rto.sample(performance.now() - sentAt);
           return;
         }
+        if (waiter.error) throw waiter.error;
+        signal?.throwIfAborted();
         if (performance.now() - started >= this.#options.timeoutMs) {
           this.#options.reportGiveUp(SNW_GIVE_UP.noAck);
           throw new TransferTimeoutError(SNW_GIVE_UP.noAck);
@@ -356,29 +375,28 @@ export class SnwConn implements TransportConn {
         this.#rto.backoff();
       }
     } finally {
-      if (this.#waiter?.seq === seq) this.#waiter = undefined;
+      if (this.#waiter === waiter) this.#waiter = undefined;
     }
   }
 
-  /** Resolves true when `acked` settles first, false on timeout. */
-  #wait(
-    acked: Promise<void>,
+  /** Resolves true once `waiter` is answered, false on timeout or abort. */
+  #answerWithin(
+    waiter: AnswerWaiter,
     ms: number,
     signal?: AbortSignal,
   ): Promise<boolean> {
-    return new Promise<boolean>((resolve, reject) => {
-      const onAbort = () => finish(() => reject(signal?.reason));
-      const timer = setTimeout(() => finish(() => resolve(false)), ms);
-      const finish = (settle: () => void) => {
+    if (waiter.answered) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const finish = (answered: boolean) => {
         clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
-        settle();
+        waiter.wake = undefined;
+        resolve(answered);
       };
+      const onAbort = () => finish(false);
+      const timer = setTimeout(() => finish(false), ms);
       signal?.addEventListener("abort", onAbort, { once: true });
-      acked.then(
-        () => finish(() => resolve(true)),
-        (error) => finish(() => reject(error)),
-      );
+      waiter.wake = finish;
     });
   }
 
@@ -419,9 +437,9 @@ export class SnwConn implements TransportConn {
       case SnwType.ACK:
       case SnwType.FIN: {
         const waiter = this.#waiter;
-        if (waiter?.seq === packet.seq) {
-          this.#waiter = undefined;
-          waiter.resolve();
+        if (waiter?.seq === packet.seq && !waiter.answered) {
+          waiter.answered = true;
+          waiter.wake?.(true);
         }
         return;
       }
@@ -471,7 +489,7 @@ export class SnwConn implements TransportConn {
     incoming.remaining -= packet.payload.length;
     incoming.dataPackets++;
     incoming.lastProgress = performance.now();
-    incoming.controller.enqueue(packet.payload);
+    incoming.controller.enqueue(packet.payload.slice());
     if (incoming.remaining === 0) {
       this.#finishIncoming(seq);
     } else if ((incoming.controller.desiredSize ?? 0) > 0) {
@@ -558,9 +576,10 @@ export class SnwConn implements TransportConn {
    * delivered.
    */
   #onPeerClose(delivered: number): void {
-    if (this.#waiter && this.#waiter.seq <= delivered) {
-      this.#waiter.resolve();
-      this.#waiter = undefined;
+    const waiter = this.#waiter;
+    if (waiter && !waiter.answered && waiter.seq <= delivered) {
+      waiter.answered = true;
+      waiter.wake?.(true);
     }
     this.#peerClosed = true;
     const lost = new ConnectionLostError("the SNW peer closed the session");
@@ -569,9 +588,15 @@ export class SnwConn implements TransportConn {
       this.#incoming = undefined;
       clearInterval(this.#watchdog);
     }
-    this.#waiter?.reject(lost);
-    this.#waiter = undefined;
+    this.#wakeWithError(lost);
     for (const receiver of this.#receivers.splice(0)) receiver.reject(lost);
+  }
+
+  #wakeWithError(error: Error): void {
+    const waiter = this.#waiter;
+    if (!waiter || waiter.answered) return;
+    waiter.error = error;
+    waiter.wake?.(false);
   }
 
   #assertUsable(): void {
@@ -591,8 +616,7 @@ export class SnwConn implements TransportConn {
       } catch { /* already errored */ }
       this.#incoming = undefined;
     }
-    this.#waiter?.reject(error);
-    this.#waiter = undefined;
+    this.#wakeWithError(error);
     for (const receiver of this.#receivers.splice(0)) receiver.reject(error);
     this.#shutdown();
   }
@@ -640,6 +664,8 @@ class SnwEndpoint {
   #onOpen?: (remote: Deno.NetAddr, packet: SnwPacket) => void;
   #pendingCloses = new Set<Promise<void>>();
   #retired = new Map<string, Uint8Array>();
+  /** One receive buffer for every datagram; DATA payloads are copied out. */
+  readonly #buffer = new Uint8Array(65536);
   #socketClosed = false;
   /** Resolves when the read loop has ended. */
   readonly done: Promise<void>;
@@ -663,7 +689,7 @@ class SnwEndpoint {
       let datagram: Uint8Array;
       let remote: Deno.NetAddr;
       try {
-        const [bytes, addr] = await this.socket.receive();
+        const [bytes, addr] = await this.socket.receive(this.#buffer);
         datagram = bytes;
         remote = addr as Deno.NetAddr;
       } catch (error) {
