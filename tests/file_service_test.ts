@@ -19,7 +19,7 @@ import {
 import { parseByteSize } from "../roles/cache/cache_server.ts";
 import { parseFileCommand } from "../roles/client/file_command.ts";
 import { FileServiceClient } from "../roles/client/file_session.ts";
-import { storePath } from "../roles/client/file_store_names.ts";
+import { storePath } from "../roles/file_service/file_store_names.ts";
 import { UnsafeNameError } from "../roles/file_names.ts";
 import { transportByName } from "../transport/registry.ts";
 import { readExact, writeAll } from "../transport/byte_io.ts";

@@ -27,7 +27,7 @@ import {
   averageMs,
   errorPercent,
   ordinal,
-} from "../roles/server/repeat_lines.ts";
+} from "../roles/repeat/repeat_lines.ts";
 import {
   decodeRawDatagram,
   encodeRawDatagram,

@@ -18,11 +18,11 @@ import {
 } from "../protocol/stream_protocol.ts";
 import { UsageError } from "../roles/cli.ts";
 import { parseStreamClientArgs } from "../roles/client/stream_client.ts";
-import { StreamConnection } from "../roles/server/stream_connection.ts";
+import { StreamConnection } from "../roles/stream/stream_connection.ts";
 import {
   parseBlockSize,
   parseIdleTimeout,
-} from "../roles/server/stream_options.ts";
+} from "../roles/stream/stream_options.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
 import { freePort } from "./_helpers/ports.ts";
 import {

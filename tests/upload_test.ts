@@ -15,14 +15,14 @@ import { runRole, startRole } from "./_helpers/role_process.ts";
 import {
   parseUploadServerArgs,
   UploadArgsError,
-} from "../roles/server/upload_args.ts";
+} from "../roles/upload/upload_args.ts";
 import { parseUploadClientArgs } from "../roles/client/upload_client_args.ts";
 import {
   type ConnectDeps,
   connectWithin,
   UploadError,
 } from "../roles/client/upload_connect.ts";
-import { IdleWatchdog } from "../roles/server/upload_watchdog.ts";
+import { IdleWatchdog } from "../roles/upload/upload_watchdog.ts";
 import {
   connectRaw,
   delay,

@@ -24,8 +24,8 @@
  */
 
 import { PartialFile } from "../partial_file.ts";
-import { RemoteError } from "../client/file_control.ts";
-import type { FileVersion } from "../client/file_transfer.ts";
+import { RemoteError } from "../file_service/file_control.ts";
+import type { FileVersion } from "../file_service/file_transfer.ts";
 import type { CacheEntry, CacheStore } from "./cache_store.ts";
 import type { OriginClient } from "./origin_client.ts";
 

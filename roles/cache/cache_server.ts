@@ -33,8 +33,8 @@ import {
   parseSeconds,
   parseTransport,
   roleDirectory,
-} from "../client/file_options.ts";
-import { stopSignal } from "../client/file_shutdown.ts";
+} from "../file_service/file_options.ts";
+import { stopSignal } from "../file_service/file_shutdown.ts";
 import { CacheServer } from "./cache_service.ts";
 
 /** Default byte bound of the cache. */

@@ -24,10 +24,10 @@ import {
   describeError,
   RemoteError,
   UnreachableError,
-} from "../client/file_control.ts";
-import { ControlListener } from "../client/file_listener.ts";
-import { storePath } from "../client/file_store_names.ts";
-import { sendFile } from "../client/file_transfer.ts";
+} from "../file_service/file_control.ts";
+import { ControlListener } from "../file_service/file_listener.ts";
+import { storePath } from "../file_service/file_store_names.ts";
+import { sendFile } from "../file_service/file_transfer.ts";
 import { CacheLookup } from "./cache_lookup.ts";
 import { CacheStore } from "./cache_store.ts";
 import { OriginClient } from "./origin_client.ts";

@@ -26,8 +26,11 @@ import {
   isTempName,
   removeTempFiles,
   storePath,
-} from "../client/file_store_names.ts";
-import { type FileVersion, hashOpenFile } from "../client/file_transfer.ts";
+} from "../file_service/file_store_names.ts";
+import {
+  type FileVersion,
+  hashOpenFile,
+} from "../file_service/file_transfer.ts";
 
 /** Delay before a hit's new recency is written to the index, in ms. */
 export const TOUCH_FLUSH_MS = 500;

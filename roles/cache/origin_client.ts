@@ -13,12 +13,12 @@ import {
   describeError,
   RemoteError,
   UnreachableError,
-} from "../client/file_control.ts";
+} from "../file_service/file_control.ts";
 import {
   type FileVersion,
   newChannelTag,
   receiveFile,
-} from "../client/file_transfer.ts";
+} from "../file_service/file_transfer.ts";
 
 /** Options of {@linkcode OriginClient}. */
 export interface OriginClientOptions {

@@ -29,9 +29,9 @@ import {
   parseSeconds,
   parseTransport,
   roleDirectory,
-} from "./file_options.ts";
+} from "../file_service/file_options.ts";
 import { FileServiceClient } from "./file_session.ts";
-import { describeError } from "./file_control.ts";
+import { describeError } from "../file_service/file_control.ts";
 
 /** The prompt, printed without a newline. */
 export const PROMPT = "Enter command: ";

@@ -17,9 +17,13 @@ import {
   describeError,
   RemoteError,
   UnreachableError,
-} from "./file_control.ts";
-import { storePath } from "./file_store_names.ts";
-import { newChannelTag, receiveFile, sendFile } from "./file_transfer.ts";
+} from "../file_service/file_control.ts";
+import { storePath } from "../file_service/file_store_names.ts";
+import {
+  newChannelTag,
+  receiveFile,
+  sendFile,
+} from "../file_service/file_transfer.ts";
 
 /** Where a peer listens. */
 export interface PeerAddress {

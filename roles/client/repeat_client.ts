@@ -36,13 +36,13 @@ import {
   type RepeatReceipt,
 } from "../../protocol/repeat_protocol.ts";
 import { transportByName } from "../../transport/registry.ts";
-import { averageMs, clientLines, roundMs } from "../server/repeat_lines.ts";
+import { averageMs, clientLines, roundMs } from "../repeat/repeat_lines.ts";
 import {
   parseIdleTimeout,
   parseRepeatTransport,
   parseTimes,
   type RepeatTransportName,
-} from "../server/repeat_options.ts";
+} from "../repeat/repeat_options.ts";
 import type { CopySender } from "./repeat_copy_sender.ts";
 import { DatagramCopySender } from "./repeat_datagram_sender.ts";
 import { SessionCopySender } from "./repeat_session_sender.ts";

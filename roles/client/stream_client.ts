@@ -35,8 +35,8 @@ import {
 import { writeAll } from "../../transport/byte_io.ts";
 import { unsafeNameReason } from "../file_names.ts";
 import { PartialFile } from "../partial_file.ts";
-import { StreamConnection } from "../server/stream_connection.ts";
-import { parseBlockSize, parseIdleTimeout } from "../server/stream_options.ts";
+import { StreamConnection } from "../stream/stream_connection.ts";
+import { parseBlockSize, parseIdleTimeout } from "../stream/stream_options.ts";
 
 /** Default connect timeout in seconds. */
 export const DEFAULT_CONNECT_TIMEOUT_SEC = 10;

@@ -16,7 +16,7 @@
  */
 
 import { EXIT_FAILURE, EXIT_USAGE, printError, printLine } from "../cli.ts";
-import { UploadArgsError } from "../server/upload_args.ts";
+import { UploadArgsError } from "../upload/upload_args.ts";
 import {
   parseUploadClientArgs,
   UPLOAD_CLIENT_USAGE,

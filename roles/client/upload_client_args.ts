@@ -1,7 +1,7 @@
 /**
  * Command line of the upload client, `client [upload] <HOSTNAME-OR-IP>
  * <PORT> <FILENAME>` (SPEC §3). The scanning rules are shared with the
- * receiver in `roles/server/upload_args.ts`.
+ * receiver in `roles/upload/upload_args.ts`.
  *
  * @module
  */
@@ -12,7 +12,7 @@ import {
   scanArgs,
   UPLOAD_FLAGS,
   UploadArgsError,
-} from "../server/upload_args.ts";
+} from "../upload/upload_args.ts";
 
 /** Settings of the upload client. */
 export interface UploadClientOptions {

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { IdleWatchdog } from "../server/upload_watchdog.ts";
+import { IdleWatchdog } from "../upload/upload_watchdog.ts";
 import { UploadError } from "./upload_connect.ts";
 
 /** Bytes read from the file per socket write. */

@@ -24,8 +24,8 @@ import {
   parseSeconds,
   parseTransport,
   roleDirectory,
-} from "../client/file_options.ts";
-import { stopSignal } from "../client/file_shutdown.ts";
+} from "../file_service/file_options.ts";
+import { stopSignal } from "../file_service/file_shutdown.ts";
 import { OriginServer } from "./origin_service.ts";
 
 /**

@@ -24,10 +24,13 @@ import {
   ControlChannel,
   describeError,
   RemoteError,
-} from "../client/file_control.ts";
-import { ControlListener } from "../client/file_listener.ts";
-import { removeTempFiles, storePath } from "../client/file_store_names.ts";
-import { receiveFile, sendFile } from "../client/file_transfer.ts";
+} from "../file_service/file_control.ts";
+import { ControlListener } from "../file_service/file_listener.ts";
+import {
+  removeTempFiles,
+  storePath,
+} from "../file_service/file_store_names.ts";
+import { receiveFile, sendFile } from "../file_service/file_transfer.ts";
 import { VersionBook } from "./origin_versions.ts";
 
 /** Options of {@linkcode OriginServer.start}. */

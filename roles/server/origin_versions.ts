@@ -11,7 +11,10 @@
  * @module
  */
 
-import { type FileVersion, hashOpenFile } from "../client/file_transfer.ts";
+import {
+  type FileVersion,
+  hashOpenFile,
+} from "../file_service/file_transfer.ts";
 
 /**
  * The identity of a file's content as `stat` sees it.

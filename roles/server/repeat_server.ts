@@ -37,14 +37,14 @@ import {
   errorPercent,
   roundMs,
   serverLines,
-} from "./repeat_lines.ts";
+} from "../repeat/repeat_lines.ts";
 import {
   DEFAULT_COPY_DIR,
   parseIdleTimeout,
   parseRepeatTransport,
   parseTimes,
   type RepeatTransportName,
-} from "./repeat_options.ts";
+} from "../repeat/repeat_options.ts";
 import { SessionCopyReceiver } from "./repeat_session_receiver.ts";
 
 /** Parsed arguments of `server repeat`. */

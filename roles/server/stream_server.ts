@@ -23,7 +23,7 @@ import {
   checkDirectory,
   parseBlockSize,
   parseIdleTimeout,
-} from "./stream_options.ts";
+} from "../stream/stream_options.ts";
 import { serveStreamClient, type StreamServerLog } from "./stream_session.ts";
 
 /** Options of {@linkcode serveStream}. */

@@ -20,7 +20,7 @@ import {
 import { writeAll } from "../../transport/byte_io.ts";
 import { confinedPath, unsafeNameReason } from "../file_names.ts";
 import { PartialFile } from "../partial_file.ts";
-import { StreamConnection } from "./stream_connection.ts";
+import { StreamConnection } from "../stream/stream_connection.ts";
 
 /** Pause between `OK` and `DONE` of an empty upload (see receiveFile). */
 const EMPTY_PUT_PAUSE_MS = 50;

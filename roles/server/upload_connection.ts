@@ -18,7 +18,7 @@
 
 import { PartialFile } from "../partial_file.ts";
 import { writeAll } from "../../transport/byte_io.ts";
-import { IdleWatchdog } from "./upload_watchdog.ts";
+import { IdleWatchdog } from "../upload/upload_watchdog.ts";
 
 /** The exact content of a failed upload's file (no newline). */
 export const UPLOAD_ERROR_MARKER: Uint8Array = new TextEncoder().encode(

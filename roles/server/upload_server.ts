@@ -24,7 +24,7 @@ import {
   UPLOAD_SERVER_USAGE,
   UploadArgsError,
   type UploadServerOptions,
-} from "./upload_args.ts";
+} from "../upload/upload_args.ts";
 import { UploadReceiver } from "./upload_receiver.ts";
 
 /** The signals that stop the receiver with exit code 0. */

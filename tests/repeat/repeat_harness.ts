@@ -8,7 +8,7 @@
 
 import { equal, ok } from "node:assert/strict";
 import { type RoleProcess, startRole } from "../_helpers/role_process.ts";
-import { ordinal } from "../../roles/server/repeat_lines.ts";
+import { ordinal } from "../../roles/repeat/repeat_lines.ts";
 
 /** A `<ms>` value as printed: digits, a point, three decimals. */
 export const MS = String.raw`\d+\.\d{3}`;
