@@ -15,7 +15,11 @@
  * deno run --allow-net --allow-read --allow-write --allow-env --allow-run --allow-sys \
  *   bench/evaluate.ts [--quick] [--runs N] [--out DIR] [--no-capture]
  *   [--sizes 16K,32K,48K,62K,1M,10M] [--loss 0,5,10,20] [--loss-sizes 62K,1M]
+ *   [--from-csv results/runs.csv]
  * ```
+ *
+ * `--from-csv` re-renders tables, plots and report from an earlier
+ * runs.csv without measuring.
  *
  * Exit codes: 0 done, 1 a run failed, 2 usage error.
  *
@@ -37,8 +41,10 @@ import {
   assignmentTables,
   detailTable,
   type MetricSource,
+  parseRunsCsv,
   renderPlots,
   renderReport,
+  type ReportContext,
   type RunRecord,
   runsCsv,
   sizeLabel,
@@ -48,6 +54,7 @@ import {
   PacketCapture,
   probeTshark,
   readCapturedPackets,
+  SNAPLEN,
 } from "./packet_capture.ts";
 
 /** Settings of one evaluation. */
@@ -66,6 +73,8 @@ export interface EvaluationOptions {
   noCapture: boolean;
   /** Whether this is `--quick` (noted in the report). */
   quick: boolean;
+  /** Re-render from this runs.csv instead of measuring. */
+  fromCsv?: string;
   /** Progress lines (default: stdout). */
   log?: (line: string) => void;
 }
@@ -162,6 +171,7 @@ export function parseEvaluateArgs(args: string[]): EvaluationOptions {
         loss: { type: "string" },
         "loss-sizes": { type: "string" },
         "no-capture": { type: "boolean" },
+        "from-csv": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -188,12 +198,13 @@ export function parseEvaluateArgs(args: string[]): EvaluationOptions {
     lossSizes: parseSizes(values["loss-sizes"] ?? (quick ? "16K" : "62K,1M")),
     noCapture: values["no-capture"] === true,
     quick,
+    fromCsv: values["from-csv"],
   };
 }
 
 /** The usage text. */
 export const EVALUATE_USAGE =
-  "usage: evaluate [--quick] [--runs N] [--out DIR] [--no-capture] [--sizes 16K,32K,48K,62K,1M,10M] [--loss 0,5,10,20] [--loss-sizes 62K,1M]";
+  "usage: evaluate [--quick] [--runs N] [--out DIR] [--no-capture] [--sizes 16K,32K,48K,62K,1M,10M] [--loss 0,5,10,20] [--loss-sizes 62K,1M] [--from-csv FILE]";
 
 interface Configuration {
   transport: "tcp" | "snw";
@@ -281,6 +292,9 @@ export async function runEvaluation(
           ? await PacketCapture.start({
             filter: `port ${rig.originPort} or port ${rig.cachePort}`,
             file: join(options.out, pcap),
+            // whole packets for small files (SNW CRCs verifiable), headers
+            // and control messages only for big ones
+            snaplen: size <= 64 * 1024 ? 0 : SNAPLEN,
           })
           : undefined;
         const timings = [];
@@ -344,19 +358,44 @@ export async function runEvaluation(
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }
+  const files = await writeResults(options.out, runs, {
+    date: new Date().toISOString(),
+    source,
+    fallbackReason,
+    tshark: probe.ok ? probe.version : undefined,
+    runs: options.runs,
+    quick: options.quick,
+    notes: [],
+  });
+  return { runs, source, fallbackReason, files };
+}
+
+/**
+ * Writes runs.csv, tables.md, the SVG plots and report.md.
+ *
+ * @param out The results folder.
+ * @param runs Every run.
+ * @param context For the report (standard notes are added).
+ * @returns The files written, relative to `out`.
+ */
+export async function writeResults(
+  out: string,
+  runs: RunRecord[],
+  context: ReportContext,
+): Promise<string[]> {
+  await Deno.mkdir(out, { recursive: true });
   const aggregates = aggregateRuns(runs);
   const files: string[] = [];
   const write = async (name: string, text: string) => {
-    await Deno.writeTextFile(join(options.out, name), text);
+    await Deno.writeTextFile(join(out, name), text);
     files.push(name);
   };
-  const tshark = probe.ok ? probe.version : undefined;
   await write("runs.csv", runsCsv(runs));
   await write(
     "tables.md",
     `${
-      source === "program"
-        ? `> Program timing, NOT a packet capture (${fallbackReason}).\n\n`
+      context.source === "program"
+        ? `> Program timing, NOT a packet capture (${context.fallbackReason}).\n\n`
         : ""
     }${assignmentTables(aggregates)}\n${detailTable(aggregates)}`,
   );
@@ -366,19 +405,44 @@ export async function runEvaluation(
   await write(
     "report.md",
     renderReport(runs, {
-      date: new Date().toISOString(),
-      source,
-      fallbackReason,
-      tshark,
-      runs: options.runs,
-      quick: options.quick,
+      ...context,
       notes: [
+        ...context.notes,
         `Host: ${Deno.build.target}, Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} CPU(s).`,
         `Every \`get\` is of a file the cache has never seen (a fresh name per run); uploads happen before the capture starts. SNW: 1000-byte chunks, give-up timeout ${SNW_TIMEOUT_MS} ms (SOCKKIT_SNW_TIMEOUT_MS).`,
         "Relayed runs: the seeded lossy relay (bench/relay.ts) sits in front of the cache and in front of the origin and drops that share of datagrams in both directions; TCP control traffic passes it unchanged.",
       ],
     }),
   );
+  return files;
+}
+
+/**
+ * Re-renders tables, plots and report from an earlier runs.csv (no
+ * measurement).
+ *
+ * @param csvPath The runs.csv.
+ * @param out The results folder.
+ * @returns The runs and the files written.
+ */
+export async function rerenderFromCsv(
+  csvPath: string,
+  out: string,
+): Promise<EvaluationResult> {
+  const runs = parseRunsCsv(await Deno.readTextFile(csvPath));
+  if (runs.length === 0) throw new Error(`"${csvPath}" holds no runs`);
+  const source = runs[0].source;
+  const fallbackReason = source === "program"
+    ? "re-rendered from program-timing runs"
+    : undefined;
+  const files = await writeResults(out, runs, {
+    date: new Date().toISOString(),
+    source,
+    fallbackReason,
+    runs: Math.max(...runs.map((r) => r.run)),
+    quick: false,
+    notes: [`Re-rendered from \`${csvPath}\` (${runs.length} runs).`],
+  });
   return { runs, source, fallbackReason, files };
 }
 
@@ -412,7 +476,9 @@ async function main(args: string[]): Promise<number> {
   }
   stopOnSignal();
   try {
-    const result = await runEvaluation(options);
+    const result = options.fromCsv
+      ? await rerenderFromCsv(options.fromCsv, options.out)
+      : await runEvaluation(options);
     console.log(
       `\n${
         assignmentTables(aggregateRuns(result.runs))

@@ -258,6 +258,53 @@ export function runsCsv(runs: readonly RunRecord[]): string {
   return lines.join("\n") + "\n";
 }
 
+/**
+ * Reads back the CSV written by {@linkcode runsCsv}.
+ *
+ * @example
+ * ```ts
+ * import { parseRunsCsv, runsCsv } from "./evaluation_report.ts";
+ * console.log(parseRunsCsv(runsCsv([])).length); // 0
+ * ```
+ *
+ * @param text The CSV.
+ * @returns The runs.
+ * @throws {SyntaxError} When the header or a line does not fit.
+ */
+export function parseRunsCsv(text: string): RunRecord[] {
+  const lines = text.trim().split("\n");
+  if (lines[0] !== CSV_HEADER) {
+    throw new SyntaxError("Not a runs.csv of the evaluation (header differs)");
+  }
+  return lines.slice(1).filter((l) => l !== "").map((line, i) => {
+    const f = line.split(",");
+    const numbers = [f[2], f[3], f[4], f[6], f[7], f[8], f[9], f[10], f[11]]
+      .map(Number);
+    if (
+      f.length !== 13 || (f[0] !== "tcp" && f[0] !== "snw") ||
+      (f[5] !== "capture" && f[5] !== "program") ||
+      numbers.some((n) => !Number.isFinite(n))
+    ) {
+      throw new SyntaxError(`runs.csv line ${i + 2} is malformed: "${line}"`);
+    }
+    return {
+      transport: f[0],
+      relayed: f[1] === "true",
+      lossPercent: numbers[0],
+      sizeBytes: numbers[1],
+      run: numbers[2],
+      source: f[5],
+      delaySec: numbers[3],
+      throughputBps: numbers[4],
+      packets: numbers[5],
+      wireBytes: numbers[6],
+      programDelaySec: numbers[7],
+      goodputBps: numbers[8],
+      pcap: f[12],
+    };
+  });
+}
+
 /** The plots, by file name. */
 export interface Plots {
   /** `delay_vs_size.svg`. */
@@ -295,6 +342,12 @@ export function renderPlots(aggregates: readonly Aggregate[]): Plots {
   const source = aggregates[0]?.source === "program"
     ? " (program timing, no capture)"
     : "";
+  const allSizes = direct.map((a) => a.sizeBytes);
+  const sizeTicks = [16, 64, 256, 1024, 4096, 16384].map((kb) => kb * 1024)
+    .filter((t) =>
+      allSizes.length > 0 && t <= Math.max(...allSizes) * 2 &&
+      t >= Math.min(...allSizes) / 2
+    );
   const bytesLabel = (v: number) =>
     v >= 1024 * 1024
       ? `${Number((v / 1048576).toPrecision(3))} MiB`
@@ -307,6 +360,7 @@ export function renderPlots(aggregates: readonly Aggregate[]): Plots {
       series: bySize((a) => a.delay),
       logX: true,
       logY: true,
+      xTicks: sizeTicks,
       formatX: bytesLabel,
       formatY: (v) => `${formatSi(v)}s`,
     }),
@@ -317,6 +371,7 @@ export function renderPlots(aggregates: readonly Aggregate[]): Plots {
       series: bySize((a) => a.throughput),
       logX: true,
       logY: true,
+      xTicks: sizeTicks,
       formatX: bytesLabel,
       formatY: (v) => `${formatSi(v)}bps`,
     }),
@@ -416,7 +471,7 @@ export function renderReport(
     "",
     "- `runs.csv`: every run (one line per `get`).",
     context.source === "capture"
-      ? "- `pcap/`: the captures (snap length 256 bytes; `frame.len` keeps the full size). Open them with the dissector: see docs/wireshark.md."
+      ? "- `pcap/`: the captures (whole packets for files up to 64 KB, the first 256 bytes of each packet for larger ones; `frame.len` always keeps the full size). Open them with the dissector: see docs/wireshark.md."
       : "- no captures (see above).",
     "",
   ].join("\n");

@@ -44,6 +44,8 @@ export interface LineChartOptions {
   formatX?: (value: number) => string;
   /** Formats a tick value of the vertical axis. */
   formatY?: (value: number) => string;
+  /** Tick positions of the horizontal axis (default: decades on a log axis, the data's x values otherwise); they also widen the axis. */
+  xTicks?: number[];
   /** Pixel width (default 720). */
   width?: number;
   /** Pixel height (default 440). */
@@ -153,7 +155,10 @@ export function lineChartSvg(options: LineChartOptions): string {
   let yMin = usableY.length ? Math.min(...usableY) : 0;
   let yMax = usableY.length ? Math.max(...usableY) : 1;
   if (!options.logY) yMin = Math.min(0, yMin);
-  if (options.logX) {
+  if (options.xTicks && options.xTicks.length > 0) {
+    xMin = Math.min(xMin, ...options.xTicks);
+    xMax = Math.max(xMax, ...options.xTicks);
+  } else if (options.logX) {
     xMin = 10 ** Math.floor(Math.log10(xMin || 1));
     xMax = 10 ** Math.ceil(Math.log10(xMax || 10));
   }
@@ -196,9 +201,10 @@ export function lineChartSvg(options: LineChartOptions): string {
       }</text>`,
     );
   }
-  const xTicks = options.logX ? niceTicks(xMin, xMax, true) : [
-    ...new Set(xs),
-  ].sort((a, b) => a - b);
+  const xTicks = options.xTicks ??
+    (options.logX
+      ? niceTicks(xMin, xMax, true)
+      : [...new Set(xs)].sort((a, b) => a - b));
   for (const t of xTicks) {
     if (t < xMin || t > xMax) continue;
     const x = r(tx(t));

@@ -22,6 +22,7 @@ import {
   aggregateRuns,
   assignmentTables,
   CSV_HEADER,
+  parseRunsCsv,
   renderPlots,
   type RunRecord,
   runsCsv,
@@ -197,6 +198,11 @@ Deno.test("evaluation report: the assignment's tables, CSV and plots", () => {
     "tcp,false,0,16384,1,capture,0.010000000,32000000,10,40000,0.011000,13107200,pcap/x.pcapng",
   );
   equal(csv.length, runs.length + 2);
+  deepEqual(
+    parseRunsCsv(runsCsv(runs)).map((r) => [r.transport, r.delaySec, r.run]),
+    runs.map((r) => [r.transport, r.delaySec, r.run]),
+  );
+  throws(() => parseRunsCsv("a,b\n"), SyntaxError);
   const plots = renderPlots(aggregateRuns(runs));
   for (const svg of Object.values(plots)) {
     match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
