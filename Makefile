@@ -79,5 +79,9 @@ compile: $(DENO_DEP)
 bench: $(DENO_DEP)
 	$(DENO) run $(RUN_FLAGS) bench/main.ts
 
+# TCP vs SNW from packet captures (tshark); `make evaluate ARGS=--quick`.
+evaluate: $(DENO_DEP)
+	$(DENO) run $(RUN_FLAGS) bench/evaluate.ts $(ARGS)
+
 clean:
 	rm -rf dist

@@ -166,6 +166,16 @@ export class FileServiceRig implements AsyncDisposable {
     }
   }
 
+  /** The process ids of origin, cache and client (for memory figures). */
+  get rolePids(): { origin: number; cache: number; client: number } {
+    const [origin, cache] = this.#roles;
+    return {
+      origin: origin.child.pid,
+      cache: cache.child.pid,
+      client: this.#client.child.pid,
+    };
+  }
+
   /**
    * Types one command into the client and waits for its response line.
    *

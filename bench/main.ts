@@ -124,6 +124,7 @@ async function transportBench(
 
 /** Area benches that may be present; each returns printable lines. */
 const AREA_BENCHES: [string, string][] = [
+  ["./file_service_bench.ts", "runFileServiceBench"],
   ["./stream_bench.ts", "runStreamBench"],
   ["./upload_bench.ts", "runUploadBench"],
   ["./repeat_bench.ts", "runRepeatBench"],
