@@ -30,13 +30,20 @@ const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const DIST = `${ROOT}dist`;
 
 async function run(args: string[]): Promise<{ ok: boolean; text: string }> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
+  let output: Deno.CommandOutput;
+  try {
+    output = await new Deno.Command(Deno.execPath(), {
+      args,
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+      // A denort download that hangs must not hang the build.
+      signal: AbortSignal.timeout(120_000),
+    }).output();
+  } catch (error) {
+    return { ok: false, text: String(error) };
+  }
   const decode = (b: Uint8Array) => new TextDecoder().decode(b);
   return {
     ok: output.success,

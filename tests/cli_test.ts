@@ -1,0 +1,97 @@
+/**
+ * The four executables' command lines: every positional form resolves to
+ * its service, `--help`/`--version` answer, bad command lines exit 2, and
+ * `make build`'s launchers run from any directory.
+ */
+
+import { deepEqual, equal, match, ok } from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { resolveClient, resolveServer } from "../roles/invocation.ts";
+import { VERSION } from "../version.ts";
+import { type RoleName, runRole } from "./_helpers/role_process.ts";
+
+Deno.test("invocation: each positional form of SPEC §0 resolves to its service", () => {
+  const server: [string[], string][] = [
+    [["9000", "tcp"], "origin"],
+    [["9000", "snw", "--dir", "d"], "origin"],
+    [["9000", "files"], "upload"],
+    [["9000"], "stream"],
+    [["9000", "-v"], "stream"],
+    [["repeat", "9000", "ref.bin"], "repeat"],
+    [["upload", "9000", "tcp"], "upload"],
+    [["stream", "9000"], "stream"],
+    [["origin", "9000", "tcp"], "origin"],
+  ];
+  for (const [args, service] of server) {
+    equal(resolveServer(args).service, service, args.join(" "));
+  }
+  deepEqual(resolveServer(["repeat", "9000", "r"]).args, ["9000", "r"]);
+  const client: [string[], string][] = [
+    [["h", "1", "h", "2", "tcp"], "files"],
+    [["h", "1", "h", "2", "snw"], "files"],
+    [["h", "1", "f.txt"], "upload"],
+    [["h", "1", "GET", "f"], "stream"],
+    [["h", "1", "put", "f"], "stream"],
+    [["h", "1", "Del", "f"], "stream"],
+    [["repeat", "h", "1", "f"], "repeat"],
+    [["files", "h", "1", "h", "2", "tcp"], "files"],
+  ];
+  for (const [args, service] of client) {
+    equal(resolveClient(args).service, service, args.join(" "));
+  }
+});
+
+const ROLES: RoleName[] = ["client", "server", "cache", "chat"];
+
+for (const role of ROLES) {
+  Deno.test(`${role}: --version and --help answer, no arguments is a usage error`, async () => {
+    const version = await runRole(role, ["--version"], { timeoutMs: 30_000 });
+    equal(version.code, 0);
+    equal(version.stdout, `${role} ${VERSION}\n`);
+    const help = await runRole(role, ["--help"], { timeoutMs: 30_000 });
+    equal(help.code, 0);
+    match(help.stdout + help.stderr, /usage|Usage/);
+    const none = await runRole(role, [], { timeoutMs: 30_000 });
+    equal(none.code, 2);
+    ok(none.stderr.length > 0, "usage goes to stderr");
+  });
+}
+
+Deno.test("server: a bad port is a usage error with a one-line reason (exit 2)", async () => {
+  for (const port of ["abc", "70000", "-1"]) {
+    const result = await runRole("server", [port, "tcp"], {
+      timeoutMs: 30_000,
+    });
+    equal(result.code, 2, `${port}: ${result.stderr}`);
+    ok(result.stderr.trim().length > 0);
+  }
+});
+
+Deno.test("make build: launchers in dist/ run from another directory", async () => {
+  const root = fileURLToPath(new URL("../", import.meta.url));
+  const build = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "bench/build.ts"],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  equal(build.code, 0, new TextDecoder().decode(build.stderr));
+  const elsewhere = await Deno.makeTempDir();
+  try {
+    for (const role of ROLES) {
+      const run = await new Deno.Command(`${root}dist/${role}`, {
+        args: ["--version"],
+        cwd: elsewhere,
+        stdout: "piped",
+        stderr: "piped",
+        env: {
+          PATH: `${Deno.execPath().replace(/\/[^/]+$/, "")}:/usr/bin:/bin`,
+        },
+      }).output();
+      equal(new TextDecoder().decode(run.stdout), `${role} ${VERSION}\n`);
+      equal(run.code, 0);
+    }
+  } finally {
+    await Deno.remove(elsewhere, { recursive: true });
+  }
+});
