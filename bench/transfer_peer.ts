@@ -20,7 +20,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { transportByName } from "../transport/mod.ts";
+import { transferChunks, transportByName } from "../transport/mod.ts";
 
 const READ_SIZE = 1024 * 1024;
 
@@ -71,7 +71,7 @@ async function receive(kind: string): Promise<string> {
     console.log(`listening ${listener.addr.port}`);
     await using conn = await listener.accept();
     const incoming = await conn.receive();
-    for await (const chunk of incoming.readable) {
+    for await (const chunk of transferChunks(incoming.readable)) {
       hash.update(chunk);
       bytes += chunk.length;
     }

@@ -16,6 +16,7 @@ import {
   SNW_WORDS,
   SnwType,
   tcpTransport,
+  transferChunks,
   TransferSizeError,
   TransferTimeoutError,
   type Transport,
@@ -35,10 +36,14 @@ function digest(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
-async function readAll(readable: ReadableStream<Uint8Array>) {
+/** Reads a whole transfer, by `transferChunks` (BYOB on tcp) or plainly. */
+async function readAll(
+  readable: ReadableStream<Uint8Array>,
+  reuse = false,
+) {
   const parts: Uint8Array[] = [];
   let total = 0;
-  for await (const chunk of readable) {
+  for await (const chunk of reuse ? transferChunks(readable) : readable) {
     parts.push(chunk.slice());
     total += chunk.length;
   }
@@ -75,7 +80,7 @@ for (const transport of TRANSPORTS) {
       for (const size of sizes) {
         const incoming = await conn.receive();
         equal(incoming.size, size);
-        const bytes = await readAll(incoming.readable);
+        const bytes = await readAll(incoming.readable, true);
         equal(digest(bytes), digest(pattern(size, size)));
         // Echo it back, as the other direction of the same connection.
         await conn.send(bytes.length, uneven(bytes, 3));

@@ -14,3 +14,4 @@ export * from "./snw_packet.ts";
 export * from "./rto.ts";
 export * from "./crc32.ts";
 export * from "./abortable.ts";
+export * from "./transfer_chunks.ts";

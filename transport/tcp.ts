@@ -132,16 +132,27 @@ export class TcpTransportConn implements TransportConn {
     let remaining = size;
     this.#receiving = size > 0;
     const conn = this.#conn;
-    const readable = new ReadableStream<Uint8Array>({
+    // A byte stream: BYOB readers (see `transferChunks`) read straight into
+    // their own reused buffer; default readers get a fresh 64 KiB chunk each.
+    const readable = new ReadableStream({
+      type: "bytes",
+      autoAllocateChunkSize: READ_CHUNK,
       pull: async (controller) => {
+        const request = controller.byobRequest!;
         if (remaining === 0) {
           controller.close();
+          request.respond(0);
           return;
         }
-        const buffer = new Uint8Array(Math.min(READ_CHUNK, remaining));
+        const view = request.view!;
+        const target = new Uint8Array(
+          view.buffer,
+          view.byteOffset,
+          Math.min(view.byteLength, remaining),
+        );
         let n: number | null;
         try {
-          n = await conn.read(buffer);
+          n = await conn.read(target);
         } catch (error) {
           this.#fail();
           throw new ConnectionLostError(
@@ -156,7 +167,7 @@ export class TcpTransportConn implements TransportConn {
           );
         }
         remaining -= n;
-        controller.enqueue(buffer.subarray(0, n));
+        request.respond(n);
         if (remaining === 0) {
           this.#receiving = false;
           controller.close();
@@ -165,7 +176,7 @@ export class TcpTransportConn implements TransportConn {
       cancel: () => {
         if (remaining > 0) this.#fail();
       },
-    }, { highWaterMark: 0 });
+    });
     return { size, readable };
   }
 

@@ -14,6 +14,7 @@ import {
 } from "../../transport/errors.ts";
 import type { TransportConn } from "../../transport/types.ts";
 import { writeAll } from "../../transport/byte_io.ts";
+import { transferChunks } from "../../transport/transfer_chunks.ts";
 
 /** Bytes read from a file per chunk handed to the transport. */
 export const FILE_CHUNK_BYTES = 1024 * 1024;
@@ -204,26 +205,22 @@ export async function receiveFile(
 ): Promise<FileVersion> {
   const hash = createHash("sha256");
   const controller = new AbortController();
-  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   const watch = new ProgressWatch(options.idleMs, () => {
     controller.abort(watch.error());
-    reader?.cancel().catch(() => {});
-    channel.close();
+    channel.close(); // errors the transfer's stream, ending the loop below
     options.onStall?.();
   });
   watch.touch();
   try {
     const transfer = await channel.receive({ signal: controller.signal });
-    reader = transfer.readable.getReader();
     const sink = new FileWriteBehind(file);
     let received = 0;
-    while (true) {
+    // Each chunk is copied by the sink before the next read reuses it.
+    for await (const chunk of transferChunks(transfer.readable)) {
       watch.touch();
-      const { done, value } = await reader.read();
-      if (done) break;
-      received += value.length;
-      hash.update(value);
-      await sink.push(value);
+      received += chunk.length;
+      hash.update(chunk);
+      await sink.push(chunk);
     }
     await sink.flush();
     if (received !== transfer.size) {
@@ -238,7 +235,6 @@ export async function receiveFile(
     throw error;
   } finally {
     watch.stop();
-    reader?.releaseLock();
   }
 }
 
