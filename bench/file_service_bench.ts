@@ -48,10 +48,7 @@ export async function runFileServiceBench(
   sizes: { tcp: number; snw: number } = { tcp: 1024, snw: 64 },
 ): Promise<string[]> {
   const lines: string[] = [];
-  const out = (line: string) => {
-    console.log(line);
-    lines.push(line);
-  };
+  const out = (line: string) => lines.push(line);
   for (const transport of ["tcp", "snw"] as const) {
     const dir = await Deno.makeTempDir({ prefix: "sockkit-fs-bench-" });
     try {
@@ -113,8 +110,9 @@ if (import.meta.main) {
       "snw-mib": { type: "string", default: "64" },
     },
   });
-  await runFileServiceBench({
+  const lines = await runFileServiceBench({
     tcp: Number(values["tcp-mib"]),
     snw: Number(values["snw-mib"]),
   });
+  for (const line of lines) console.log(line);
 }
