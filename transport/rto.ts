@@ -1,7 +1,10 @@
 /**
  * Retransmission timeout estimation after RFC 6298, with Karn's algorithm
  * (the caller samples only packets that were not retransmitted) and
- * exponential backoff, scaled down for stop-and-wait on fast paths.
+ * exponential backoff, scaled down for stop-and-wait on fast paths. Unlike
+ * RFC 6298 §5.5, the backoff is not kept for the next packet: SNW runs one
+ * packet at a time, so there is no congestion to back away from, and random
+ * loss would otherwise keep the timeout inflated.
  *
  * @module
  */
@@ -61,9 +64,15 @@ export class RtoEstimator {
     this.#rto = this.#clamp(this.#srtt + Math.max(1, 4 * this.#rttvar));
   }
 
-  /** Doubles the timeout after a retransmission (bounded by the maximum). */
-  backoff(): void {
-    this.#rto = this.#clamp(this.#rto * 2);
+  /**
+   * The wait before the next retransmission of a packet that already waited
+   * `wait` ms: doubled, bounded by the maximum.
+   *
+   * @param wait The wait that just expired.
+   * @returns The next wait.
+   */
+  backedOff(wait: number): number {
+    return this.#clamp(wait * 2);
   }
 
   #clamp(ms: number): number {

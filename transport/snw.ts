@@ -351,6 +351,9 @@ export class SnwConn implements TransportConn {
     const datagram = encodeSnwPacket(type, this.session, seq, payload);
     const started = performance.now();
     let retransmitted = false;
+    // Backoff doubles the wait for this packet's retransmissions only; the
+    // next packet starts from the estimate again (see docs/snw.md).
+    let wait = this.#rto.rto;
     const waiter: AnswerWaiter = { seq, answered: false };
     this.#waiter = waiter;
     try {
@@ -361,7 +364,7 @@ export class SnwConn implements TransportConn {
         this.#assertUsable();
         const sentAt = performance.now();
         void this.#transmit(datagram);
-        if (await this.#answerWithin(waiter, this.#rto.rto, signal)) {
+        if (await this.#answerWithin(waiter, wait, signal)) {
           if (!retransmitted) this.#rto.sample(performance.now() - sentAt);
           return;
         }
@@ -372,7 +375,7 @@ export class SnwConn implements TransportConn {
           throw new TransferTimeoutError(SNW_GIVE_UP.noAck);
         }
         retransmitted = true;
-        this.#rto.backoff();
+        wait = this.#rto.backedOff(wait);
       }
     } finally {
       if (this.#waiter === waiter) this.#waiter = undefined;
