@@ -6,7 +6,7 @@
  */
 
 /** Default size of the reused buffer of {@linkcode transferChunks}. */
-export const TRANSFER_CHUNK_BYTES = 256 * 1024;
+export const TRANSFER_CHUNK_BYTES = 1024 * 1024;
 
 /**
  * Yields the chunks of a transfer's readable. Each chunk is only valid until
