@@ -10,20 +10,17 @@
  */
 
 import {
-  type ErrorCode,
   type FileServiceMessage,
-  FileServiceProtocolError,
   FROM_CACHE_TEXT,
   FROM_ORIGIN_TEXT,
   type GetMessage,
 } from "../../protocol/file_service.ts";
 import type { Transport } from "../../transport/types.ts";
-import { UnsafeNameError } from "../file_names.ts";
 import {
   ControlChannel,
   describeError,
+  errorCodeOf,
   RemoteError,
-  UnreachableError,
 } from "../file_service/file_control.ts";
 import { ControlListener } from "../file_service/file_listener.ts";
 import { storePath } from "../file_service/file_store_names.ts";
@@ -156,15 +153,7 @@ export class CacheServer {
       }
       await this.#get(control, request, who);
     } catch (error) {
-      const code: ErrorCode = error instanceof RemoteError
-        ? error.code
-        : error instanceof UnreachableError
-        ? "unavailable"
-        : error instanceof UnsafeNameError
-        ? "bad-name"
-        : error instanceof FileServiceProtocolError
-        ? "bad-request"
-        : "transfer-failed";
+      const code = errorCodeOf(error);
       const text = describeError(error);
       this.#log(`${request?.type ?? "request"} from ${who} failed: ${text}`);
       await control.send({ type: "error", code, text }).catch(() => {});

@@ -18,6 +18,7 @@ import {
   FRAME_HEADER_BYTES,
 } from "../../protocol/file_service.ts";
 import { readExact, writeAll } from "../../transport/byte_io.ts";
+import { UnsafeNameError } from "../file_names.ts";
 import { ConnectionLostError } from "../../transport/errors.ts";
 
 /** How often `WAIT` is sent while a long step runs, in ms. */
@@ -266,6 +267,20 @@ export class ControlChannel {
       clearTimeout(timer);
     }
   }
+}
+
+/**
+ * The `ERROR` code that answers a request which failed with `error`.
+ *
+ * @param error What went wrong.
+ * @returns The code to send to the peer.
+ */
+export function errorCodeOf(error: unknown): ErrorCode {
+  if (error instanceof RemoteError) return error.code;
+  if (error instanceof UnreachableError) return "unavailable";
+  if (error instanceof UnsafeNameError) return "bad-name";
+  if (error instanceof FileServiceProtocolError) return "bad-request";
+  return "transfer-failed";
 }
 
 /**

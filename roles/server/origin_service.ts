@@ -8,9 +8,7 @@
  */
 
 import {
-  type ErrorCode,
   type FileServiceMessage,
-  FileServiceProtocolError,
   FROM_ORIGIN_TEXT,
   type GetMessage,
   type PutMessage,
@@ -18,11 +16,11 @@ import {
   UPLOADED_TEXT,
 } from "../../protocol/file_service.ts";
 import type { Transport } from "../../transport/types.ts";
-import { UnsafeNameError } from "../file_names.ts";
 import { PartialFile } from "../partial_file.ts";
 import {
   ControlChannel,
   describeError,
+  errorCodeOf,
   RemoteError,
 } from "../file_service/file_control.ts";
 import { ControlListener } from "../file_service/file_listener.ts";
@@ -132,13 +130,7 @@ export class OriginServer {
           );
       }
     } catch (error) {
-      const code: ErrorCode = error instanceof RemoteError
-        ? error.code
-        : error instanceof UnsafeNameError
-        ? "bad-name"
-        : error instanceof FileServiceProtocolError
-        ? "bad-request"
-        : "transfer-failed";
+      const code = errorCodeOf(error);
       const text = describeError(error);
       this.#log(`${request?.type ?? "request"} from ${who} failed: ${text}`);
       await control.send({ type: "error", code, text }).catch(() => {});
