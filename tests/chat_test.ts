@@ -19,7 +19,7 @@ import { INPUT_HELP } from "../roles/chat/user_input.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
 import { runRole, startRole } from "./_helpers/role_process.ts";
 import { RawPeer, startChatServer, waitUntil } from "./chat/chat_peers.ts";
-import { random } from "./chat/seeded_random.ts";
+import { seededRandom as random } from "../bench/seeded_random.ts";
 
 const INCORRECT = "incorrect user input format";
 

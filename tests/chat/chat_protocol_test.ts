@@ -22,7 +22,7 @@ import {
 } from "../../protocol/chat_protocol.ts";
 import { parseUserInput } from "../../roles/chat/user_input.ts";
 import { inputLines } from "../../roles/chat/input_lines.ts";
-import { random } from "./seeded_random.ts";
+import { seededRandom as random } from "../../bench/seeded_random.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 const bytesOf = (value: string) => new TextEncoder().encode(value);
