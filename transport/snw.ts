@@ -701,28 +701,28 @@ class SnwEndpoint {
         }
         continue; // e.g. an ICMP error reported on this socket
       }
-      let packet: SnwPacket;
       try {
-        packet = decodeSnwPacket(datagram);
+        this.#dispatch(decodeSnwPacket(datagram), remote);
       } catch (error) {
-        if (error instanceof SnwPacketError) {
-          this.dropped++;
-          continue;
-        }
-        throw error;
+        // A bad datagram (or a session's failure to take one) must never
+        // end the loop that serves every other session on this socket.
+        if (error instanceof SnwPacketError) this.dropped++;
       }
-      const key = this.#keyOf(remote, packet.session);
-      const session = this.#sessions.get(key);
-      const retired = this.#retired.get(key);
-      if (session) session.deliver(packet);
-      else if (retired) {
-        // A late packet of a closed session: tell the peer it is over.
-        if (packet.type !== SnwType.OPEN && packet.type !== SnwType.CLOSE) {
-          void this.transmitter(remote)(retired);
-        }
-      } else if (packet.type === SnwType.OPEN && packet.seq === 0) {
-        this.#onOpen?.(remote, packet);
+    }
+  }
+
+  #dispatch(packet: SnwPacket, remote: Deno.NetAddr): void {
+    const key = this.#keyOf(remote, packet.session);
+    const session = this.#sessions.get(key);
+    const retired = this.#retired.get(key);
+    if (session) session.deliver(packet);
+    else if (retired) {
+      // A late packet of a closed session: tell the peer it is over.
+      if (packet.type !== SnwType.OPEN && packet.type !== SnwType.CLOSE) {
+        void this.transmitter(remote)(retired);
       }
+    } else if (packet.type === SnwType.OPEN && packet.seq === 0) {
+      this.#onOpen?.(remote, packet);
     }
   }
 
