@@ -6,6 +6,7 @@
 
 import { createHash } from "node:crypto";
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
+import { join } from "node:path";
 import { LossyRelay } from "../bench/relay.ts";
 import { seededRandom } from "../bench/seeded_random.ts";
 import {
@@ -22,6 +23,8 @@ import {
   type Transport,
   type TransportConn,
 } from "../transport/mod.ts";
+import { tempDir } from "./_helpers/files.ts";
+import { runRole } from "./_helpers/role_process.ts";
 
 const HOST = "127.0.0.1";
 
@@ -389,4 +392,27 @@ Deno.test("snw: corrupt and foreign datagrams are ignored, the session goes on",
   equal(ack.packet.session, 5);
   await using conn = await listener.accept();
   equal(conn.remoteAddr.port, peer.port);
+});
+
+Deno.test("snw: an executable prints the give-up line on stderr (default reporter)", async () => {
+  // A UDP socket that never answers: the OPEN goes unacknowledged.
+  await using peer = new RawPeer();
+  await using dir = await tempDir();
+  const file = join(dir.path, "f.bin");
+  await Deno.writeFile(file, new Uint8Array(10));
+  const result = await runRole("client", [
+    "repeat",
+    "127.0.0.1",
+    String(peer.port),
+    file,
+    "--transport",
+    "snw",
+    "--times",
+    "1",
+  ], { env: { SOCKKIT_SNW_TIMEOUT_MS: "300" }, timeoutMs: 20_000 });
+  ok(result.code !== 0);
+  ok(
+    result.stderr.split("\n").includes("Did not receive ACK. Terminating."),
+    result.stderr,
+  );
 });
