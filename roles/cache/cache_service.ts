@@ -179,10 +179,10 @@ export class CacheServer {
         sha256: entry.sha256,
       });
       const idleMs = this.#options.idleMs;
-      await using channel = await this.#control.acceptor.accept(
+      await using channel = await this.#control.acceptChannel(
         control.conn,
         request.tag,
-        { signal: AbortSignal.timeout(idleMs) },
+        idleMs,
       );
       await sendFile(channel, file, entry.size, {
         idleMs,

@@ -7,7 +7,11 @@
  * @module
  */
 
-import type { ChannelAcceptor, Transport } from "../../transport/types.ts";
+import type {
+  ChannelAcceptor,
+  Transport,
+  TransportConn,
+} from "../../transport/types.ts";
 
 /** How many times a free port (port 0) is tried for both TCP and the acceptor. */
 const PORT_ATTEMPTS = 20;
@@ -28,6 +32,25 @@ export class ControlListener {
   private constructor(listener: Deno.TcpListener, acceptor: ChannelAcceptor) {
     this.listener = listener;
     this.acceptor = acceptor;
+  }
+
+  /**
+   * Waits at most `idleMs` for the data channel that the peer of `control`
+   * opens with `tag`.
+   *
+   * @param control The accepted control connection.
+   * @param tag The tag of the request.
+   * @param idleMs The bound on the wait.
+   * @returns The data channel.
+   */
+  acceptChannel(
+    control: Deno.Conn,
+    tag: string,
+    idleMs: number,
+  ): Promise<TransportConn> {
+    return this.acceptor.accept(control, tag, {
+      signal: AbortSignal.timeout(idleMs),
+    });
   }
 
   /**

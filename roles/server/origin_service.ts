@@ -161,10 +161,10 @@ export class OriginServer {
     await using _cleanup = partial;
     await control.send({ type: "ready" });
     const idleMs = this.#options.idleMs;
-    await using channel = await this.#control.acceptor.accept(
+    await using channel = await this.#control.acceptChannel(
       control.conn,
       request.tag,
-      { signal: AbortSignal.timeout(idleMs) },
+      idleMs,
     );
     const received = await receiveFile(channel, partial.file, {
       idleMs,
@@ -221,10 +221,10 @@ export class OriginServer {
     );
     await control.send({ type: "found", ...version });
     const idleMs = this.#options.idleMs;
-    await using channel = await this.#control.acceptor.accept(
+    await using channel = await this.#control.acceptChannel(
       control.conn,
       request.tag,
-      { signal: AbortSignal.timeout(idleMs) },
+      idleMs,
     );
     await sendFile(channel, file, version.size, {
       idleMs,
