@@ -40,7 +40,6 @@ import {
   MAX_TAG_BYTES,
   SNW_WORDS,
   type SnwPacket,
-  SnwPacketError,
   SnwType,
 } from "./snw_packet.ts";
 import { sizedChunks } from "./transfer_source.ts";
@@ -672,8 +671,6 @@ class SnwEndpoint {
   #socketClosed = false;
   /** Resolves when the read loop has ended. */
   readonly done: Promise<void>;
-  /** Datagrams dropped as invalid (bad magic, length or checksum). */
-  dropped = 0;
 
   constructor(
     socket: Deno.DatagramConn,
@@ -703,10 +700,10 @@ class SnwEndpoint {
       }
       try {
         this.#dispatch(decodeSnwPacket(datagram), remote);
-      } catch (error) {
-        // A bad datagram (or a session's failure to take one) must never
-        // end the loop that serves every other session on this socket.
-        if (error instanceof SnwPacketError) this.dropped++;
+      } catch {
+        // A bad datagram (SnwPacketError: dropped as if lost) or a session's
+        // failure to take one must never end the loop that serves every
+        // other session on this socket.
       }
     }
   }
@@ -739,10 +736,6 @@ class SnwEndpoint {
 
   add(conn: SnwConn, remote: Deno.NetAddr): void {
     this.#sessions.set(this.#keyOf(remote, conn.session), conn);
-  }
-
-  has(remote: Deno.NetAddr, session: number): boolean {
-    return this.#sessions.has(this.#keyOf(remote, session));
   }
 
   /** Forgets a closed session; resolves when its socket work is over. */

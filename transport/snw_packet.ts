@@ -69,7 +69,6 @@ const VERSION = 1;
 const MAGIC_0 = 0x53; // "S"
 const MAGIC_1 = 0x57; // "W"
 const ZERO_CRC_FIELD = new Uint8Array(4);
-const TYPE_NAMES = ["", "OPEN", "LEN", "DATA", "ACK", "FIN", "CLOSE"];
 
 /** A datagram that is not a valid SNW packet (wrong magic, length or CRC). */
 export class SnwPacketError extends Error {
@@ -82,16 +81,6 @@ export class SnwPacketError extends Error {
     super(message);
     this.name = "SnwPacketError";
   }
-}
-
-/**
- * Names a packet type for logs and docs.
- *
- * @param type The type code.
- * @returns `OPEN`, `LEN`, `DATA`, `ACK`, `FIN` or `CLOSE`.
- */
-export function snwTypeName(type: SnwTypeCode): string {
-  return TYPE_NAMES[type];
 }
 
 /**
