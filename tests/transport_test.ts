@@ -416,3 +416,43 @@ Deno.test("snw: an executable prints the give-up line on stderr (default reporte
     result.stderr,
   );
 });
+
+Deno.test("snw: a bad tuning variable is a clear error of the command, not a crash", async () => {
+  await using dir = await tempDir();
+  const file = join(dir.path, "f.bin");
+  await Deno.writeFile(file, new Uint8Array(10));
+  const result = await runRole(
+    "client",
+    ["repeat", "127.0.0.1", "9", file, "--transport", "snw", "--times", "1"],
+    { env: { SOCKKIT_SNW_CHUNK_SIZE: "abc" }, timeoutMs: 20_000 },
+  );
+  equal(result.code, 1, result.stderr);
+  ok(
+    result.stderr.includes(
+      'SOCKKIT_SNW_CHUNK_SIZE must be a positive number, not "abc"',
+    ),
+    result.stderr,
+  );
+  ok(!result.stderr.includes("    at "), "no stack trace");
+});
+
+Deno.test("transferChunks: leaving the loop early cancels the transfer, the sender fails instead of hanging", async () => {
+  using listener = tcpTransport.listen({ hostname: HOST, port: 0 });
+  const accepted = listener.accept();
+  await using conn = await tcpTransport.connect({
+    hostname: HOST,
+    port: listener.addr.port,
+  });
+  await using peer = await accepted;
+  const size = 64 * 1024 * 1024;
+  const sending = conn.send(size, new Uint8Array(size)).then(
+    () => undefined,
+    (e) => e,
+  );
+  const incoming = await peer.receive();
+  for await (const chunk of transferChunks(incoming.readable)) {
+    ok(chunk.length > 0);
+    break;
+  }
+  ok((await sending) instanceof Error, "the sender should see the cancel");
+});

@@ -13,38 +13,54 @@ import { createSnwTransport } from "./snw.ts";
 import { tcpTransport } from "./tcp.ts";
 import type { Transport, TransportName } from "./types.ts";
 
+/**
+ * A positive number from the environment, `undefined` when unset (or when
+ * the environment may not be read).
+ */
 function envNumber(name: string): number | undefined {
+  let text: string | undefined;
   try {
-    const text = Deno.env.get(name);
-    return text ? Number(text) : undefined;
+    text = Deno.env.get(name);
   } catch {
     return undefined; // no --allow-env: defaults
   }
+  if (text === undefined || text === "") return undefined;
+  const value = Number(text);
+  if (!(value > 0)) {
+    throw new RangeError(`${name} must be a positive number, not "${text}"`);
+  }
+  return value;
 }
 
-const TRANSPORTS = new Map<TransportName, Transport>([
-  ["tcp", tcpTransport],
-  [
-    "snw",
+// Built on first use, so a bad tuning variable is an ordinary error of the
+// command that asked for snw, not a crash while loading the module.
+const FACTORIES: Record<TransportName, () => Transport> = {
+  tcp: () => tcpTransport,
+  snw: () =>
     createSnwTransport({
       timeoutMs: envNumber("SOCKKIT_SNW_TIMEOUT_MS"),
       chunkSize: envNumber("SOCKKIT_SNW_CHUNK_SIZE"),
     }),
-  ],
-]);
-
-/** The names accepted by {@linkcode transportByName}. */
-export const TRANSPORT_NAMES: readonly TransportName[] = ["tcp", "snw"];
+};
+const built = new Map<TransportName, Transport>();
 
 /**
  * Returns the transport called `name`.
  *
  * @param name `tcp` or `snw`.
  * @returns The transport.
- * @throws {RangeError} When no such transport is known.
+ * @throws {RangeError} When no such transport is known, or the snw tuning
+ *   from the environment is invalid.
  */
 export function transportByName(name: string): Transport {
-  const transport = TRANSPORTS.get(name as TransportName);
-  if (!transport) throw new RangeError(`unknown transport "${name}" (tcp|snw)`);
+  if (!Object.hasOwn(FACTORIES, name)) {
+    throw new RangeError(`unknown transport "${name}" (tcp|snw)`);
+  }
+  const key = name as TransportName;
+  let transport = built.get(key);
+  if (!transport) {
+    transport = FACTORIES[key]();
+    built.set(key, transport);
+  }
   return transport;
 }
