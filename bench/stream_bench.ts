@@ -7,7 +7,7 @@
  *   direction;
  * - `--block-size 65536` against a plain TCP copy between two Deno
  *   processes (this file in `--copy-serve` / `--copy-fetch` mode: file →
- *   socket in 256 KiB writes → file, no protocol);
+ *   socket in 256 KiB writes → 256 KiB reads → file, no protocol);
  * - peak resident memory (`ru_maxrss` of each client process, `VmHWM` of the
  *   server process) for a 1 GiB PUT and GET, against the 64 MiB bound.
  *
@@ -22,7 +22,7 @@
  * removed outside the timing). On a shared, loaded machine the figures vary
  * by ±30 % between runs.
  *
- * Run standalone: `deno run -A bench/stream_bench.ts [--mib 100]
+ * Run standalone: `deno run -A bench/stream_bench.ts [--mib 400]
  * [--rss-mib 1024] [--runs 3]`; `make bench` calls
  * {@linkcode runStreamBench}.
  *
@@ -58,7 +58,7 @@ print(json.dumps({"code": p.returncode, "ms": ms,
 
 /** Options of {@linkcode runStreamBench}. */
 export interface StreamBenchOptions {
-  /** File size for the throughput figures, in MiB (default 100). */
+  /** File size for the throughput figures, in MiB (default 400: at 100 MiB the 64 KiB-block data phase is ~120 ms, too short to compare to ±10 %). */
   mib?: number;
   /** File size for the memory figures, in MiB (default 1024). */
   rssMib?: number;
@@ -428,7 +428,7 @@ export async function runStreamBench(
   const root = await Deno.makeTempDir({ prefix: "sockkit-stream-bench-" });
   try {
     return [
-      ...await throughputLines(root, options.mib ?? 100, options.runs ?? 3),
+      ...await throughputLines(root, options.mib ?? 400, options.runs ?? 3),
       ...await memoryLines(root, options.rssMib ?? 1024),
     ];
   } finally {
@@ -474,7 +474,7 @@ async function copyFetch(port: number, path: string): Promise<void> {
     create: true,
     truncate: true,
   });
-  const buffer = new Uint8Array(64 * 1024);
+  const buffer = new Uint8Array(256 * 1024);
   while (true) {
     const n = await conn.read(buffer);
     if (n === null) break;

@@ -24,7 +24,7 @@ import {
 export const DEFAULT_SETTLE_MS = 10;
 
 /** Bytes read from the socket at once. */
-const READ_CHUNK = 64 * 1024;
+const READ_CHUNK = 256 * 1024;
 
 /** Bytes read from a file at once when sending (cut into blocks in memory). */
 const FILE_CHUNK = 256 * 1024;
@@ -50,6 +50,8 @@ export class StreamConnection implements Disposable {
   readonly #settleMs: number;
   #buffer = new Uint8Array(0);
   #scratch = new Uint8Array(READ_CHUNK);
+  /** The other half of the data phase's double buffer, made on first use. */
+  #spare?: Uint8Array<ArrayBuffer>;
   #pendingRead?: Promise<ReadOutcome>;
   #waiting = 0;
   /** Counts started and finished socket operations: any change is progress. */
@@ -264,17 +266,32 @@ export class StreamConnection implements Disposable {
       left -= n;
       await sink(head);
     }
-    while (left > 0) {
-      const bytes = await this.#takeRead("receiving file data");
-      if (bytes === null) {
-        throw new ConnectionLostError(
-          `Connection closed after ${size - left} of ${size} bytes`,
-        );
+    // Double buffering: the socket read into one scratch buffer overlaps
+    // the sink's write of the other.
+    let sinking: Promise<void> | undefined;
+    try {
+      while (left > 0) {
+        const bytes = await this.#takeRead("receiving file data");
+        if (bytes === null) {
+          throw new ConnectionLostError(
+            `Connection closed after ${size - left} of ${size} bytes`,
+          );
+        }
+        const n = Math.min(left, bytes.length);
+        if (n < bytes.length) this.#append(bytes.subarray(n));
+        left -= n;
+        await sinking;
+        sinking = sink(bytes.subarray(0, n));
+        const spare = this.#spare ?? new Uint8Array(READ_CHUNK);
+        this.#spare = this.#scratch;
+        this.#scratch = spare;
       }
-      const n = Math.min(left, bytes.length);
-      if (n < bytes.length) this.#append(bytes.subarray(n));
-      left -= n;
-      await sink(bytes.subarray(0, n));
+      await sinking;
+    } catch (error) {
+      // the sink's last chunk settles first (it counts as received), and
+      // its own failure, if any, gives way to the one being thrown
+      await sinking?.catch(() => {});
+      throw error;
     }
   }
 
@@ -324,41 +341,55 @@ export class StreamConnection implements Disposable {
     size: number,
     blockSize: number,
   ): Promise<void> {
-    const chunkSize = Math.max(
-      blockSize,
-      Math.floor(FILE_CHUNK / blockSize) * blockSize,
+    const chunkSize = Math.min(
+      Math.max(blockSize, Math.floor(FILE_CHUNK / blockSize) * blockSize),
+      Math.max(size, 1),
     );
-    const chunk = new Uint8Array(Math.min(chunkSize, Math.max(size, 1)));
-    let left = size;
-    while (left > 0) {
-      const want = Math.min(chunk.length, left);
-      let filled = 0;
-      while (filled < want) {
-        const n = await file.read(chunk.subarray(filled, want));
-        if (n === null) {
-          throw new RangeError(
-            `File ended after ${size - left + filled} of ${size} bytes`,
+    // Read-ahead: the next file chunk is read while this one is sent.
+    const chunks = [new Uint8Array(chunkSize), new Uint8Array(chunkSize)];
+    let sent = 0;
+    let turn = 0;
+    let next: Promise<number> | undefined = size > 0
+      ? fillChunk(file, chunks[0], Math.min(chunkSize, size), 0, size)
+      : undefined;
+    try {
+      while (next) {
+        const filled = await next;
+        const chunk = chunks[turn];
+        const after = sent + filled;
+        turn ^= 1;
+        next = after < size
+          ? fillChunk(
+            file,
+            chunks[turn],
+            Math.min(chunkSize, size - after),
+            after,
+            size,
+          )
+          : undefined;
+        for (let offset = 0; offset < filled; offset += blockSize) {
+          let block = chunk.subarray(
+            offset,
+            Math.min(offset + blockSize, filled),
           );
-        }
-        filled += n;
-      }
-      for (let offset = 0; offset < filled; offset += blockSize) {
-        let block = chunk.subarray(
-          offset,
-          Math.min(offset + blockSize, filled),
-        );
-        this.#begin();
-        try {
-          while (block.length > 0) {
-            block = block.subarray(await this.conn.write(block));
+          this.#begin();
+          try {
+            while (block.length > 0) {
+              block = block.subarray(await this.conn.write(block));
+            }
+          } catch (error) {
+            throw this.#failure(error, "sending file data");
+          } finally {
+            this.#end();
           }
-        } catch (error) {
-          throw this.#failure(error, "sending file data");
-        } finally {
-          this.#end();
         }
+        sent = after;
       }
-      left -= filled;
+    } catch (error) {
+      // the read-ahead settles before the caller may close the file, and
+      // its own failure, if any, gives way to the one being thrown
+      await next?.catch(() => {});
+      throw error;
     }
   }
 
@@ -378,4 +409,31 @@ export class StreamConnection implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/**
+ * Reads exactly `want` bytes of `file` into the start of `chunk`.
+ *
+ * @param done Bytes of the transfer before this chunk, for the error.
+ * @param size The transfer's size, for the error.
+ * @throws {RangeError} When the file ends early.
+ */
+async function fillChunk(
+  file: { read(p: Uint8Array): Promise<number | null> },
+  chunk: Uint8Array,
+  want: number,
+  done: number,
+  size: number,
+): Promise<number> {
+  let filled = 0;
+  while (filled < want) {
+    const n = await file.read(chunk.subarray(filled, want));
+    if (n === null) {
+      throw new RangeError(
+        `File ended after ${done + filled} of ${size} bytes`,
+      );
+    }
+    filled += n;
+  }
+  return filled;
 }
