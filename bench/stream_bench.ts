@@ -58,7 +58,10 @@ print(json.dumps({"code": p.returncode, "ms": ms,
 
 /** Options of {@linkcode runStreamBench}. */
 export interface StreamBenchOptions {
-  /** File size for the throughput figures, in MiB (default 400: at 100 MiB the 64 KiB-block data phase is ~120 ms, too short to compare to ±10 %). */
+  /**
+   * File size for the throughput figures, in MiB (default 400: at 100 MiB
+   * the 64 KiB-block data phase is ~120 ms, too short to compare to ±10 %).
+   */
   mib?: number;
   /** File size for the memory figures, in MiB (default 1024). */
   rssMib?: number;
