@@ -4,17 +4,21 @@
  * line, ending with the process's peak RSS in KiB (`VmHWM`).
  *
  * ```sh
- * transfer_peer.ts receive <tcp|snw|raw>        # prints "listening <port>", then
+ * transfer_peer.ts receive <tcp|snw|raw|udp>    # prints "listening <port>", then
  *                                               # "received <bytes> <sha256> <rssKiB>"
- * transfer_peer.ts send <tcp|snw|raw> <port> <file>
+ * transfer_peer.ts send <tcp|snw|raw|udp> <port> <file>
  *                                               # "start", then "sent <bytes> <ms> <rssKiB>"
  * transfer_peer.ts udp-echo                     # "listening <port>"; answers each datagram with "ACK"
  * transfer_peer.ts udp-ping <port> <payload> <bytes>
  *                                               # "sent <bytes> <ms> <rssKiB>"
  * ```
  *
- * `raw` is the reference: a plain TCP copy (write the file into a socket,
- * read until EOF) with the same hashing on the receiving side.
+ * `raw` is the reference for TCP: a plain TCP copy (write the file into a
+ * socket, read until EOF) with the same hashing on the receiving side.
+ * `udp` is the reference for SNW: plain stop-and-wait over UDP (one
+ * datagram of SNW's chunk size, one 25-byte answer) with the same file
+ * reading and hashing, and none of SNW's headers, checksums, timers or
+ * sessions.
  *
  * @module
  */
@@ -63,6 +67,8 @@ async function receive(kind: string): Promise<string> {
       hash.update(buffer.subarray(0, n));
       bytes += n;
     }
+  } else if (kind === "udp") {
+    return await receiveUdp();
   } else {
     using listener = transportByName(kind).listen({
       hostname: "127.0.0.1",
@@ -91,6 +97,8 @@ async function send(kind: string, port: number, path: string): Promise<string> {
         offset += await conn.write(chunk.subarray(offset));
       }
     }
+  } else if (kind === "udp") {
+    await sendUdp(port, path, bytes);
   } else {
     await using conn = await transportByName(kind).connect({
       hostname: "127.0.0.1",
@@ -100,6 +108,69 @@ async function send(kind: string, port: number, path: string): Promise<string> {
   }
   const ms = performance.now() - started;
   return `sent ${bytes} ${ms.toFixed(1)} ${peakRssKiB()}`;
+}
+
+/** Bytes of a datagram's header in the `udp` reference (as many as SNW's). */
+const UDP_HEADER = 22;
+
+/** Payload bytes per datagram in the `udp` reference (SNW's chunk size). */
+function udpPayload(): number {
+  return Number(Deno.env.get("SOCKKIT_SNW_CHUNK_SIZE") ?? 1000);
+}
+
+/**
+ * The `udp` reference receiver: plain stop-and-wait over UDP doing the same
+ * job as an SNW receiver (hash every payload, answer each datagram with a
+ * 25-byte ACK) without any of SNW's reliability. The first datagram
+ * carries the size; loopback loses nothing at this pace.
+ */
+async function receiveUdp(): Promise<string> {
+  const socket = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  console.log(`listening ${(socket.addr as Deno.NetAddr).port}`);
+  const ack = new Uint8Array(25);
+  const buffer = new Uint8Array(65536);
+  const hash = createHash("sha256");
+  const [first, peer] = await socket.receive(buffer);
+  const size = Number(new DataView(first.buffer).getBigUint64(UDP_HEADER));
+  void socket.send(ack, peer);
+  let bytes = 0;
+  while (bytes < size) {
+    const [datagram] = await socket.receive(buffer);
+    void socket.send(ack, peer);
+    hash.update(datagram.subarray(UDP_HEADER));
+    bytes += datagram.length - UDP_HEADER;
+  }
+  socket.close();
+  return `received ${bytes} ${hash.digest("hex")} ${peakRssKiB()}`;
+}
+
+/** The `udp` reference sender: see {@linkcode receiveUdp}. */
+async function sendUdp(port: number, path: string, size: number) {
+  const socket = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  const peer: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port };
+  const payload = udpPayload();
+  const datagram = new Uint8Array(UDP_HEADER + payload);
+  const answer = new Uint8Array(64);
+  new DataView(datagram.buffer).setBigUint64(UDP_HEADER, BigInt(size));
+  void socket.send(datagram.subarray(0, UDP_HEADER + 8), peer);
+  await socket.receive(answer);
+  for await (const chunk of fileChunks(path)) {
+    for (let offset = 0; offset < chunk.length; offset += payload) {
+      const piece = chunk.subarray(offset, offset + payload);
+      datagram.set(piece, UDP_HEADER);
+      void socket.send(datagram.subarray(0, UDP_HEADER + piece.length), peer);
+      await socket.receive(answer);
+    }
+  }
+  socket.close();
 }
 
 async function udpEcho(): Promise<void> {

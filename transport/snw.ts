@@ -36,6 +36,8 @@ import {
   decodeSnwPacket,
   encodeLenPayload,
   encodeSnwPacket,
+  encodeSnwPacketInto,
+  HEADER_SIZE,
   MAX_PAYLOAD,
   MAX_TAG_BYTES,
   SNW_WORDS,
@@ -185,7 +187,7 @@ interface IncomingState {
   remaining: number;
   dataPackets: number;
   lastProgress: number;
-  controller: ReadableStreamDefaultController<Uint8Array>;
+  controller: ReadableByteStreamController;
 }
 
 /**
@@ -291,35 +293,64 @@ export class SnwConn implements TransportConn {
     if (!Number.isSafeInteger(size) || size < 0) {
       throw new RangeError(`invalid transfer size ${size}`);
     }
+    // Pipelined: the next packet is cut, encoded (and the next file chunk
+    // read) while the current one waits for its ACK. Two datagram buffers
+    // take turns; a buffer is reused only after its packet was answered.
+    let inFlight: Promise<void> | undefined;
     try {
       await this.#sendReliably(
-        SnwType.LEN,
-        this.#nextSeq++,
-        encodeLenPayload(size),
+        this.#packet(SnwType.LEN, encodeLenPayload(size)),
         signal,
       );
-      const cutter = new PacketCutter(this.#options.chunkSize);
+      const chunkSize = this.#options.chunkSize;
+      const cutter = new PacketCutter(chunkSize);
+      const buffers = [0, 1].map(() =>
+        new Uint8Array(HEADER_SIZE + Math.min(chunkSize, Math.max(size, 1)))
+      );
+      let turn = 0;
+      const sendNext = async (payload: Uint8Array) => {
+        const datagram = encodeSnwPacketInto(
+          buffers[turn ^= 1],
+          SnwType.DATA,
+          this.session,
+          this.#nextSeq,
+          payload,
+        );
+        await inFlight;
+        inFlight = this.#sendReliably(
+          { datagram, seq: this.#nextSeq++ },
+          signal,
+        );
+        // handled when awaited; until then (the source may be slow) its
+        // failure must not count as unhandled
+        inFlight.catch(() => {});
+      };
       for await (const chunk of sizedChunks(source, size)) {
-        for (const payload of cutter.cut(chunk)) {
-          await this.#sendReliably(
-            SnwType.DATA,
-            this.#nextSeq++,
-            payload,
-            signal,
-          );
-        }
+        for (const payload of cutter.cut(chunk)) await sendNext(payload);
       }
       const rest = cutter.rest();
-      if (rest) {
-        await this.#sendReliably(SnwType.DATA, this.#nextSeq++, rest, signal);
-      }
+      if (rest) await sendNext(rest);
+      await inFlight;
     } catch (error) {
-      // The receiver's view of the stream is now undefined: end the session.
+      // The receiver's view of the stream is now undefined: end the session
+      // (which also ends a packet still waiting for its answer).
       this.#fail(
         error instanceof Error ? error : new Error(String(error)),
       );
       throw error;
     }
+  }
+
+  /** Encodes this session's next packet (a fresh buffer). */
+  #packet(
+    type: typeof SnwType[keyof typeof SnwType],
+    payload: Uint8Array,
+  ): { datagram: Uint8Array; seq: number } {
+    const seq = this.#nextSeq++;
+    return {
+      datagram: encodeSnwPacket(type, this.session, seq, payload),
+      seq,
+    };
   }
 
   /**
@@ -334,20 +365,26 @@ export class SnwConn implements TransportConn {
       throw new RangeError(`SNW tag longer than ${MAX_TAG_BYTES} bytes`);
     }
     try {
-      await this.#sendReliably(SnwType.OPEN, 0, payload, signal);
+      await this.#sendReliably({
+        datagram: encodeSnwPacket(SnwType.OPEN, this.session, 0, payload),
+        seq: 0,
+      }, signal);
     } catch (error) {
       this.#fail(error instanceof Error ? error : new Error(String(error)));
       throw error;
     }
   }
 
+  /**
+   * Sends one encoded packet until it is answered; the transmission happens
+   * before the first await, so a caller may prepare the next packet while
+   * this one waits.
+   */
   async #sendReliably(
-    type: typeof SnwType[keyof typeof SnwType],
-    seq: number,
-    payload: Uint8Array,
+    packet: { datagram: Uint8Array; seq: number },
     signal?: AbortSignal,
   ): Promise<void> {
-    const datagram = encodeSnwPacket(type, this.session, seq, payload);
+    const { datagram, seq } = packet;
     const started = performance.now();
     let retransmitted = false;
     // Backoff doubles the wait for this packet's retransmissions only; the
@@ -488,22 +525,29 @@ export class SnwConn implements TransportConn {
       return;
     }
     this.#expected++;
-    incoming.remaining -= packet.payload.length;
+    const length = packet.payload.length;
+    incoming.remaining -= length;
     incoming.dataPackets++;
     incoming.lastProgress = performance.now();
-    incoming.controller.enqueue(packet.payload.slice());
+    // The answer goes out before the payload is copied and queued: the
+    // sender's next packet is then on its way while this one is handled.
     if (incoming.remaining === 0) {
-      this.#finishIncoming(seq);
-    } else if ((incoming.controller.desiredSize ?? 0) > 0) {
+      this.#finishIncoming(seq, packet.payload);
+    } else if ((incoming.controller.desiredSize ?? 0) - length > 0) {
       this.#answer(SnwType.ACK, seq);
+      handOver(incoming.controller, packet.payload);
     } else {
+      handOver(incoming.controller, packet.payload);
       this.#heldSeq = seq; // released by the stream's pull()
     }
   }
 
   #startIncoming(size: number, seq: number): void {
-    let controller!: ReadableStreamDefaultController<Uint8Array>;
-    const readable = new ReadableStream<Uint8Array>({
+    let controller!: ReadableByteStreamController;
+    // A byte stream: a reader's BYOB buffer takes payloads straight from
+    // the datagram (no allocation per packet).
+    const readable = new ReadableStream({
+      type: "bytes",
       start: (c) => {
         controller = c;
       },
@@ -511,10 +555,7 @@ export class SnwConn implements TransportConn {
       cancel: () => {
         this.#fail(new ConnectionLostError("the transfer was cancelled"));
       },
-    }, {
-      highWaterMark: this.#options.receiveBufferBytes,
-      size: (chunk) => chunk.byteLength,
-    });
+    }, { highWaterMark: this.#options.receiveBufferBytes });
     const transfer: IncomingTransfer = { size, readable };
     const receiver = this.#receivers.shift();
     if (receiver) receiver.resolve(transfer);
@@ -536,14 +577,15 @@ export class SnwConn implements TransportConn {
     this.#watchdog = setInterval(() => this.#checkProgress(), period);
   }
 
-  #finishIncoming(seq: number): void {
+  #finishIncoming(seq: number, last: Uint8Array): void {
     const incoming = this.#incoming!;
     this.#incoming = undefined;
     clearInterval(this.#watchdog);
     this.#watchdog = undefined;
-    incoming.controller.close();
     this.#lastFinSeq = seq;
     this.#answer(SnwType.FIN, seq);
+    handOver(incoming.controller, last);
+    incoming.controller.close();
   }
 
   #releaseHeld(): void {
@@ -648,6 +690,24 @@ export class SnwConn implements TransportConn {
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
     await this.#closing;
+  }
+}
+
+/**
+ * Passes a payload (a view of the shared receive buffer) to the incoming
+ * stream: copied into a waiting BYOB read's buffer when it fits, else
+ * queued as a copy.
+ */
+function handOver(
+  controller: ReadableByteStreamController,
+  payload: Uint8Array,
+): void {
+  const view = controller.byobRequest?.view;
+  if (view && view.byteLength >= payload.length) {
+    new Uint8Array(view.buffer, view.byteOffset, payload.length).set(payload);
+    controller.byobRequest!.respond(payload.length);
+  } else {
+    controller.enqueue(payload.slice());
   }
 }
 

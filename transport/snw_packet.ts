@@ -107,21 +107,67 @@ export function encodeSnwPacket(
   seq: number,
   payload: Uint8Array = new Uint8Array(0),
 ): Uint8Array {
+  return encodeSnwPacketInto(
+    new Uint8Array(HEADER_SIZE + payload.length),
+    type,
+    session,
+    seq,
+    payload,
+  );
+}
+
+/**
+ * Encodes one packet into the start of `target` (a buffer the caller
+ * reuses), like {@linkcode encodeSnwPacket}.
+ *
+ * @example
+ * ```ts
+ * import { encodeSnwPacketInto, HEADER_SIZE, SnwType } from "./snw_packet.ts";
+ * import { equal } from "node:assert/strict";
+ * const buffer = new Uint8Array(HEADER_SIZE + 1000);
+ * const bytes = encodeSnwPacketInto(buffer, SnwType.DATA, 7, 3, new Uint8Array(10));
+ * equal(bytes.length, HEADER_SIZE + 10);
+ * ```
+ *
+ * @param target Where to write; at least `HEADER_SIZE + payload.length` long.
+ * @param type The packet type.
+ * @param session The session id (u32).
+ * @param seq The sequence number (0 to 2^53 - 1).
+ * @param payload The payload (at most {@linkcode MAX_PAYLOAD} bytes).
+ * @returns The datagram: a view of the start of `target`.
+ * @throws {RangeError} When a field is out of range or `target` too short.
+ */
+export function encodeSnwPacketInto(
+  target: Uint8Array,
+  type: SnwTypeCode,
+  session: number,
+  seq: number,
+  payload: Uint8Array = new Uint8Array(0),
+): Uint8Array {
   if (payload.length > MAX_PAYLOAD) {
     throw new RangeError(`SNW payload of ${payload.length} bytes is too large`);
   }
   if (!Number.isSafeInteger(seq) || seq < 0) {
     throw new RangeError(`SNW seq ${seq} is out of range`);
   }
-  const bytes = new Uint8Array(HEADER_SIZE + payload.length);
-  const view = new DataView(bytes.buffer);
+  if (target.length < HEADER_SIZE + payload.length) {
+    throw new RangeError(
+      `a buffer of ${target.length} bytes cannot hold a packet of ${
+        HEADER_SIZE + payload.length
+      }`,
+    );
+  }
+  const bytes = target.subarray(0, HEADER_SIZE + payload.length);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   bytes[0] = MAGIC_0;
   bytes[1] = MAGIC_1;
   bytes[2] = VERSION;
   bytes[3] = type;
   view.setUint32(4, session >>> 0);
-  view.setBigUint64(8, BigInt(seq));
+  view.setUint32(8, Math.floor(seq / 2 ** 32));
+  view.setUint32(12, seq >>> 0);
   view.setUint16(16, payload.length);
+  view.setUint32(18, 0);
   bytes.set(payload, HEADER_SIZE);
   view.setUint32(18, crc32(bytes));
   return bytes;
@@ -160,14 +206,12 @@ export function decodeSnwPacket(bytes: Uint8Array): SnwPacket {
   actual = crc32(ZERO_CRC_FIELD, actual);
   actual = crc32(bytes.subarray(HEADER_SIZE), actual);
   if (actual !== expected) throw new SnwPacketError("checksum mismatch");
-  const seq = view.getBigUint64(8);
-  if (seq > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new SnwPacketError("seq out of range");
-  }
+  const seqHigh = view.getUint32(8);
+  if (seqHigh >= 2 ** 21) throw new SnwPacketError("seq out of range");
   return {
     type: type as SnwTypeCode,
     session: view.getUint32(4),
-    seq: Number(seq),
+    seq: seqHigh * 2 ** 32 + view.getUint32(12),
     payload: bytes.subarray(HEADER_SIZE),
   };
 }
