@@ -170,6 +170,13 @@ class PacketCutter {
   }
 }
 
+/** One encoded packet of the sender and when it was first sent, if yet. */
+interface OutgoingPacket {
+  datagram: Uint8Array;
+  seq: number;
+  sentAt?: number;
+}
+
 /** The sender's wait for the ACK/FIN of one packet (across retransmissions). */
 interface AnswerWaiter {
   seq: number;
@@ -219,6 +226,12 @@ export class SnwConn implements TransportConn {
   #nextSeq = 1;
   #sendChain: Promise<void> = Promise.resolve();
   #waiter?: AnswerWaiter;
+  /**
+   * The next DATA packet, encoded while the current one waits: `deliver()`
+   * sends it the moment the current one is answered, before any promise
+   * settles (the sender's turnaround is then one synchronous step).
+   */
+  #queued?: OutgoingPacket;
 
   // Receiver side.
   #expected = 1;
@@ -316,11 +329,16 @@ export class SnwConn implements TransportConn {
           this.#nextSeq,
           payload,
         );
-        await inFlight;
-        inFlight = this.#sendReliably(
-          { datagram, seq: this.#nextSeq++ },
-          signal,
-        );
+        const packet: OutgoingPacket = { datagram, seq: this.#nextSeq++ };
+        if (inFlight) {
+          this.#queued = packet;
+          try {
+            await inFlight;
+          } finally {
+            if (this.#queued === packet) this.#queued = undefined;
+          }
+        }
+        inFlight = this.#sendReliably(packet, signal);
         // handled when awaited; until then (the source may be slow) its
         // failure must not count as unhandled
         inFlight.catch(() => {});
@@ -381,10 +399,11 @@ export class SnwConn implements TransportConn {
    * this one waits.
    */
   async #sendReliably(
-    packet: { datagram: Uint8Array; seq: number },
+    packet: OutgoingPacket,
     signal?: AbortSignal,
   ): Promise<void> {
     const { datagram, seq } = packet;
+    let preSent = packet.sentAt;
     const started = performance.now();
     let retransmitted = false;
     // Backoff doubles the wait for this packet's retransmissions only; the
@@ -398,8 +417,14 @@ export class SnwConn implements TransportConn {
         signal?.throwIfAborted();
         if (waiter.answered) return;
         this.#assertUsable();
-        const sentAt = performance.now();
-        void this.#transmit(datagram);
+        let sentAt: number;
+        if (preSent === undefined) {
+          sentAt = performance.now();
+          void this.#transmit(datagram);
+        } else {
+          sentAt = preSent; // sent by deliver() already
+          preSent = undefined;
+        }
         if (await this.#answerWithin(waiter, wait, signal)) {
           if (!retransmitted) this.#rto.sample(performance.now() - sentAt);
           return;
@@ -478,6 +503,12 @@ export class SnwConn implements TransportConn {
         const waiter = this.#waiter;
         if (waiter?.seq === packet.seq && !waiter.answered) {
           waiter.answered = true;
+          const next = this.#queued;
+          if (next?.seq === waiter.seq + 1 && !this.#peerClosed) {
+            this.#queued = undefined;
+            next.sentAt = performance.now();
+            void this.#transmit(next.datagram);
+          }
           waiter.wake?.(true);
         }
         return;
