@@ -759,6 +759,8 @@ class SnwEndpoint {
   #retired = new Map<string, Uint8Array>();
   /** One receive buffer for every datagram; DATA payloads are copied out. */
   readonly #buffer = new Uint8Array(65536);
+  /** The session of the last datagram dispatched, while it is open. */
+  #last?: { conn: SnwConn; session: number; hostname: string; port: number };
   #socketClosed = false;
   /** Resolves when the read loop has ended. */
   readonly done: Promise<void>;
@@ -800,8 +802,26 @@ class SnwEndpoint {
   }
 
   #dispatch(packet: SnwPacket, remote: Deno.NetAddr): void {
+    // Stop-and-wait traffic comes in runs from one session: remember the
+    // last one instead of building its key for every datagram.
+    const last = this.#last;
+    if (
+      last && last.session === packet.session && last.port === remote.port &&
+      last.hostname === remote.hostname
+    ) {
+      last.conn.deliver(packet);
+      return;
+    }
     const key = this.#keyOf(remote, packet.session);
     const session = this.#sessions.get(key);
+    if (session) {
+      this.#last = {
+        conn: session,
+        session: packet.session,
+        hostname: remote.hostname,
+        port: remote.port,
+      };
+    }
     const retired = this.#retired.get(key);
     if (session) session.deliver(packet);
     else if (retired) {
@@ -833,6 +853,7 @@ class SnwEndpoint {
   async remove(conn: SnwConn, closing: Promise<void>): Promise<void> {
     const key = this.#keyOf(conn.remoteAddr, conn.session);
     this.#sessions.delete(key);
+    if (this.#last?.conn === conn) this.#last = undefined;
     this.#retire(key, closePacket(conn.session, conn.deliveredSeq));
     this.#pendingCloses.add(closing);
     await closing;
