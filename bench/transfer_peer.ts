@@ -4,9 +4,10 @@
  * line, ending with the process's peak RSS in KiB (`VmHWM`).
  *
  * ```sh
- * transfer_peer.ts receive <tcp|snw|raw|udp>    # prints "listening <port>", then
+ * transfer_peer.ts receive <tcp|snw|raw|raw-file|udp>
+ *                                               # prints "listening <port>", then
  *                                               # "received <bytes> <sha256> <rssKiB>"
- * transfer_peer.ts send <tcp|snw|raw|udp> <port> <file>
+ * transfer_peer.ts send <tcp|snw|raw|raw-file|udp> <port> <file>
  *                                               # "start", then "sent <bytes> <ms> <rssKiB>"
  * transfer_peer.ts udp-echo                     # "listening <port>"; answers each datagram with "ACK"
  * transfer_peer.ts udp-ping <port> <payload> <bytes>
@@ -14,7 +15,9 @@
  * ```
  *
  * `raw` is the reference for TCP: a plain TCP copy (write the file into a
- * socket, read until EOF) with the same hashing on the receiving side.
+ * socket, read until EOF) with the same hashing on the receiving side;
+ * `raw-file` also writes what it receives to a file, as a downloading
+ * client must.
  * `udp` is the reference for SNW: plain stop-and-wait over UDP (one
  * datagram of SNW's chunk size, one 25-byte answer) with the same file
  * reading and hashing, and none of SNW's headers, checksums, timers or
@@ -56,16 +59,25 @@ async function* fileChunks(path: string): AsyncGenerator<Uint8Array> {
 async function receive(kind: string): Promise<string> {
   const hash = createHash("sha256");
   let bytes = 0;
-  if (kind === "raw") {
+  if (kind === "raw" || kind === "raw-file") {
     using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     console.log(`listening ${listener.addr.port}`);
     using conn = await listener.accept();
-    const buffer = new Uint8Array(256 * 1024);
-    while (true) {
-      const n = await conn.read(buffer);
-      if (n === null) break;
-      hash.update(buffer.subarray(0, n));
-      bytes += n;
+    const path = kind === "raw-file" ? await Deno.makeTempFile() : undefined;
+    using file = path ? await Deno.open(path, { write: true }) : undefined;
+    const buffer = new Uint8Array(1024 * 1024);
+    try {
+      while (true) {
+        const n = await conn.read(buffer);
+        if (n === null) break;
+        hash.update(buffer.subarray(0, n));
+        bytes += n;
+        for (let done = 0; file && done < n;) {
+          done += await file.write(buffer.subarray(done, n));
+        }
+      }
+    } finally {
+      if (path) await Deno.remove(path);
     }
   } else if (kind === "udp") {
     return await receiveUdp();
@@ -89,7 +101,7 @@ async function send(kind: string, port: number, path: string): Promise<string> {
   const bytes = (await Deno.stat(path)).size;
   console.log("start");
   const started = performance.now();
-  if (kind === "raw") {
+  if (kind === "raw" || kind === "raw-file") {
     using conn = await Deno.connect({ hostname: "127.0.0.1", port });
     for await (const chunk of fileChunks(path)) {
       let offset = 0;
