@@ -14,7 +14,10 @@ import {
 } from "../../transport/errors.ts";
 import type { TransportConn } from "../../transport/types.ts";
 import { writeAll } from "../../transport/byte_io.ts";
-import { transferChunks } from "../../transport/transfer_chunks.ts";
+import {
+  TRANSFER_CHUNK_BYTES,
+  transferChunks,
+} from "../../transport/transfer_chunks.ts";
 
 /** Bytes read from a file per chunk handed to the transport. */
 export const FILE_CHUNK_BYTES = 1024 * 1024;
@@ -151,12 +154,21 @@ async function readChunk(
 
 /** Gathers small chunks into large writes, one write in flight at a time. */
 class FileWriteBehind {
-  #buffer = new Uint8Array(FILE_WRITE_BYTES);
-  #spare = new Uint8Array(FILE_WRITE_BYTES);
+  #buffer: Uint8Array;
+  #spare: Uint8Array;
   #filled = 0;
   #writing: Promise<void> = Promise.resolve();
 
-  constructor(readonly file: Deno.FsFile) {}
+  /**
+   * @param file Where the bytes go.
+   * @param size Bytes expected: small transfers get small buffers (fresh
+   *   megabytes cost page faults on every small get).
+   */
+  constructor(readonly file: Deno.FsFile, size: number) {
+    const bytes = Math.max(1, Math.min(FILE_WRITE_BYTES, size));
+    this.#buffer = new Uint8Array(bytes);
+    this.#spare = new Uint8Array(bytes);
+  }
 
   async push(chunk: Uint8Array): Promise<void> {
     let offset = 0;
@@ -213,10 +225,14 @@ export async function receiveFile(
   watch.touch();
   try {
     const transfer = await channel.receive({ signal: controller.signal });
-    const sink = new FileWriteBehind(file);
+    const sink = new FileWriteBehind(file, transfer.size);
     let received = 0;
     // Each chunk is copied by the sink before the next read reuses it.
-    for await (const chunk of transferChunks(transfer.readable)) {
+    const chunks = transferChunks(
+      transfer.readable,
+      Math.max(1, Math.min(TRANSFER_CHUNK_BYTES, transfer.size)),
+    );
+    for await (const chunk of chunks) {
       watch.touch();
       received += chunk.length;
       hash.update(chunk);
