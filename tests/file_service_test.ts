@@ -24,6 +24,7 @@ import { UnsafeNameError } from "../roles/file_names.ts";
 import { transportByName } from "../transport/registry.ts";
 import { readExact, writeAll } from "../transport/byte_io.ts";
 import { sha256File, writeTestFile } from "./_helpers/files.ts";
+import { FullBacklogPort } from "./_helpers/full_backlog.ts";
 import { freePort } from "./_helpers/ports.ts";
 import { runRole, startRole } from "./_helpers/role_process.ts";
 import { PausingProxy } from "./file_service/pausing_proxy.ts";
@@ -625,6 +626,30 @@ Deno.test("file service: unreachable server or cache fail fast, the session goes
   silent.close();
   await accepting.catch(() => {});
   for (const conn of held) conn.close();
+});
+
+Deno.test("file service: a peer that never completes the connection is given up after --connect-timeout", async () => {
+  await using rig = await FileServiceRig.start("tcp");
+  const dir = await rig.clientDir();
+  await Deno.writeTextFile(join(dir, "x.txt"), "x\n");
+  await using blackhole = await FullBacklogPort.start();
+  const started = Date.now();
+  const run = await rig.session(
+    dir,
+    "put x.txt\nget x.txt\nquit\n",
+    { server: blackhole.port, cache: blackhole.port },
+    ["--connect-timeout", "0.5"],
+  );
+  const took = Date.now() - started;
+  deepEqual(run.stderr.split("\n"), [
+    `Error: Cannot reach the server at 127.0.0.1:${blackhole.port}: no connection within 0.5 s`,
+    `Error: Cannot reach the cache at 127.0.0.1:${blackhole.port}: no connection within 0.5 s`,
+    "",
+  ]);
+  equal(run.code, 0);
+  // two bounded waits, not a hang (the kernel's own SYN retries take minutes)
+  ok(took >= 1000 && took < 10_000, `took ${took} ms`);
+  deepEqual(await listDir(dir), ["x.txt"]);
 });
 
 Deno.test("file service: killing the origin mid-upload leaves no partial file", async () => {

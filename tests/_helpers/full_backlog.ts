@@ -1,0 +1,64 @@
+/**
+ * A TCP port on 127.0.0.1 that never completes a connection: a listener
+ * with a backlog of 0 whose one queue slot is taken and which never
+ * accepts, so the kernel drops every further SYN and a `connect` hangs
+ * until its own timeout — the only way to test a connect timeout without
+ * sending traffic off the machine. The listener is a tiny Python process
+ * (`python3` is on every machine here; Deno cannot set a backlog).
+ *
+ * @module
+ */
+
+const LISTENER = `import socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(0)
+print(s.getsockname()[1], flush=True)
+sys.stdin.read()`;
+
+/** A port whose connections never complete; dispose to release it. */
+export class FullBacklogPort implements AsyncDisposable {
+  readonly #child: Deno.ChildProcess;
+  readonly #filler: Deno.Conn;
+  /** The port number. */
+  readonly port: number;
+
+  private constructor(
+    child: Deno.ChildProcess,
+    filler: Deno.Conn,
+    port: number,
+  ) {
+    this.#child = child;
+    this.#filler = filler;
+    this.port = port;
+  }
+
+  /**
+   * Starts the listener and fills its queue.
+   *
+   * @returns The port, ready.
+   */
+  static async start(): Promise<FullBacklogPort> {
+    const child = new Deno.Command("python3", {
+      args: ["-c", LISTENER],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    const { value } = await reader.read();
+    await reader.cancel();
+    const port = Number(value?.trim());
+    if (!port) throw new Error(`the listener did not start: ${value}`);
+    // the one slot of a backlog of 0
+    const filler = await Deno.connect({ hostname: "127.0.0.1", port });
+    return new FullBacklogPort(child, filler, port);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#filler.close();
+    await this.#child.stdin.close().catch(() => {});
+    await this.#child.status;
+  }
+}
