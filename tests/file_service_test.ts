@@ -362,45 +362,45 @@ for (const transport of TRANSPORTS) {
     );
   });
 
-  Deno.test(`file service over ${transport}: 20 concurrent clients`, async () => {
+  Deno.test(`file service over ${transport}: 20 concurrent client processes`, async () => {
     await using rig = await FileServiceRig.start(transport);
-    const clients = await Promise.all(
-      Array.from({ length: 20 }, async (_, i) => {
-        const up = await rig.clientDir(`up${i}`);
-        const down = await rig.clientDir(`down${i}`);
-        await writeTestFile(join(up, `f${i}.bin`), 64 * 1024 + i, 100 + i);
-        const options = {
-          transport: transportByName(transport),
-          server: { hostname: "127.0.0.1", port: rig.originPort },
-          cache: { hostname: "127.0.0.1", port: rig.cachePort },
-          idleMs: 20_000,
-          connectTimeoutMs: 5000,
-        };
-        return {
-          i,
-          up,
-          down,
-          uploader: new FileServiceClient({ ...options, dir: up }),
-          downloader: new FileServiceClient({ ...options, dir: down }),
-        };
-      }),
+    const n = 20;
+    const name = (i: number) => `f${i % n}.bin`;
+    const dirs = await Promise.all(
+      Array.from({ length: n }, (_, i) => rig.clientDir(`c${i}`)),
     );
-    const puts = await Promise.all(
-      clients.map((c) => c.uploader.put(`f${c.i}.bin`)),
-    );
-    deepEqual(new Set(puts), new Set(["File successfully uploaded."]));
-    const gets = await Promise.all(
-      clients.map((c) => c.downloader.get(`f${c.i}.bin`)),
-    );
-    deepEqual(new Set(gets), new Set(["File delivered from origin."]));
-    const again = await Promise.all(
-      clients.map((c) => c.downloader.get(`f${(c.i + 1) % 20}.bin`)),
-    );
-    deepEqual(new Set(again), new Set(["File delivered from cache."]));
-    for (const c of clients) {
-      const digest = await sha256File(join(c.up, `f${c.i}.bin`));
-      equal(await sha256File(join(c.down, `f${c.i}.bin`)), digest);
-      equal(await sha256File(join(rig.originDir, `f${c.i}.bin`)), digest);
+    const digests = await Promise.all(dirs.map(async (dir, i) => {
+      await writeTestFile(join(dir, name(i)), 64 * 1024 + i, 100 + i);
+      return await sha256File(join(dir, name(i)));
+    }));
+    const clients = dirs.map((dir) => rig.startClient(dir));
+    try {
+      // Each phase: every client types its command at once, then all wait
+      // for their answer (the next phase needs every file in place).
+      const phase = async (command: (i: number) => string, reply: string) => {
+        await Promise.all(clients.map((c, i) => c.write(`${command(i)}\n`)));
+        await Promise.all(
+          clients.map((c) =>
+            c.stdout.waitFor(`Server response: ${reply}`, 60_000)
+          ),
+        );
+      };
+      await phase((i) => `put ${name(i)}`, "File successfully uploaded.");
+      await phase((i) => `get ${name(i)}`, "File delivered from origin.");
+      await phase((i) => `get ${name(i + 1)}`, "File delivered from cache.");
+      await Promise.all(clients.map((c) => c.write("quit\n")));
+      for (const done of await Promise.all(clients.map((c) => c.finished()))) {
+        equal(done.code, 0);
+        equal(done.stderr, "");
+        match(done.stdout, /Exiting program!\n$/);
+      }
+    } finally {
+      for (const client of clients) await client[Symbol.asyncDispose]();
+    }
+    for (let i = 0; i < n; i++) {
+      equal(await sha256File(join(rig.originDir, name(i))), digests[i]);
+      equal(await sha256File(join(dirs[i], name(i + 1))), digests[(i + 1) % n]);
+      deepEqual(await listDir(dirs[i]), [name(i), name(i + 1)].sort());
     }
   });
 

@@ -198,6 +198,19 @@ export class FileServiceRig implements AsyncDisposable {
     });
   }
 
+  /**
+   * Starts an interactive client process (stdin piped) on `dir`.
+   *
+   * @param dir The client's directory.
+   * @returns The running client.
+   */
+  startClient(dir: string): RoleProcess {
+    return startRole("client", this.clientArgs(dir), {
+      stdin: true,
+      env: this.#options.env,
+    });
+  }
+
   /** Stops both servers and removes every directory. */
   async [Symbol.asyncDispose](): Promise<void> {
     for (const role of [this.cache, this.origin]) {
