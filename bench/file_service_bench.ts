@@ -4,7 +4,7 @@
  * processes, per transport, as ratios to a plain TCP copy of the same file
  * measured in the same run (one that writes the received file, as the
  * client must, and one that only hashes it); the 1 KB hit round trip; each
- * role's peak RSS.
+ * role's peak RSS. Each timed step starts after `sync(1)`.
  *
  * ```sh
  * deno run -A bench/file_service_bench.ts [--tcp-mib 1024] [--snw-mib 64]
@@ -28,6 +28,18 @@ function vmHwmMiB(pid: number): string {
     return `${(kib / 1024).toFixed(0)} MiB`;
   } catch {
     return "n/a";
+  }
+}
+
+/**
+ * Writes all dirty pages back before a timed step (`sync`), so that no step
+ * pays for the writeback of the gigabytes an earlier one wrote.
+ */
+async function flushDisk(): Promise<void> {
+  try {
+    await new Deno.Command("sync").output();
+  } catch {
+    // no sync(1): the figures then carry some of that writeback
   }
 }
 
@@ -57,8 +69,10 @@ export async function runFileServiceBench(
       const bytes = sizes[transport] * MiB;
       const reference = join(dir, "reference.bin");
       await writeTestFile(reference, bytes, 21);
+      await flushDisk();
       const raw = await transferBetweenProcesses("raw", reference);
       // the same copy, writing the received file as the client does
+      await flushDisk();
       const rawFile = await transferBetweenProcesses("raw-file", reference);
       await using rig = await FileServiceRig.start({
         transport,
@@ -67,6 +81,7 @@ export async function runFileServiceBench(
       });
       await Deno.rename(reference, join(rig.clientDir, "big.bin"));
       const took = async (command: string) => {
+        await flushDisk();
         const t = await rig.command(command);
         return t.endMs - t.startMs;
       };
