@@ -236,6 +236,9 @@ function payloadOf(message: FileServiceMessage): string {
   }
 }
 
+const encoder = new TextEncoder();
+const strictDecoder = new TextDecoder("utf-8", { fatal: true });
+
 /**
  * Encodes one control message as a complete frame (header and payload).
  *
@@ -255,7 +258,7 @@ function payloadOf(message: FileServiceMessage): string {
 export function encodeFileServiceMessage(
   message: FileServiceMessage,
 ): Uint8Array {
-  const payload = new TextEncoder().encode(payloadOf(message));
+  const payload = encoder.encode(payloadOf(message));
   if (payload.length > MAX_PAYLOAD_BYTES) {
     throw new FileServiceProtocolError(
       `Cannot encode a ${payload.length}-byte payload (at most ${MAX_PAYLOAD_BYTES})`,
@@ -363,7 +366,7 @@ export function decodeFileServiceMessage(
 ): FileServiceMessage {
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(payload);
+    text = strictDecoder.decode(payload);
   } catch {
     throw new FileServiceProtocolError("Payload is not valid UTF-8");
   }

@@ -133,13 +133,20 @@ export async function sendFile(
   return hash?.digest("hex") ?? "";
 }
 
+/** Largest chunk that {@linkcode readChunk} reads synchronously. */
+const SYNC_READ_BYTES = 64 * 1024;
+
 async function readChunk(
   file: Deno.FsFile,
   buffer: Uint8Array,
 ): Promise<Uint8Array> {
   let filled = 0;
+  // A small file is read at once: the async call's trip through Deno's
+  // blocking pool costs more than reading a few KiB from the page cache.
+  const sync = buffer.length <= SYNC_READ_BYTES;
   while (filled < buffer.length) {
-    const n = await file.read(buffer.subarray(filled));
+    const rest = buffer.subarray(filled);
+    const n = sync ? file.readSync(rest) : await file.read(rest);
     if (n === null) {
       throw new RangeError(
         `The file ended ${
