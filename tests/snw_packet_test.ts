@@ -8,6 +8,7 @@ import {
   decodeSnwPacket,
   encodeLenPayload,
   encodeSnwPacket,
+  encodeSnwPacketInto,
   HEADER_SIZE,
   MAX_PAYLOAD,
   SnwPacketError,
@@ -28,6 +29,44 @@ Deno.test("snw packet: round trip keeps type, session, 64-bit seq and payload", 
     equal(packet.seq, seq);
     equal(packet.payload.join(), payload.join());
   }
+});
+
+Deno.test("snw packet: encoding into a reused buffer gives the same datagram, whatever the buffer held", () => {
+  const buffer = new Uint8Array(HEADER_SIZE + 1000).fill(0xa5);
+  const first = new Uint8Array(1000).fill(7);
+  encodeSnwPacketInto(buffer, SnwType.DATA, 9, 41, first);
+  // the old packet's header (its CRC among it) and a longer payload remain
+  const payload = new Uint8Array([1, 2, 3, 4, 5]);
+  const reused = encodeSnwPacketInto(buffer, SnwType.DATA, 9, 42, payload);
+  equal(reused.buffer, buffer.buffer);
+  equal(
+    reused.join(),
+    encodeSnwPacket(SnwType.DATA, 9, 42, payload).join(),
+  );
+  equal(decodeSnwPacket(reused).seq, 42);
+  throws(
+    () =>
+      encodeSnwPacketInto(
+        new Uint8Array(HEADER_SIZE + 4),
+        SnwType.DATA,
+        9,
+        43,
+        payload,
+      ),
+    /cannot hold a packet of 27/,
+  );
+});
+
+Deno.test("snw packet: a seq beyond 2^53 - 1 is rejected, not rounded", () => {
+  const bytes = encodeSnwPacket(SnwType.ACK, 1, Number.MAX_SAFE_INTEGER);
+  equal(decodeSnwPacket(bytes).seq, Number.MAX_SAFE_INTEGER);
+  // seq = 2^53: the high word becomes 0x00200000; the CRC is made to match
+  const view = new DataView(bytes.buffer);
+  view.setUint32(8, 2 ** 21);
+  view.setUint32(12, 0);
+  view.setUint32(18, 0);
+  view.setUint32(18, crc32(bytes));
+  throws(() => decodeSnwPacket(bytes), /seq out of range/);
 });
 
 Deno.test("snw packet: LEN, ACK and FIN stay readable as ASCII in the datagram", () => {

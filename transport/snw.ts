@@ -363,7 +363,7 @@ export class SnwConn implements TransportConn {
   #packet(
     type: typeof SnwType[keyof typeof SnwType],
     payload: Uint8Array,
-  ): { datagram: Uint8Array; seq: number } {
+  ): OutgoingPacket {
     const seq = this.#nextSeq++;
     return {
       datagram: encodeSnwPacket(type, this.session, seq, payload),
