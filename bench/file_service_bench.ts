@@ -4,7 +4,8 @@
  * processes, per transport, as ratios to a plain TCP copy of the same file
  * measured in the same run (one that writes the received file, as the
  * client must, and one that only hashes it); the 1 KB hit round trip; each
- * role's peak RSS. Each timed step starts after `sync(1)`.
+ * role's peak RSS. Each large timed step starts after `sync(1)`; the 1 KB
+ * gets run back to back.
  *
  * ```sh
  * deno run -A bench/file_service_bench.ts [--tcp-mib 1024] [--snw-mib 64]
@@ -80,14 +81,14 @@ export async function runFileServiceBench(
         commandTimeoutMs: 30 * 60_000,
       });
       await Deno.rename(reference, join(rig.clientDir, "big.bin"));
-      const took = async (command: string) => {
-        await flushDisk();
+      const took = async (command: string, flush = false) => {
+        if (flush) await flushDisk();
         const t = await rig.command(command);
         return t.endMs - t.startMs;
       };
-      const put = await took("put big.bin");
-      const miss = await took("get big.bin");
-      const hit = await took("get big.bin");
+      const put = await took("put big.bin", true);
+      const miss = await took("get big.bin", true);
+      const hit = await took("get big.bin", true);
       out(
         `file service ${transport}, ${sizes[transport]} MiB: put ${
           rate(bytes, put)
