@@ -27,7 +27,11 @@
  */
 
 import { createHash } from "node:crypto";
-import { transferChunks, transportByName } from "../transport/mod.ts";
+import {
+  SNW_DEFAULT_CHUNK_SIZE,
+  transferChunks,
+  transportByName,
+} from "../transport/mod.ts";
 
 const READ_SIZE = 1024 * 1024;
 
@@ -122,12 +126,23 @@ async function send(kind: string, port: number, path: string): Promise<string> {
   return `sent ${bytes} ${ms.toFixed(1)} ${peakRssKiB()}`;
 }
 
+/** A UDP socket on 127.0.0.1 with a free port. */
+function loopbackDatagram(): Deno.DatagramConn {
+  return Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+}
+
 /** Bytes of a datagram's header in the `udp` reference (as many as SNW's). */
 const UDP_HEADER = 22;
 
 /** Payload bytes per datagram in the `udp` reference (SNW's chunk size). */
 function udpPayload(): number {
-  return Number(Deno.env.get("SOCKKIT_SNW_CHUNK_SIZE") ?? 1000);
+  return Number(
+    Deno.env.get("SOCKKIT_SNW_CHUNK_SIZE") ?? SNW_DEFAULT_CHUNK_SIZE,
+  );
 }
 
 /**
@@ -137,11 +152,7 @@ function udpPayload(): number {
  * carries the size; loopback loses nothing at this pace.
  */
 async function receiveUdp(): Promise<string> {
-  const socket = Deno.listenDatagram({
-    transport: "udp",
-    hostname: "127.0.0.1",
-    port: 0,
-  });
+  const socket = loopbackDatagram();
   console.log(`listening ${(socket.addr as Deno.NetAddr).port}`);
   const ack = new Uint8Array(25);
   const buffer = new Uint8Array(65536);
@@ -162,11 +173,7 @@ async function receiveUdp(): Promise<string> {
 
 /** The `udp` reference sender: see {@linkcode receiveUdp}. */
 async function sendUdp(port: number, path: string, size: number) {
-  const socket = Deno.listenDatagram({
-    transport: "udp",
-    hostname: "127.0.0.1",
-    port: 0,
-  });
+  const socket = loopbackDatagram();
   const peer: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port };
   const payload = udpPayload();
   const datagram = new Uint8Array(UDP_HEADER + payload);
@@ -186,11 +193,7 @@ async function sendUdp(port: number, path: string, size: number) {
 }
 
 async function udpEcho(): Promise<void> {
-  const socket = Deno.listenDatagram({
-    transport: "udp",
-    hostname: "127.0.0.1",
-    port: 0,
-  });
+  const socket = loopbackDatagram();
   console.log(`listening ${(socket.addr as Deno.NetAddr).port}`);
   const ack = new TextEncoder().encode("ACK");
   for await (const [, addr] of socket) await socket.send(ack, addr);
@@ -201,11 +204,7 @@ async function udpPing(
   payload: number,
   total: number,
 ): Promise<string> {
-  const socket = Deno.listenDatagram({
-    transport: "udp",
-    hostname: "127.0.0.1",
-    port: 0,
-  });
+  const socket = loopbackDatagram();
   const peer: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port };
   const datagram = new Uint8Array(payload + 22); // as big as an SNW packet
   console.log("start");

@@ -106,8 +106,11 @@ export function giveUpToStderr(line: string): void {
   }
 }
 
+/** Bytes of file data per DATA packet when no chunk size is given. */
+export const SNW_DEFAULT_CHUNK_SIZE = 1000;
+
 function resolveOptions(options: SnwOptions): ResolvedOptions {
-  const chunkSize = options.chunkSize ?? 1000;
+  const chunkSize = options.chunkSize ?? SNW_DEFAULT_CHUNK_SIZE;
   if (
     !Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > MAX_PAYLOAD
   ) {
