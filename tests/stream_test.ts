@@ -4,7 +4,14 @@
  * survives garbage, malformed sizes, disconnects and stalls.
  */
 
-import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
+import {
+  deepEqual,
+  equal,
+  match,
+  ok,
+  rejects,
+  throws,
+} from "node:assert/strict";
 import { join } from "node:path";
 import {
   decodeSize,
@@ -314,6 +321,89 @@ Deno.test("stream connection: split and coalesced bytes keep message boundaries"
     try {
       writer.close();
     } catch { /* closed */ }
+  }
+});
+
+Deno.test("stream connection: writeData reads ahead across file chunks; a file that ends early is a RangeError", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = listener.accept();
+  using reader = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+  });
+  const channel = new StreamConnection(await accepted, {
+    idleTimeoutMs: 10_000,
+  });
+  /** A file of `length` bytes (i * 13 mod 256), read in odd-sized pieces. */
+  const fakeFile = (length: number) => {
+    let position = 0;
+    return {
+      read(p: Uint8Array): Promise<number | null> {
+        if (position >= length) return Promise.resolve(null);
+        const n = Math.min(p.length, length - position, 70_001);
+        for (let i = 0; i < n; i++) p[i] = ((position + i) * 13) & 0xff;
+        position += n;
+        return Promise.resolve(n);
+      },
+    };
+  };
+  const drain = async (want: number) => {
+    const got = new Uint8Array(want);
+    let filled = 0;
+    while (filled < want) {
+      const n = await reader.read(got.subarray(filled));
+      if (n === null) break;
+      filled += n;
+    }
+    return got.subarray(0, filled);
+  };
+  try {
+    // 600 KiB: three file chunks of 256 KiB, the last one short
+    const size = 600 * 1024;
+    const [, received] = await Promise.all([
+      channel.writeData(fakeFile(size), size, 1024),
+      drain(size),
+    ]);
+    equal(received.length, size);
+    ok(received.every((byte, i) => byte === ((i * 13) & 0xff)));
+    // the file has 300 KiB where 600 KiB were announced: the read-ahead of
+    // the second chunk finds the end
+    const draining = drain(size);
+    await rejects(
+      channel.writeData(fakeFile(300 * 1024), size, 1024),
+      (error: unknown) =>
+        error instanceof RangeError &&
+        error.message === `File ended after ${300 * 1024} of ${size} bytes`,
+    );
+    channel.close();
+    // only the first whole chunk went out before the end was found
+    equal((await draining).length, 256 * 1024);
+  } finally {
+    channel.close();
+  }
+});
+
+Deno.test("stream connection: a sink that fails while the next read waits fails readData, nothing else", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = listener.accept();
+  using writer = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+  });
+  const channel = new StreamConnection(await accepted, {
+    idleTimeoutMs: 10_000,
+  });
+  try {
+    await writer.write(new Uint8Array(1000));
+    const reading = channel.readData(
+      2000,
+      () => Promise.reject(new Error("disk full")),
+    );
+    await delay(50); // the first write has failed; the read of the rest waits
+    await writer.write(new Uint8Array(1000));
+    await rejects(reading, /disk full/);
+  } finally {
+    channel.close();
   }
 });
 

@@ -282,6 +282,9 @@ export class StreamConnection implements Disposable {
         left -= n;
         await sinking;
         sinking = sink(bytes.subarray(0, n));
+        // surfaced by the next await; the socket read in between must not
+        // leave its failure unhandled
+        sinking.catch(() => {});
         const spare = this.#spare ?? new Uint8Array(READ_CHUNK);
         this.#spare = this.#scratch;
         this.#scratch = spare;
@@ -347,26 +350,30 @@ export class StreamConnection implements Disposable {
     );
     // Read-ahead: the next file chunk is read while this one is sent.
     const chunks = [new Uint8Array(chunkSize), new Uint8Array(chunkSize)];
-    let sent = 0;
     let turn = 0;
-    let next: Promise<number> | undefined = size > 0
-      ? fillChunk(file, chunks[0], Math.min(chunkSize, size), 0, size)
-      : undefined;
+    const readAhead = (done: number): Promise<number> | undefined => {
+      if (done >= size) return undefined;
+      const reading = fillChunk(
+        file,
+        chunks[turn],
+        Math.min(chunkSize, size - done),
+        done,
+        size,
+      );
+      // surfaced when awaited; until then the blocks of the chunk before
+      // are being sent, and its failure must not count as unhandled
+      reading.catch(() => {});
+      return reading;
+    };
+    let sent = 0;
+    let next = readAhead(0);
     try {
       while (next) {
         const filled = await next;
         const chunk = chunks[turn];
-        const after = sent + filled;
         turn ^= 1;
-        next = after < size
-          ? fillChunk(
-            file,
-            chunks[turn],
-            Math.min(chunkSize, size - after),
-            after,
-            size,
-          )
-          : undefined;
+        sent += filled;
+        next = readAhead(sent);
         for (let offset = 0; offset < filled; offset += blockSize) {
           let block = chunk.subarray(
             offset,
@@ -383,7 +390,6 @@ export class StreamConnection implements Disposable {
             this.#end();
           }
         }
-        sent = after;
       }
     } catch (error) {
       // the read-ahead settles before the caller may close the file, and
