@@ -56,13 +56,17 @@ export class PartialFile implements AsyncDisposable {
   /**
    * Closes the temporary file and renames it to the final name.
    *
+   * @param options `sync: true` renames synchronously (for a program doing
+   *   one thing at a time, like the interactive client: it saves the async
+   *   call's trip through Deno's blocking pool).
    * @throws {Error} When already committed or discarded.
    */
-  async commit(): Promise<void> {
+  async commit(options: { sync?: boolean } = {}): Promise<void> {
     if (this.#done) throw new Error("partial file already finished");
     this.#done = true;
     this.file.close();
-    await Deno.rename(this.tempPath, this.finalPath);
+    if (options.sync) Deno.renameSync(this.tempPath, this.finalPath);
+    else await Deno.rename(this.tempPath, this.finalPath);
   }
 
   /** Closes and removes the temporary file (idempotent; no-op after commit). */

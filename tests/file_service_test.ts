@@ -420,13 +420,17 @@ for (const transport of TRANSPORTS) {
       idleMs: 20_000,
       connectTimeoutMs: 5000,
     };
-    await new FileServiceClient({ ...base, dir: up }).put("co.bin");
+    {
+      using uploader = new FileServiceClient({ ...base, dir: up });
+      await uploader.put("co.bin");
+    }
     const dirs = await Promise.all(
       Array.from({ length: 10 }, (_, i) => rig.clientDir(`d${i}`)),
     );
-    const answers = await Promise.all(
-      dirs.map((dir) => new FileServiceClient({ ...base, dir }).get("co.bin")),
-    );
+    const answers = await Promise.all(dirs.map(async (dir) => {
+      using client = new FileServiceClient({ ...base, dir });
+      return await client.get("co.bin");
+    }));
     for (const answer of answers) {
       match(answer, /^File delivered from (origin|cache)\.$/);
     }
@@ -759,6 +763,52 @@ Deno.test("file service: the origin dying while the cache fetches leaves no part
   } finally {
     await proxy?.[Symbol.asyncDispose]();
   }
+});
+
+Deno.test("file service: connections are kept between commands and survive an origin restart", async () => {
+  await using rig = await FileServiceRig.start("tcp");
+  const dir = await rig.clientDir();
+  await Deno.writeTextFile(join(dir, "a.txt"), "first\n");
+  await using client = rig.startClient(dir);
+  const answers: string[] = [];
+  const run = async (command: string) => {
+    const before = client.stdout.text.length;
+    await client.write(`${command}\n`);
+    const [, text] = await client.stdout.waitFor(
+      new RegExp(`^[\\s\\S]{${before}}[\\s\\S]*?Server response: (.*)\\n`),
+      30_000,
+    );
+    answers.push(text);
+  };
+  await run("put a.txt");
+  await run("put a.txt");
+  await run("get a.txt");
+  await run("get a.txt");
+  // Both uploads came over one connection (the origin logs the peer).
+  const puts = logLines(rig.origin, /put "a\.txt"/);
+  equal(puts.length, 2);
+  equal(puts[0].replace(/.* from /, ""), puts[1].replace(/.* from /, ""));
+  // The origin restarts: the client's and the cache's kept connections to
+  // it are dead, and the next requests go through without an error.
+  await rig.origin[Symbol.asyncDispose]();
+  await rig.startOrigin();
+  await Deno.writeTextFile(join(dir, "a.txt"), "second\n");
+  await run("put a.txt");
+  await run("get a.txt");
+  deepEqual(answers, [
+    "File successfully uploaded.",
+    "File successfully uploaded.",
+    "File delivered from origin.",
+    "File delivered from cache.",
+    "File successfully uploaded.",
+    "File delivered from origin.",
+  ]);
+  equal(await Deno.readTextFile(join(dir, "a.txt")), "second\n");
+  await client.write("quit\n");
+  await client.closeStdin();
+  const done = await client.finished();
+  equal(done.code, 0);
+  equal(done.stderr, "");
 });
 
 Deno.test("file service: escapes and garbage on the wire are refused, servers keep serving", async () => {

@@ -10,18 +10,13 @@
  */
 
 import {
-  type FileServiceMessage,
   FROM_CACHE_TEXT,
   FROM_ORIGIN_TEXT,
   type GetMessage,
 } from "../../protocol/file_service.ts";
 import type { Transport } from "../../transport/types.ts";
-import {
-  ControlChannel,
-  describeError,
-  errorCodeOf,
-  RemoteError,
-} from "../file_service/file_control.ts";
+import { ControlChannel, RemoteError } from "../file_service/file_control.ts";
+import { serveControlRequests } from "../file_service/control_requests.ts";
 import { ControlListener } from "../file_service/file_listener.ts";
 import { storePath } from "../file_service/file_store_names.ts";
 import { sendFile } from "../file_service/file_transfer.ts";
@@ -59,6 +54,7 @@ export class CacheServer {
   readonly #control: ControlListener;
   readonly #store: CacheStore;
   readonly #lookup: CacheLookup;
+  readonly #origin: OriginClient;
   readonly #log: (line: string) => void;
   #serving?: Promise<void>;
 
@@ -71,7 +67,7 @@ export class CacheServer {
     this.#control = control;
     this.#store = store;
     this.#log = options.log ?? (() => {});
-    const origin = new OriginClient({
+    const origin = this.#origin = new OriginClient({
       transport: options.transport,
       hostname: options.originHost,
       port: options.originPort,
@@ -125,20 +121,19 @@ export class CacheServer {
     return this.#serving ?? Promise.resolve();
   }
 
-  /** Stops serving and writes the index. */
+  /** Stops serving, closes the connections to the origin, writes the index. */
   async close(): Promise<void> {
     this.#control.close();
     await this.#serving;
+    this.#origin.close();
     await this.#store.close();
   }
 
-  async #handle(conn: Deno.Conn): Promise<void> {
+  #handle(conn: Deno.Conn): Promise<void> {
     const control = new ControlChannel(conn, this.#options.idleMs);
     const peer = conn.remoteAddr as Deno.NetAddr;
     const who = `${peer.hostname}:${peer.port}`;
-    let request: FileServiceMessage | undefined;
-    try {
-      request = await control.receive();
+    return serveControlRequests(control, (request) => {
       if (request.type === "put") {
         throw new RemoteError(
           "bad-request",
@@ -151,15 +146,10 @@ export class CacheServer {
           `Unexpected ${request.type.toUpperCase()} as a request`,
         );
       }
-      await this.#get(control, request, who);
-    } catch (error) {
-      const code = errorCodeOf(error);
-      const text = describeError(error);
+      return this.#get(control, request, who);
+    }, (request, text) => {
       this.#log(`${request?.type ?? "request"} from ${who} failed: ${text}`);
-      await control.send({ type: "error", code, text }).catch(() => {});
-    } finally {
-      control.close();
-    }
+    });
   }
 
   async #get(

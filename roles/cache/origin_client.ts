@@ -1,15 +1,17 @@
 /**
  * The cache's side of its conversation with the origin server: `STAT` to
  * revalidate a cached copy, `GET` to fetch a file into a temporary file.
- * Each request uses one TCP control connection; a fetch also opens a data
- * channel of the selected transport (to the origin's port number).
+ * Requests reuse idle TCP control connections (control_pool.ts); a fetch
+ * also opens a data channel of the selected transport (to the origin's port
+ * number).
  *
  * @module
  */
 
 import type { Transport } from "../../transport/types.ts";
+import { ControlPool } from "../file_service/control_pool.ts";
 import {
-  ControlChannel,
+  type ControlChannel,
   describeError,
   RemoteError,
   UnreachableError,
@@ -41,8 +43,9 @@ function lowerFirst(text: string): string {
 }
 
 /** Talks to the origin server on behalf of the cache. */
-export class OriginClient {
+export class OriginClient implements Disposable {
   readonly #options: OriginClientOptions;
+  readonly #pool: ControlPool;
 
   /**
    * Creates the client; nothing is contacted before a request.
@@ -51,21 +54,31 @@ export class OriginClient {
    */
   constructor(options: OriginClientOptions) {
     this.#options = options;
+    this.#pool = new ControlPool({
+      hostname: options.hostname,
+      port: options.port,
+      what: "origin server",
+      connectTimeoutMs: options.connectTimeoutMs,
+      idleMs: options.idleMs,
+    });
+  }
+
+  /** Closes the idle connections to the origin. */
+  close(): void {
+    this.#pool.close();
+  }
+
+  /** Same as {@linkcode OriginClient.close}. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   async #request<T>(
     name: string,
     work: (control: ControlChannel) => Promise<T>,
   ): Promise<T> {
-    const control = await ControlChannel.connect({
-      hostname: this.#options.hostname,
-      port: this.#options.port,
-      what: "origin server",
-      connectTimeoutMs: this.#options.connectTimeoutMs,
-      idleMs: this.#options.idleMs,
-    });
     try {
-      return await work(control);
+      return await this.#pool.use(work);
     } catch (error) {
       if (error instanceof RemoteError || error instanceof UnreachableError) {
         throw error;
@@ -76,8 +89,6 @@ export class OriginClient {
           lowerFirst(describeError(error))
         }`,
       );
-    } finally {
-      control.close();
     }
   }
 

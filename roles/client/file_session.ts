@@ -1,8 +1,8 @@
 /**
  * The client side of the file service's operations (SPEC §1): `put`
  * uploads straight to the origin server, `get` downloads through the cache.
- * Each operation uses one TCP control connection (closed when done) and
- * one data channel of the selected transport. Downloads are written to a
+ * Each operation uses a TCP control connection (kept open for the next
+ * one, control_pool.ts) and one data channel of the selected transport. Downloads are written to a
  * temporary name, checked against the announced size and SHA-256, and
  * renamed into the client's directory only when the cache confirmed.
  *
@@ -12,8 +12,8 @@
 import type { FoundMessage } from "../../protocol/file_service.ts";
 import type { Transport } from "../../transport/types.ts";
 import { PartialFile } from "../partial_file.ts";
+import { ControlPool } from "../file_service/control_pool.ts";
 import {
-  ControlChannel,
   describeError,
   RemoteError,
   UnreachableError,
@@ -83,8 +83,10 @@ function failure(verb: string, name: string, error: unknown): FileCommandError {
 }
 
 /** Runs `put` and `get` against an origin server and a cache. */
-export class FileServiceClient {
+export class FileServiceClient implements Disposable {
   readonly #options: FileServiceClientOptions;
+  readonly #server: ControlPool;
+  readonly #cache: ControlPool;
 
   /**
    * Creates the client; nothing is contacted before an operation.
@@ -93,15 +95,26 @@ export class FileServiceClient {
    */
   constructor(options: FileServiceClientOptions) {
     this.#options = options;
+    const pool = (peer: PeerAddress, what: string) =>
+      new ControlPool({
+        ...peer,
+        what,
+        connectTimeoutMs: options.connectTimeoutMs,
+        idleMs: options.idleMs,
+      });
+    this.#server = pool(options.server, "server");
+    this.#cache = pool(options.cache, "cache");
   }
 
-  #connect(peer: PeerAddress, what: string): Promise<ControlChannel> {
-    return ControlChannel.connect({
-      ...peer,
-      what,
-      connectTimeoutMs: this.#options.connectTimeoutMs,
-      idleMs: this.#options.idleMs,
-    });
+  /** Closes the connections kept open for the next operation. */
+  close(): void {
+    this.#server.close();
+    this.#cache.close();
+  }
+
+  /** Same as {@linkcode FileServiceClient.close}. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   /**
@@ -130,8 +143,7 @@ export class FileServiceClient {
         throw new FileCommandError(`Cannot put "${name}": not a regular file`);
       }
       this.#options.onAwaitingServer?.();
-      const control = await this.#connect(this.#options.server, "server");
-      try {
+      return await this.#server.use(async (control) => {
         const tag = newChannelTag();
         await control.send({ type: "put", tag, size: info.size, name });
         await control.expect("ready");
@@ -144,9 +156,7 @@ export class FileServiceClient {
         });
         await control.send({ type: "done", sha256 });
         return (await control.expect("ok")).text;
-      } finally {
-        control.close();
-      }
+      });
     } catch (error) {
       throw failure("put", name, error);
     } finally {
@@ -172,8 +182,7 @@ export class FileServiceClient {
       throw failure("get", name, error);
     }
     try {
-      const control = await this.#connect(this.#options.cache, "cache");
-      try {
+      return await this.#cache.use(async (control) => {
         const tag = newChannelTag();
         await control.send({ type: "get", tag, name });
         const found: FoundMessage = await control.expect("found");
@@ -192,11 +201,9 @@ export class FileServiceClient {
           );
         }
         const ok = await control.expect("ok");
-        await partial.commit();
+        await partial.commit({ sync: true });
         return ok.text;
-      } finally {
-        control.close();
-      }
+      });
     } catch (error) {
       throw failure("get", name, error);
     } finally {

@@ -98,6 +98,7 @@ export class ControlChannel {
   readonly idleMs: number;
   #writing: Promise<void> = Promise.resolve();
   #closed = false;
+  #received = 0;
 
   /**
    * Wraps an open connection.
@@ -213,6 +214,16 @@ export class ControlChannel {
     }
   }
 
+  /** How many messages (`WAIT` included) arrived on this connection so far. */
+  get messagesReceived(): number {
+    return this.#received;
+  }
+
+  /** Whether {@linkcode ControlChannel.close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** Closes the connection (idempotent). */
   close(): void {
     if (this.#closed) return;
@@ -245,6 +256,7 @@ export class ControlChannel {
       if (payload === null) {
         throw new ConnectionLostError("The peer closed the connection");
       }
+      this.#received++;
       return decodeFileServiceMessage(payload);
     } catch (error) {
       if (timedOut) {

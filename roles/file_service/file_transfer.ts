@@ -159,6 +159,9 @@ async function readChunk(
   return buffer;
 }
 
+/** Largest write that {@linkcode FileWriteBehind} makes synchronously. */
+const SYNC_WRITE_BYTES = 64 * 1024;
+
 /** Gathers small chunks into large writes, one write in flight at a time. */
 class FileWriteBehind {
   #buffer: Uint8Array;
@@ -202,6 +205,15 @@ class FileWriteBehind {
     // Two buffers in turn: the other one's write has completed.
     [this.#buffer, this.#spare] = [this.#spare, this.#buffer];
     this.#filled = 0;
+    if (full.length <= SYNC_WRITE_BYTES) {
+      // A small write at once: the async call's trip through Deno's
+      // blocking pool costs more than copying a few KiB to the page cache.
+      let offset = 0;
+      while (offset < full.length) {
+        offset += this.file.writeSync(full.subarray(offset));
+      }
+      return;
+    }
     this.#writing = writeAll(this.file, full);
     this.#writing.catch(() => {}); // surfaced by the next await
   }

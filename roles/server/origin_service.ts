@@ -1,14 +1,14 @@
 /**
  * The origin server of the file service (SPEC §1): stores uploads (`PUT`)
  * and serves files (`GET`) and their versions (`STAT`, for the cache's
- * revalidation). One TCP control connection per request; file data moves
- * through the selected transport's data channel. See docs/file_service.md.
+ * revalidation). A control connection carries requests one after another;
+ * file data moves through the selected transport's data channel. See
+ * docs/file_service.md.
  *
  * @module
  */
 
 import {
-  type FileServiceMessage,
   FROM_ORIGIN_TEXT,
   type GetMessage,
   type PutMessage,
@@ -20,9 +20,9 @@ import { PartialFile } from "../partial_file.ts";
 import {
   ControlChannel,
   describeError,
-  errorCodeOf,
   RemoteError,
 } from "../file_service/file_control.ts";
+import { serveControlRequests } from "../file_service/control_requests.ts";
 import { ControlListener } from "../file_service/file_listener.ts";
 import {
   removeTempFiles,
@@ -106,37 +106,27 @@ export class OriginServer {
     this.#control.close();
   }
 
-  async #handle(conn: Deno.Conn): Promise<void> {
+  #handle(conn: Deno.Conn): Promise<void> {
     const control = new ControlChannel(conn, this.#options.idleMs);
     const peer = conn.remoteAddr as Deno.NetAddr;
     const who = `${peer.hostname}:${peer.port}`;
-    let request: FileServiceMessage | undefined;
-    try {
-      request = await control.receive();
+    return serveControlRequests(control, (request) => {
       switch (request.type) {
         case "put":
-          await this.#put(control, request, who);
-          break;
+          return this.#put(control, request, who);
         case "get":
-          await this.#get(control, request, who);
-          break;
+          return this.#get(control, request, who);
         case "stat":
-          await this.#stat(control, request);
-          break;
+          return this.#stat(control, request);
         default:
           throw new RequestError(
             "bad-request",
             `Unexpected ${request.type.toUpperCase()} as a request`,
           );
       }
-    } catch (error) {
-      const code = errorCodeOf(error);
-      const text = describeError(error);
+    }, (request, text) => {
       this.#log(`${request?.type ?? "request"} from ${who} failed: ${text}`);
-      await control.send({ type: "error", code, text }).catch(() => {});
-    } finally {
-      control.close();
-    }
+    });
   }
 
   #path(name: string): string {
