@@ -1,0 +1,66 @@
+/**
+ * PartialFile (roles/partial_file.ts): written under a temporary name,
+ * renamed into place only on commit, atomically or (the client) by removing
+ * the old file first.
+ */
+
+import { deepEqual, equal, rejects } from "node:assert/strict";
+import { join } from "node:path";
+import { PartialFile } from "../roles/partial_file.ts";
+
+async function names(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const entry of Deno.readDir(dir)) out.push(entry.name);
+  return out.sort();
+}
+
+async function written(path: string, text: string): Promise<PartialFile> {
+  const partial = await PartialFile.create(path);
+  partial.file.writeSync(new TextEncoder().encode(text));
+  return partial;
+}
+
+const COMMITS = [
+  { label: "atomic rename", options: {} },
+  { label: "atomic rename, sync", options: { sync: true } },
+  { label: "remove first", options: { atomic: false } },
+  { label: "remove first, sync", options: { atomic: false, sync: true } },
+];
+
+for (const { label, options } of COMMITS) {
+  Deno.test(`partial file (${label}): commit creates or replaces the file, discard keeps the old one`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "sockkit-partial-" });
+    try {
+      const path = join(dir, "a.txt");
+      const first = await written(path, "one");
+      deepEqual((await names(dir)).length, 1);
+      await first.commit(options);
+      equal(await Deno.readTextFile(path), "one");
+      const second = await written(path, "two");
+      await second.commit(options);
+      equal(await Deno.readTextFile(path), "two");
+      await rejects(second.commit(options), /already finished/);
+      // A failed transfer: the old file stays, the temporary one goes.
+      const third = await written(path, "thr");
+      await third.discard();
+      equal(await Deno.readTextFile(path), "two");
+      deepEqual(await names(dir), ["a.txt"]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+
+  Deno.test(`partial file (${label}): a directory under the final name is never removed`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "sockkit-partial-" });
+    try {
+      const path = join(dir, "d");
+      await Deno.mkdir(path);
+      const partial = await written(path, "x");
+      await rejects(partial.commit(options));
+      equal((await Deno.stat(path)).isDirectory, true);
+      deepEqual(await names(dir), ["d"], "the temporary file is removed");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
