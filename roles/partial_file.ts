@@ -8,9 +8,16 @@
 
 import { basename, dirname, join } from "node:path";
 
+/** `.<name>.part-<8 hex>` next to `finalPath`. */
+function tempPathFor(finalPath: string): string {
+  const random = crypto.randomUUID().slice(0, 8);
+  return join(dirname(finalPath), `.${basename(finalPath)}.part-${random}`);
+}
+
 /** A file being written to a temporary name, committed by rename. */
 export class PartialFile implements AsyncDisposable {
   #done = false;
+  #replaced: Promise<void> = Promise.resolve();
 
   private constructor(
     /** The name the file gets when committed. */
@@ -29,11 +36,7 @@ export class PartialFile implements AsyncDisposable {
    */
   // deno-lint-ignore require-await -- async so that failures are rejections
   static async create(finalPath: string): Promise<PartialFile> {
-    const random = crypto.randomUUID().slice(0, 8);
-    const tempPath = join(
-      dirname(finalPath),
-      `.${basename(finalPath)}.part-${random}`,
-    );
+    const tempPath = tempPathFor(finalPath);
     // synchronous: creating an empty file takes microseconds, less than an
     // async call's trip through Deno's blocking pool
     const file = Deno.openSync(tempPath, { write: true, createNew: true });
@@ -58,14 +61,17 @@ export class PartialFile implements AsyncDisposable {
    *
    * @param options `sync: true` works synchronously (for a program doing one
    *   thing at a time, like the interactive client: it saves the async
-   *   calls' trips through Deno's blocking pool). `atomic: false` removes an
-   *   existing file of the final name first instead of renaming over it:
-   *   on ext4 a rename that replaces a file first writes the new file's data
-   *   out to disk (`auto_da_alloc`), seconds per GiB on a slow disk, while
-   *   the file is absent only between the two calls. Servers keep the
-   *   default (their readers see the old or the new file, never neither).
+   *   calls' trips through Deno's blocking pool). `atomic: false` moves an
+   *   existing file of the final name aside (to a temporary name) instead of
+   *   renaming over it, and removes it in the background (await
+   *   {@linkcode PartialFile.replaced}): on ext4 a rename that replaces a
+   *   file first writes the new file's data out to disk (`auto_da_alloc`),
+   *   and removing a large file takes as long; both cost about a second per
+   *   GiB here. The name is then absent only between two renames. Servers
+   *   keep the default (their readers see the old or the new file, never
+   *   neither).
    * @throws {Error} When already committed or discarded, or when the rename
-   *   fails (the temporary file is then removed).
+   *   fails (the temporary file is then removed, an old file stays).
    */
   async commit(
     options: { sync?: boolean; atomic?: boolean } = {},
@@ -73,28 +79,45 @@ export class PartialFile implements AsyncDisposable {
     if (this.#done) throw new Error("partial file already finished");
     this.#done = true;
     this.file.close();
+    let aside: string | undefined;
     try {
-      if (options.atomic === false) await this.#removeFinal(options.sync);
+      if (options.atomic === false) aside = this.#moveFinalAside();
       if (options.sync) Deno.renameSync(this.tempPath, this.finalPath);
       else await Deno.rename(this.tempPath, this.finalPath);
     } catch (error) {
+      if (aside) {
+        try {
+          Deno.renameSync(aside, this.finalPath); // the old file back
+        } catch { /* it stays under its temporary name */ }
+      }
       await Deno.remove(this.tempPath).catch(() => {});
       throw error;
     }
+    if (aside) this.#replaced = Deno.remove(aside).catch(() => {});
   }
 
-  async #removeFinal(sync = false): Promise<void> {
+  /**
+   * Settles when the file that a non-atomic commit replaced is removed
+   * (at once when there was none).
+   */
+  get replaced(): Promise<void> {
+    return this.#replaced;
+  }
+
+  /** Renames a file of the final name to a temporary name; returns that. */
+  #moveFinalAside(): string | undefined {
     let existing: Deno.FileInfo;
     try {
       existing = Deno.lstatSync(this.finalPath);
     } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return;
+      if (error instanceof Deno.errors.NotFound) return undefined;
       throw error;
     }
     // A directory stays: the rename then fails as it would have.
-    if (existing.isDirectory) return;
-    if (sync) Deno.removeSync(this.finalPath);
-    else await Deno.remove(this.finalPath);
+    if (existing.isDirectory) return undefined;
+    const aside = tempPathFor(this.finalPath);
+    Deno.renameSync(this.finalPath, aside);
+    return aside;
   }
 
   /** Closes and removes the temporary file (idempotent; no-op after commit). */

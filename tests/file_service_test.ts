@@ -421,14 +421,14 @@ for (const transport of TRANSPORTS) {
       connectTimeoutMs: 5000,
     };
     {
-      using uploader = new FileServiceClient({ ...base, dir: up });
+      await using uploader = new FileServiceClient({ ...base, dir: up });
       await uploader.put("co.bin");
     }
     const dirs = await Promise.all(
       Array.from({ length: 10 }, (_, i) => rig.clientDir(`d${i}`)),
     );
     const answers = await Promise.all(dirs.map(async (dir) => {
-      using client = new FileServiceClient({ ...base, dir });
+      await using client = new FileServiceClient({ ...base, dir });
       return await client.get("co.bin");
     }));
     for (const answer of answers) {

@@ -1,7 +1,7 @@
 /**
  * PartialFile (roles/partial_file.ts): written under a temporary name,
- * renamed into place only on commit, atomically or (the client) by removing
- * the old file first.
+ * renamed into place only on commit, atomically or (the client) by moving
+ * the old file aside and removing it in the background.
  */
 
 import { deepEqual, equal, rejects } from "node:assert/strict";
@@ -39,10 +39,19 @@ for (const { label, options } of COMMITS) {
       const second = await written(path, "two");
       await second.commit(options);
       equal(await Deno.readTextFile(path), "two");
+      await second.replaced; // the old file, when it was moved aside
+      deepEqual(await names(dir), ["a.txt"]);
       await rejects(second.commit(options), /already finished/);
       // A failed transfer: the old file stays, the temporary one goes.
       const third = await written(path, "thr");
       await third.discard();
+      equal(await Deno.readTextFile(path), "two");
+      deepEqual(await names(dir), ["a.txt"]);
+      // A rename that fails (here: its temporary file vanished) keeps the
+      // old file under its name.
+      const fourth = await written(path, "fou");
+      await Deno.remove(fourth.tempPath);
+      await rejects(fourth.commit(options), Deno.errors.NotFound);
       equal(await Deno.readTextFile(path), "two");
       deepEqual(await names(dir), ["a.txt"]);
     } finally {

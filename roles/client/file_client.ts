@@ -62,7 +62,7 @@ export async function runFileClient(args: string[]): Promise<number> {
   ]);
   const [serverHost, serverPort, cacheHost, cachePort, transportName] =
     positionals;
-  using client = new FileServiceClient({
+  await using client = new FileServiceClient({
     transport: parseTransport(transportName),
     server: {
       hostname: serverHost,
