@@ -180,6 +180,23 @@ class FileWriteBehind {
     this.#spare = new Uint8Array(bytes);
   }
 
+  /** The unfilled rest of the current buffer, to read into (BYOB). */
+  space(): Uint8Array {
+    return this.#buffer.subarray(this.#filled);
+  }
+
+  /**
+   * Counts bytes read into {@linkcode FileWriteBehind.space} as filled.
+   *
+   * @param filled What the BYOB read returned: a view of the same memory,
+   *   now owned by a new `ArrayBuffer` (the old one was transferred).
+   */
+  async adopt(filled: Uint8Array): Promise<void> {
+    this.#buffer = new Uint8Array(filled.buffer as ArrayBuffer);
+    this.#filled += filled.length;
+    if (this.#filled === this.#buffer.length) await this.#startWrite();
+  }
+
   async push(chunk: Uint8Array): Promise<void> {
     let offset = 0;
     while (offset < chunk.length) {
@@ -246,16 +263,46 @@ export async function receiveFile(
     const transfer = await channel.receive({ signal: controller.signal });
     const sink = new FileWriteBehind(file, transfer.size);
     let received = 0;
-    // Each chunk is copied by the sink before the next read reuses it.
-    const chunks = transferChunks(
-      transfer.readable,
-      Math.max(1, Math.min(TRANSFER_CHUNK_BYTES, transfer.size)),
-    );
-    for await (const chunk of chunks) {
+    const take = (chunk: Uint8Array) => {
       watch.touch();
       received += chunk.length;
       hash.update(chunk);
-      await sink.push(chunk);
+    };
+    let byob: ReadableStreamBYOBReader | undefined;
+    try {
+      byob = transfer.readable.getReader({ mode: "byob" });
+    } catch {
+      // not a byte stream (snw)
+    }
+    if (byob) {
+      // A byte stream (tcp): read straight into the sink's buffer.
+      let finished = false;
+      try {
+        while (true) {
+          const { done, value } = await byob.read(sink.space());
+          if (done) {
+            // The read took the buffer even so: hand it back.
+            if (value) await sink.adopt(value);
+            finished = true;
+            break;
+          }
+          take(value);
+          await sink.adopt(value);
+        }
+      } finally {
+        if (!finished) await byob.cancel().catch(() => {});
+        byob.releaseLock();
+      }
+    } else {
+      // Each chunk is copied by the sink before the next read reuses it.
+      const chunks = transferChunks(
+        transfer.readable,
+        Math.max(1, Math.min(TRANSFER_CHUNK_BYTES, transfer.size)),
+      );
+      for await (const chunk of chunks) {
+        take(chunk);
+        await sink.push(chunk);
+      }
     }
     await sink.flush();
     if (received !== transfer.size) {

@@ -1,0 +1,47 @@
+/**
+ * sendFile / receiveFile (roles/file_service/file_transfer.ts) over real
+ * tcp and snw connections on 127.0.0.1: sizes around the 1 MiB write buffer
+ * and the 64 KiB synchronous-write bound arrive byte-exact, hashed.
+ */
+
+import { equal } from "node:assert/strict";
+import { join } from "node:path";
+import {
+  receiveFile,
+  sendFile,
+} from "../../roles/file_service/file_transfer.ts";
+import { transportByName } from "../../transport/registry.ts";
+import { sha256File, tempDir, writeTestFile } from "../_helpers/files.ts";
+
+const MiB = 1024 * 1024;
+const SIZES = [0, 1, 65_536, 65_537, MiB - 1, MiB, MiB + 7, 2 * MiB];
+
+for (const name of ["tcp", "snw"] as const) {
+  Deno.test(`file transfer over ${name}: sizes around the write buffers arrive byte-exact`, async () => {
+    const transport = transportByName(name);
+    await using dir = await tempDir("sockkit-file-transfer-");
+    using listener = transport.listen({ hostname: "127.0.0.1", port: 0 });
+    for (const size of SIZES) {
+      const source = join(dir.path, `in-${size}`);
+      const target = join(dir.path, `out-${size}`);
+      await writeTestFile(source, size, size % 251);
+      const accepted = listener.accept();
+      await using sender = await transport.connect({
+        hostname: "127.0.0.1",
+        port: listener.addr.port,
+      });
+      await using receiver = await accepted;
+      using input = await Deno.open(source, { read: true });
+      using output = await Deno.open(target, { write: true, create: true });
+      const [sent, received] = await Promise.all([
+        sendFile(sender, input, size, { idleMs: 10_000 }),
+        receiveFile(receiver, output, { idleMs: 10_000 }),
+      ]);
+      const digest = await sha256File(source);
+      equal(sent, digest, `sent ${size}`);
+      equal(received.size, size);
+      equal(received.sha256, digest, `received ${size}`);
+      equal(await sha256File(target), digest, `written ${size}`);
+    }
+  });
+}
