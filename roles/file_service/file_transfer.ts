@@ -272,10 +272,11 @@ export async function receiveFile(
     try {
       byob = transfer.readable.getReader({ mode: "byob" });
     } catch {
-      // not a byte stream (snw)
+      // not a byte stream
     }
     if (byob) {
-      // A byte stream (tcp): read straight into the sink's buffer.
+      // A byte stream (both transports' transfers are): read straight into
+      // the sink's buffer, no copy per chunk.
       let finished = false;
       try {
         while (true) {
