@@ -26,7 +26,7 @@ function vmHwmMiB(pid: number): string {
   try {
     const status = Deno.readTextFileSync(`/proc/${pid}/status`);
     const kib = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
-    return `${(kib / 1024).toFixed(0)} MiB`;
+    return `${(kib / 1024).toFixed(1)} MiB`;
   } catch {
     return "n/a";
   }
