@@ -2,9 +2,11 @@
  * The client side of the file service's operations (SPEC §1): `put`
  * uploads straight to the origin server, `get` downloads through the cache.
  * Each operation uses a TCP control connection (kept open for the next
- * one, control_pool.ts) and one data channel of the selected transport. Downloads are written to a
- * temporary name, checked against the announced size and SHA-256, and
- * renamed into the client's directory only when the cache confirmed.
+ * one, control_pool.ts) and one data channel of the selected transport.
+ * Downloads are written to a temporary name, checked against the announced
+ * size and SHA-256, and renamed into the client's directory only when the
+ * cache confirmed; a file they replace is moved aside and removed in the
+ * background.
  *
  * @module
  */

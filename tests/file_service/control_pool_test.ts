@@ -162,6 +162,19 @@ Deno.test("control pool: a request that was answered is never retried, and its c
   equal(peer.accepted, 2);
 });
 
+Deno.test("control pool: a kept connection to a peer that has gone is retried once, then reported unreachable", async () => {
+  const peer = new ScriptedPeer();
+  using connections = pool(peer.port);
+  equal(await connections.use(stat), 1);
+  equal(connections.idleCount, 1);
+  await peer[Symbol.asyncDispose]();
+  await rejects(
+    connections.use(stat),
+    /Cannot reach the peer at 127\.0\.0\.1:\d+: connection refused/,
+  );
+  equal(connections.idleCount, 0);
+});
+
 Deno.test("control pool: an unreachable peer is reported, closed pools keep nothing", async () => {
   const peer = new ScriptedPeer();
   const port = peer.port;
