@@ -34,26 +34,38 @@ export class FullBacklogPort implements AsyncDisposable {
   }
 
   /**
-   * Starts the listener and fills its queue.
+   * Starts the listener and fills its queue. A filler connection that is
+   * reset (seen once in CI, under load) is retried with a new listener.
    *
    * @returns The port, ready.
    */
   static async start(): Promise<FullBacklogPort> {
-    const child = new Deno.Command("python3", {
-      args: ["-c", LISTENER],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const reader = child.stdout.pipeThrough(new TextDecoderStream())
-      .getReader();
-    const { value } = await reader.read();
-    await reader.cancel();
-    const port = Number(value?.trim());
-    if (!port) throw new Error(`the listener did not start: ${value}`);
-    // the one slot of a backlog of 0
-    const filler = await Deno.connect({ hostname: "127.0.0.1", port });
-    return new FullBacklogPort(child, filler, port);
+    for (let attempt = 1;; attempt++) {
+      const child = new Deno.Command("python3", {
+        args: ["-c", LISTENER],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn();
+      try {
+        const reader = child.stdout.pipeThrough(new TextDecoderStream())
+          .getReader();
+        const { value } = await reader.read();
+        await reader.cancel();
+        const port = Number(value?.trim());
+        if (!port) throw new Error(`the listener did not start: ${value}`);
+        // the one slot of a backlog of 0
+        const filler = await Deno.connect({ hostname: "127.0.0.1", port });
+        return new FullBacklogPort(child, filler, port);
+      } catch (error) {
+        await child.stdin.close().catch(() => {});
+        await child.status;
+        const retry = attempt < 3 &&
+          (error instanceof Deno.errors.ConnectionReset ||
+            error instanceof Deno.errors.ConnectionRefused);
+        if (!retry) throw error;
+      }
+    }
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
