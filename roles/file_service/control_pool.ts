@@ -106,15 +106,12 @@ export class ControlPool implements Disposable {
   }
 
   #takeIdle(): ControlChannel | undefined {
+    // Oldest first (pushed as they came back): drop the stale front, then
+    // the newest of the rest is fresh.
     const now = performance.now();
     while (this.#idle.length > 0 && now - this.#idle[0].since > POOL_IDLE_MS) {
       this.#idle.shift()!.control.close();
     }
-    while (this.#idle.length > 0) {
-      const { control, since } = this.#idle.pop()!;
-      if (now - since <= POOL_IDLE_MS && !control.closed) return control;
-      control.close();
-    }
-    return undefined;
+    return this.#idle.pop()?.control;
   }
 }

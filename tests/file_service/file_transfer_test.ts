@@ -4,6 +4,7 @@
  * and the 64 KiB synchronous-write bound arrive byte-exact, hashed.
  */
 
+import { createHash } from "node:crypto";
 import { equal } from "node:assert/strict";
 import { join } from "node:path";
 import {
@@ -11,6 +12,7 @@ import {
   sendFile,
 } from "../../roles/file_service/file_transfer.ts";
 import { transportByName } from "../../transport/registry.ts";
+import type { TransportConn } from "../../transport/types.ts";
 import { sha256File, tempDir, writeTestFile } from "../_helpers/files.ts";
 
 const MiB = 1024 * 1024;
@@ -45,3 +47,43 @@ for (const name of ["tcp", "snw"] as const) {
     }
   });
 }
+
+Deno.test("file transfer: a transfer that is not a byte stream is gathered into the same writes", async () => {
+  // The Transport interface promises a ReadableStream, not a byte stream:
+  // odd-sized chunks across the 1 MiB write buffer, from a default stream.
+  const size = MiB + 70_001;
+  const chunk = (i: number) =>
+    Uint8Array.from(
+      { length: Math.min(9_973, size - i) },
+      (_, k) => (i + k) % 253,
+    );
+  let offset = 0;
+  const readable = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (offset >= size) return controller.close();
+      const bytes = chunk(offset);
+      offset += bytes.length;
+      controller.enqueue(bytes);
+    },
+  });
+  const channel = {
+    receive: () => Promise.resolve({ size, readable }),
+    close: () => {},
+  } as unknown as TransportConn;
+  await using dir = await tempDir("sockkit-file-transfer-");
+  const target = join(dir.path, "out");
+  const expected = createHash("sha256");
+  for (let i = 0; i < size;) {
+    const bytes = chunk(i);
+    expected.update(bytes);
+    i += bytes.length;
+  }
+  const digest = expected.digest("hex");
+  {
+    using output = await Deno.open(target, { write: true, create: true });
+    const received = await receiveFile(channel, output, { idleMs: 10_000 });
+    equal(received.size, size);
+    equal(received.sha256, digest);
+  }
+  equal(await sha256File(target), digest);
+});
