@@ -253,14 +253,21 @@ Deno.test("stream codec: seeded fuzz never throws anything but StreamProtocolErr
   }
 });
 
-Deno.test("stream connection: split and coalesced bytes keep message boundaries", async () => {
+/** A StreamConnection on an accepted loopback socket, and its peer's end. */
+async function loopbackStream(
+  options: ConstructorParameters<typeof StreamConnection>[1],
+): Promise<{ channel: StreamConnection; peer: Deno.Conn }> {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepted = listener.accept();
-  const writer = await Deno.connect({
+  const peer = await Deno.connect({
     hostname: "127.0.0.1",
     port: listener.addr.port,
   });
-  const channel = new StreamConnection(await accepted, {
+  return { channel: new StreamConnection(await accepted, options), peer };
+}
+
+Deno.test("stream connection: split and coalesced bytes keep message boundaries", async () => {
+  const { channel, peer: writer } = await loopbackStream({
     idleTimeoutMs: 10_000,
     settleMs: 500,
   });
@@ -325,15 +332,8 @@ Deno.test("stream connection: split and coalesced bytes keep message boundaries"
 });
 
 Deno.test("stream connection: writeData reads ahead across file chunks; a file that ends early is a RangeError", async () => {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const accepted = listener.accept();
-  using reader = await Deno.connect({
-    hostname: "127.0.0.1",
-    port: listener.addr.port,
-  });
-  const channel = new StreamConnection(await accepted, {
-    idleTimeoutMs: 10_000,
-  });
+  const { channel, peer } = await loopbackStream({ idleTimeoutMs: 10_000 });
+  using reader = peer;
   /** A file of `length` bytes (i * 13 mod 256), read in odd-sized pieces. */
   const fakeFile = (length: number) => {
     let position = 0;
@@ -384,15 +384,8 @@ Deno.test("stream connection: writeData reads ahead across file chunks; a file t
 });
 
 Deno.test("stream connection: a sink that fails while the next read waits fails readData, nothing else", async () => {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const accepted = listener.accept();
-  using writer = await Deno.connect({
-    hostname: "127.0.0.1",
-    port: listener.addr.port,
-  });
-  const channel = new StreamConnection(await accepted, {
-    idleTimeoutMs: 10_000,
-  });
+  const { channel, peer } = await loopbackStream({ idleTimeoutMs: 10_000 });
+  using writer = peer;
   try {
     await writer.write(new Uint8Array(1000));
     const reading = channel.readData(
