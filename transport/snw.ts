@@ -29,6 +29,7 @@
  */
 
 import { abortable } from "./abortable.ts";
+import { ByteStreamBatcher } from "./byte_stream_batcher.ts";
 import { ConnectionLostError, TransferTimeoutError } from "./errors.ts";
 import { RtoEstimator, type RtoOptions } from "./rto.ts";
 import {
@@ -36,14 +37,13 @@ import {
   decodeSnwPacket,
   encodeLenPayload,
   encodeSnwPacket,
-  encodeSnwPacketInto,
-  HEADER_SIZE,
   MAX_PAYLOAD,
   MAX_TAG_BYTES,
   SNW_WORDS,
   type SnwPacket,
   SnwType,
 } from "./snw_packet.ts";
+import { SnwDataSender, type Transmit } from "./snw_sender.ts";
 import { sizedChunks } from "./transfer_source.ts";
 import type {
   ChannelAcceptor,
@@ -130,54 +130,10 @@ function resolveOptions(options: SnwOptions): ResolvedOptions {
 const tagEncoder = new TextEncoder();
 const tagDecoder = new TextDecoder();
 
-/** Sends one datagram to the session's peer; failures count as loss. */
-type Transmit = (datagram: Uint8Array) => Promise<void>;
-
-/**
- * Cuts chunks of any size into packet payloads of exactly `size` bytes (the
- * last one shorter). Each payload is valid until the next is asked for: the
- * sender copies it into a datagram first, so one buffer serves them all.
- */
-class PacketCutter {
-  readonly #buffer: Uint8Array;
-  #fill = 0;
-
-  constructor(size: number) {
-    this.#buffer = new Uint8Array(size);
-  }
-
-  /** The full payloads that `chunk` completes. */
-  *cut(chunk: Uint8Array): Generator<Uint8Array> {
-    const size = this.#buffer.length;
-    let offset = 0;
-    while (offset < chunk.length) {
-      if (this.#fill === 0 && chunk.length - offset >= size) {
-        yield chunk.subarray(offset, offset + size);
-        offset += size;
-        continue;
-      }
-      const n = Math.min(size - this.#fill, chunk.length - offset);
-      this.#buffer.set(chunk.subarray(offset, offset + n), this.#fill);
-      this.#fill += n;
-      offset += n;
-      if (this.#fill === size) {
-        this.#fill = 0;
-        yield this.#buffer;
-      }
-    }
-  }
-
-  /** The last, partial payload, if any. */
-  rest(): Uint8Array | undefined {
-    return this.#fill > 0 ? this.#buffer.subarray(0, this.#fill) : undefined;
-  }
-}
-
-/** One encoded packet of the sender and when it was first sent, if yet. */
+/** One encoded packet of the sender. */
 interface OutgoingPacket {
   datagram: Uint8Array;
   seq: number;
-  sentAt?: number;
 }
 
 /** The sender's wait for the ACK/FIN of one packet (across retransmissions). */
@@ -198,6 +154,7 @@ interface IncomingState {
   dataPackets: number;
   lastProgress: number;
   controller: ReadableByteStreamController;
+  batcher: ByteStreamBatcher;
 }
 
 /**
@@ -228,13 +185,10 @@ export class SnwConn implements TransportConn {
   // Sender side.
   #nextSeq = 1;
   #sendChain: Promise<void> = Promise.resolve();
+  /** The wait for the answer to OPEN or LEN. */
   #waiter?: AnswerWaiter;
-  /**
-   * The next DATA packet, encoded while the current one waits: `deliver()`
-   * sends it the moment the current one is answered, before any promise
-   * settles (the sender's turnaround is then one synchronous step).
-   */
-  #queued?: OutgoingPacket;
+  /** The data phase of the transfer being sent. */
+  #dataSender?: SnwDataSender;
 
   // Receiver side.
   #expected = 1;
@@ -309,49 +263,41 @@ export class SnwConn implements TransportConn {
     if (!Number.isSafeInteger(size) || size < 0) {
       throw new RangeError(`invalid transfer size ${size}`);
     }
-    // Pipelined: the next packet is cut, encoded (and the next file chunk
-    // read) while the current one waits for its ACK. Two datagram buffers
-    // take turns; a buffer is reused only after its packet was answered.
-    let inFlight: Promise<void> | undefined;
     try {
       await this.#sendReliably(
         this.#packet(SnwType.LEN, encodeLenPayload(size)),
         signal,
       );
-      const chunkSize = this.#options.chunkSize;
-      const cutter = new PacketCutter(chunkSize);
-      const buffers = [0, 1].map(() =>
-        new Uint8Array(HEADER_SIZE + Math.min(chunkSize, Math.max(size, 1)))
-      );
-      let turn = 0;
-      const sendNext = async (payload: Uint8Array) => {
-        const datagram = encodeSnwPacketInto(
-          buffers[turn ^= 1],
-          SnwType.DATA,
-          this.session,
-          this.#nextSeq,
-          payload,
+      const sender = new SnwDataSender({
+        session: this.session,
+        firstSeq: this.#nextSeq,
+        chunkSize: this.#options.chunkSize,
+        size,
+        chunks: sizedChunks(source, size),
+        timeoutMs: this.#options.timeoutMs,
+        rto: this.#rto,
+        transmit: this.#transmit,
+        giveUp: () => {
+          this.#options.reportGiveUp(SNW_GIVE_UP.noAck);
+          return new TransferTimeoutError(SNW_GIVE_UP.noAck);
+        },
+      });
+      const onAbort = () => {
+        const reason: unknown = signal?.reason;
+        sender.fail(
+          reason instanceof Error ? reason : new Error(String(reason)),
         );
-        const packet: OutgoingPacket = { datagram, seq: this.#nextSeq++ };
-        if (inFlight) {
-          this.#queued = packet;
-          try {
-            await inFlight;
-          } finally {
-            if (this.#queued === packet) this.#queued = undefined;
-          }
-        }
-        inFlight = this.#sendReliably(packet, signal);
-        // handled when awaited; until then (the source may be slow) its
-        // failure must not count as unhandled
-        inFlight.catch(() => {});
       };
-      for await (const chunk of sizedChunks(source, size)) {
-        for (const payload of cutter.cut(chunk)) await sendNext(payload);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#dataSender = sender;
+      try {
+        sender.start();
+        await sender.done;
+      } finally {
+        this.#nextSeq = sender.nextSeq;
+        this.#dataSender = undefined;
+        signal?.removeEventListener("abort", onAbort);
       }
-      const rest = cutter.rest();
-      if (rest) await sendNext(rest);
-      await inFlight;
     } catch (error) {
       // The receiver's view of the stream is now undefined: end the session
       // (which also ends a packet still waiting for its answer).
@@ -396,17 +342,12 @@ export class SnwConn implements TransportConn {
     }
   }
 
-  /**
-   * Sends one encoded packet until it is answered; the transmission happens
-   * before the first await, so a caller may prepare the next packet while
-   * this one waits.
-   */
+  /** Sends OPEN or LEN until it is answered. */
   async #sendReliably(
     packet: OutgoingPacket,
     signal?: AbortSignal,
   ): Promise<void> {
     const { datagram, seq } = packet;
-    let preSent = packet.sentAt;
     const started = performance.now();
     let retransmitted = false;
     // Backoff doubles the wait for this packet's retransmissions only; the
@@ -420,14 +361,8 @@ export class SnwConn implements TransportConn {
         signal?.throwIfAborted();
         if (waiter.answered) return;
         this.#assertUsable();
-        let sentAt: number;
-        if (preSent === undefined) {
-          sentAt = performance.now();
-          void this.#transmit(datagram);
-        } else {
-          sentAt = preSent; // sent by deliver() already
-          preSent = undefined;
-        }
+        const sentAt = performance.now();
+        void this.#transmit(datagram);
         if (await this.#answerWithin(waiter, wait, signal)) {
           if (!retransmitted) this.#rto.sample(performance.now() - sentAt);
           return;
@@ -503,15 +438,10 @@ export class SnwConn implements TransportConn {
     switch (packet.type) {
       case SnwType.ACK:
       case SnwType.FIN: {
+        if (this.#dataSender?.answer(packet.seq)) return;
         const waiter = this.#waiter;
         if (waiter?.seq === packet.seq && !waiter.answered) {
           waiter.answered = true;
-          const next = this.#queued;
-          if (next?.seq === waiter.seq + 1 && !this.#peerClosed) {
-            this.#queued = undefined;
-            next.sentAt = performance.now();
-            void this.#transmit(next.datagram);
-          }
           waiter.wake?.(true);
         }
         return;
@@ -569,9 +499,9 @@ export class SnwConn implements TransportConn {
       this.#finishIncoming(seq, packet.payload);
     } else if ((incoming.controller.desiredSize ?? 0) - length > 0) {
       this.#answer(SnwType.ACK, seq);
-      handOver(incoming.controller, packet.payload);
+      incoming.batcher.push(packet.payload);
     } else {
-      handOver(incoming.controller, packet.payload);
+      incoming.batcher.push(packet.payload);
       this.#heldSeq = seq; // released by the stream's pull()
     }
   }
@@ -605,6 +535,7 @@ export class SnwConn implements TransportConn {
       dataPackets: 0,
       lastProgress: performance.now(),
       controller,
+      batcher: new ByteStreamBatcher(controller),
     };
     this.#answer(SnwType.ACK, seq);
     const period = Math.max(5, Math.min(250, this.#options.timeoutMs / 4));
@@ -618,8 +549,8 @@ export class SnwConn implements TransportConn {
     this.#watchdog = undefined;
     this.#lastFinSeq = seq;
     this.#answer(SnwType.FIN, seq);
-    handOver(incoming.controller, last);
-    incoming.controller.close();
+    incoming.batcher.push(last);
+    incoming.batcher.close();
   }
 
   #releaseHeld(): void {
@@ -661,8 +592,9 @@ export class SnwConn implements TransportConn {
     }
     this.#peerClosed = true;
     const lost = new ConnectionLostError("the SNW peer closed the session");
+    this.#dataSender?.peerClosed(delivered, lost);
     if (this.#incoming) {
-      this.#incoming.controller.error(lost);
+      this.#incoming.batcher.error(lost);
       this.#incoming = undefined;
       clearInterval(this.#watchdog);
     }
@@ -671,6 +603,7 @@ export class SnwConn implements TransportConn {
   }
 
   #wakeWithError(error: Error): void {
+    this.#dataSender?.fail(error);
     const waiter = this.#waiter;
     if (!waiter || waiter.answered) return;
     waiter.error = error;
@@ -689,9 +622,7 @@ export class SnwConn implements TransportConn {
   #fail(error: Error): void {
     if (this.#closed) return;
     if (this.#incoming) {
-      try {
-        this.#incoming.controller.error(error);
-      } catch { /* already errored */ }
+      this.#incoming.batcher.error(error);
       this.#incoming = undefined;
     }
     this.#wakeWithError(error);
@@ -724,24 +655,6 @@ export class SnwConn implements TransportConn {
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
     await this.#closing;
-  }
-}
-
-/**
- * Passes a payload (a view of the shared receive buffer) to the incoming
- * stream: copied into a waiting BYOB read's buffer when it fits, else
- * queued as a copy.
- */
-function handOver(
-  controller: ReadableByteStreamController,
-  payload: Uint8Array,
-): void {
-  const view = controller.byobRequest?.view;
-  if (view && view.byteLength >= payload.length) {
-    new Uint8Array(view.buffer, view.byteOffset, payload.length).set(payload);
-    controller.byobRequest!.respond(payload.length);
-  } else {
-    controller.enqueue(payload.slice());
   }
 }
 

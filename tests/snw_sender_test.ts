@@ -1,0 +1,231 @@
+/**
+ * SnwDataSender (transport/snw_sender.ts) and ByteStreamBatcher
+ * (transport/byte_stream_batcher.ts) on their own, without sockets: the
+ * two halves of SNW's per-packet path.
+ */
+
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
+import { ByteStreamBatcher } from "../transport/byte_stream_batcher.ts";
+import { RtoEstimator } from "../transport/rto.ts";
+import { decodeSnwPacket, SnwType } from "../transport/snw_packet.ts";
+import { SnwDataSender } from "../transport/snw_sender.ts";
+import { TransferTimeoutError } from "../transport/errors.ts";
+
+/**
+ * A source that yields `sizes` bytes per chunk from ONE reused buffer,
+ * overwriting it as soon as the next chunk is asked for (as a file reader
+ * reading into its buffer would).
+ */
+function reusedBufferSource(
+  sizes: number[],
+): AsyncIterator<Uint8Array> & { closed: boolean } {
+  const buffer = new Uint8Array(Math.max(...sizes));
+  let value = 0;
+  let index = 0;
+  return {
+    closed: false,
+    next() {
+      if (index === sizes.length) {
+        return Promise.resolve({ done: true, value: undefined });
+      }
+      const size = sizes[index++];
+      for (let i = 0; i < size; i++) buffer[i] = value++ & 0xff;
+      return Promise.resolve({ done: false, value: buffer.subarray(0, size) });
+    },
+    return() {
+      this.closed = true;
+      return Promise.resolve({ done: true, value: undefined });
+    },
+  };
+}
+
+function expectedBytes(total: number): Uint8Array {
+  return Uint8Array.from({ length: total }, (_, i) => i & 0xff);
+}
+
+interface Harness {
+  sender: SnwDataSender;
+  sent: { seq: number; payload: Uint8Array; at: number }[];
+  closed: () => boolean;
+}
+
+/**
+ * A sender whose peer answers every DATA packet at once (on a later
+ * task), except the transmissions `drop` returns true for.
+ */
+function harness(
+  sizes: number[],
+  options: {
+    chunkSize?: number;
+    drop?: (seq: number, attempt: number) => boolean;
+    timeoutMs?: number;
+    rto?: RtoEstimator;
+  } = {},
+): Harness {
+  const sent: Harness["sent"] = [];
+  const attempts = new Map<number, number>();
+  const chunks = reusedBufferSource(sizes);
+  const sender: SnwDataSender = new SnwDataSender({
+    session: 9,
+    firstSeq: 2,
+    chunkSize: options.chunkSize ?? 1000,
+    size: sizes.reduce((a, b) => a + b, 0),
+    chunks,
+    timeoutMs: options.timeoutMs ?? 1000,
+    rto: options.rto ?? new RtoEstimator(),
+    transmit: (datagram) => {
+      const packet = decodeSnwPacket(datagram);
+      equal(packet.type, SnwType.DATA);
+      const attempt = (attempts.get(packet.seq) ?? 0) + 1;
+      attempts.set(packet.seq, attempt);
+      sent.push({
+        seq: packet.seq,
+        payload: packet.payload.slice(),
+        at: performance.now(),
+      });
+      if (!options.drop?.(packet.seq, attempt)) {
+        setTimeout(() => sender.answer(packet.seq), 0);
+      }
+      return Promise.resolve();
+    },
+    giveUp: () => new TransferTimeoutError("gave up"),
+  });
+  return { sender, sent, closed: () => chunks.closed };
+}
+
+function joined(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+Deno.test("snw sender: cuts any chunking into full packets, in order, from a source that reuses its buffer", async () => {
+  // 9007 bytes; the first chunk ends exactly with a packet cut from it
+  const sizes = [1000, 1, 999, 2500, 7, 1000, 3000, 500];
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const { sender, sent } = harness(sizes);
+  sender.start();
+  await sender.done;
+  deepEqual(sent.map((p) => p.seq), sent.map((_, i) => i + 2));
+  deepEqual(
+    sent.map((p) => p.payload.length),
+    [...Array(Math.floor(total / 1000)).fill(1000), total % 1000],
+  );
+  deepEqual(joined(sent.map((p) => p.payload)), expectedBytes(total));
+  equal(sender.nextSeq, 2 + sent.length);
+});
+
+Deno.test("snw sender: a lost packet is sent again after the RTO, and only it", async () => {
+  const rto = new RtoEstimator({ initialMs: 30, minMs: 30, maxMs: 30 });
+  const { sender, sent } = harness([5000], {
+    rto,
+    drop: (seq, attempt) => seq === 4 && attempt === 1,
+  });
+  sender.start();
+  await sender.done;
+  const tries = sent.filter((p) => p.seq === 4);
+  equal(tries.length, 2);
+  const gap = tries[1].at - tries[0].at;
+  ok(gap >= 29, `retransmitted after ${gap} ms, before the 30 ms RTO`);
+  equal(sent.length, 6); // five packets, one of them twice
+  deepEqual(
+    joined(
+      sent.filter((p) => p !== tries[0]).map((p) => p.payload),
+    ),
+    expectedBytes(5000),
+  );
+});
+
+Deno.test("snw sender: without answers it gives up after the timeout and closes the source", async () => {
+  const rto = new RtoEstimator({ initialMs: 10, minMs: 10, maxMs: 20 });
+  const { sender, sent, closed } = harness([1000, 1000, 1000], {
+    rto,
+    timeoutMs: 120,
+    drop: (seq) => seq === 3,
+  });
+  const started = performance.now();
+  sender.start();
+  await rejects(sender.done, TransferTimeoutError);
+  const elapsed = performance.now() - started;
+  ok(elapsed >= 120 && elapsed < 1000, `gave up after ${elapsed} ms`);
+  ok(sent.filter((p) => p.seq === 3).length >= 3, "retransmitted meanwhile");
+  ok(closed(), "the source was closed");
+});
+
+Deno.test("snw sender: a peer that closes having received the last packet ends the transfer well, otherwise it fails", async () => {
+  const whole = harness([1500], { drop: (seq) => seq === 3 });
+  whole.sender.start();
+  while (!whole.sent.some((p) => p.seq === 3)) {
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  whole.sender.peerClosed(3, new Error("closed"));
+  await whole.sender.done;
+
+  const cut = harness([2500], { drop: (seq) => seq === 3 });
+  cut.sender.start();
+  while (!cut.sent.some((p) => p.seq === 3)) {
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  cut.sender.peerClosed(3, new Error("closed early"));
+  await rejects(cut.sender.done, /closed early/);
+  ok(cut.closed(), "the source was closed");
+});
+
+/** A byte stream fed by a batcher, and its BYOB reader. */
+function batched(options?: { flushMs?: number; batchBytes?: number }) {
+  let batcher!: ByteStreamBatcher;
+  const readable = new ReadableStream({
+    type: "bytes",
+    start: (controller) => {
+      batcher = new ByteStreamBatcher(controller, options);
+    },
+  });
+  return { batcher, reader: readable.getReader({ mode: "byob" }) };
+}
+
+Deno.test("byte stream batcher: small payloads complete one read per batch, large ones a read each", async () => {
+  const { batcher, reader } = batched({ flushMs: 1000, batchBytes: 4000 });
+  let read = reader.read(new Uint8Array(65536));
+  for (let i = 0; i < 4; i++) batcher.push(new Uint8Array(1000).fill(i));
+  const first = await read;
+  equal(first.value?.length, 4000); // one read for four payloads
+  equal(first.value?.[3999], 3);
+  read = reader.read(new Uint8Array(first.value!.buffer));
+  batcher.push(new Uint8Array(5000).fill(7));
+  equal((await read).value?.length, 5000);
+});
+
+Deno.test("byte stream batcher: a partial batch completes its read after flushMs, or at close", async () => {
+  const { batcher, reader } = batched({ flushMs: 20 });
+  const started = performance.now();
+  const read = reader.read(new Uint8Array(65536));
+  batcher.push(new Uint8Array([1, 2, 3]));
+  const { value } = await read;
+  const waited = performance.now() - started;
+  deepEqual([...value!], [1, 2, 3]);
+  ok(waited >= 15, `completed after ${waited} ms, not batched`);
+  const last = reader.read(new Uint8Array(value!.buffer));
+  batcher.push(new Uint8Array([4]));
+  batcher.close();
+  deepEqual([...(await last).value!], [4]);
+  equal((await reader.read(new Uint8Array(8))).done, true);
+});
+
+Deno.test("byte stream batcher: what does not fit the pending read is queued after it, nothing lost", async () => {
+  const { batcher, reader } = batched({ flushMs: 1000 });
+  const read = reader.read(new Uint8Array(10));
+  batcher.push(new Uint8Array([1, 2, 3, 4, 5, 6]));
+  batcher.push(new Uint8Array([7, 8, 9, 10, 11, 12])); // 12 > 10
+  batcher.close();
+  const out: number[] = [...(await read).value!];
+  while (true) {
+    const { done, value } = await reader.read(new Uint8Array(10));
+    if (done) break;
+    out.push(...value);
+  }
+  deepEqual(out, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+});

@@ -1,0 +1,314 @@
+/**
+ * The data phase of an SNW transfer on the sending side: cuts the source
+ * into DATA packets and sends them one at a time, each until answered.
+ *
+ * It is a synchronous state machine driven by the session's packet
+ * dispatch, so the per-packet path holds no promise, generator or timer
+ * operation: when the outstanding packet's `ACK` (or `FIN`) is dispatched,
+ * {@linkcode SnwDataSender.answer} transmits the packet prepared while it
+ * waited and prepares the one after it (cut from the current source chunk,
+ * encoded into the other of two datagram buffers). The source is read
+ * asynchronously only when a chunk is used up.
+ *
+ * Retransmission uses one timer per transfer, armed for the outstanding
+ * packet's deadline (`RTO` after it was sent, doubled per retransmission)
+ * and moved only forward: a timer that fires before the current deadline
+ * (the packet it was armed for was answered) re-arms itself for the rest.
+ * Loopback round trips are ~0.1 ms and the RTO is at least 1 ms, so this
+ * costs one timer per RTO instead of two timer operations per packet.
+ *
+ * @module
+ */
+
+import { encodeSnwPacketInto, HEADER_SIZE, SnwType } from "./snw_packet.ts";
+import type { RtoEstimator } from "./rto.ts";
+
+/**
+ * A timer that fires less than this many ms before the outstanding packet's
+ * deadline retransmits it rather than waiting again: Deno's timers fire
+ * about a millisecond late, so a re-armed wait for a fraction of one would
+ * retransmit 1-2 ms after the deadline instead of at it.
+ */
+const TIMER_SLACK_MS = 0.5;
+
+/** Sends one datagram to the session's peer; failures count as loss. */
+export type Transmit = (datagram: Uint8Array) => Promise<void>;
+
+/** What {@linkcode SnwDataSender} needs from its session. */
+export interface SnwDataSenderInit {
+  /** The session id written into each packet. */
+  session: number;
+  /** The seq of the first DATA packet. */
+  firstSeq: number;
+  /** Bytes of file data per packet. */
+  chunkSize: number;
+  /** The announced size (sizes the datagram buffers). */
+  size: number;
+  /** The source, already checked against the announced size. */
+  chunks: AsyncIterator<Uint8Array>;
+  /** Give up after this long without an answer, in ms. */
+  timeoutMs: number;
+  /** The session's RTO estimator (sampled by answers, read for timeouts). */
+  rto: RtoEstimator;
+  /** Sends a datagram. */
+  transmit: Transmit;
+  /** Called once when an outstanding packet went unanswered for the timeout; returns the error to fail with. */
+  giveUp: () => Error;
+}
+
+/** The packet waiting for its answer. */
+interface Outstanding {
+  datagram: Uint8Array;
+  seq: number;
+  /** When it was last transmitted. */
+  sentAt: number;
+  /** When it was first transmitted (for the give-up timeout). */
+  firstSentAt: number;
+  /** The wait before its next retransmission. */
+  wait: number;
+  retransmitted: boolean;
+}
+
+/**
+ * Sends the DATA packets of one transfer (see the module documentation).
+ *
+ * @example
+ * ```ts ignore
+ * const sender = new SnwDataSender({ session, firstSeq, chunkSize, size,
+ *   chunks, timeoutMs, rto, transmit, giveUp });
+ * sender.start();          // the session calls sender.answer(seq) on ACK/FIN
+ * await sender.done;
+ * ```
+ */
+export class SnwDataSender {
+  /** Resolves when every packet was answered; rejects on failure. */
+  readonly done: Promise<void>;
+  #resolve!: () => void;
+  #reject!: (error: Error) => void;
+  readonly #init: SnwDataSenderInit;
+  #nextSeq: number;
+  #current?: Outstanding;
+  #prepared?: { datagram: Uint8Array; seq: number };
+  readonly #buffers: [Uint8Array, Uint8Array];
+  #turn = 0;
+  // The source: the chunk being cut and a payload's worth of leftovers.
+  #chunk?: Uint8Array;
+  #offset = 0;
+  readonly #partial: Uint8Array;
+  #fill = 0;
+  #fetching = false;
+  #sourceDone = false;
+  #timer?: ReturnType<typeof setTimeout>;
+  #timerAt = Infinity;
+  #finished = false;
+
+  /**
+   * Creates the sender; nothing is sent before {@linkcode start}.
+   *
+   * @param init The session's side of the transfer.
+   */
+  constructor(init: SnwDataSenderInit) {
+    this.#init = init;
+    this.#nextSeq = init.firstSeq;
+    const datagramBytes = HEADER_SIZE +
+      Math.min(init.chunkSize, Math.max(init.size, 1));
+    this.#buffers = [
+      new Uint8Array(datagramBytes),
+      new Uint8Array(datagramBytes),
+    ];
+    this.#partial = new Uint8Array(init.chunkSize);
+    this.done = new Promise<void>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  /** The seq after the last packet this sender used. */
+  get nextSeq(): number {
+    return this.#nextSeq;
+  }
+
+  /** Prepares and sends the first packet (or reads the source for it). */
+  start(): void {
+    this.#prepare();
+    this.#advance(performance.now());
+  }
+
+  /**
+   * An `ACK` or `FIN` arrived.
+   *
+   * @param seq The seq it answers.
+   * @returns Whether it answered this sender's outstanding packet.
+   */
+  answer(seq: number): boolean {
+    const current = this.#current;
+    if (this.#finished || current?.seq !== seq) return false;
+    const now = performance.now();
+    if (!current.retransmitted) this.#init.rto.sample(now - current.sentAt);
+    this.#current = undefined;
+    this.#advance(now);
+    return true;
+  }
+
+  /**
+   * The peer closed the session having received our packets up to
+   * `delivered`: the transfer succeeded if that covers all of it.
+   *
+   * @param delivered The highest of our seqs the peer received.
+   * @param error The failure otherwise.
+   */
+  peerClosed(delivered: number, error: Error): void {
+    if (this.#finished) return;
+    if (this.#current && this.#current.seq <= delivered) {
+      this.#current = undefined;
+    }
+    if (this.#current === undefined && this.#allSent()) this.#finish();
+    else this.fail(error);
+  }
+
+  /**
+   * Ends the transfer with `error` (idempotent); closes the source.
+   *
+   * @param error Why.
+   */
+  fail(error: Error): void {
+    if (this.#finished) return;
+    this.#finish(error);
+    this.#init.chunks.return?.().catch(() => {});
+  }
+
+  /** Nothing is prepared and nothing is left in the source. */
+  #allSent(): boolean {
+    return this.#prepared === undefined && this.#sourceDone &&
+      this.#fill === 0 && !this.#fetching;
+  }
+
+  /** Sends the prepared packet if none is outstanding; finishes at the end. */
+  #advance(now: number): void {
+    if (this.#current || this.#finished) return;
+    const prepared = this.#prepared;
+    if (prepared) {
+      this.#prepared = undefined;
+      const wait = this.#init.rto.rto;
+      this.#current = {
+        datagram: prepared.datagram,
+        seq: prepared.seq,
+        sentAt: now,
+        firstSentAt: now,
+        wait,
+        retransmitted: false,
+      };
+      void this.#init.transmit(prepared.datagram);
+      this.#armTimer(now + wait, now);
+      this.#prepare();
+    } else if (this.#allSent()) {
+      this.#finish();
+    }
+    // else: the source is being read; its arrival continues here
+  }
+
+  /** Cuts and encodes the next packet, if the source has its bytes yet. */
+  #prepare(): void {
+    if (this.#prepared || this.#finished) return;
+    const size = this.#init.chunkSize;
+    let payload: Uint8Array | undefined;
+    while (payload === undefined) {
+      const chunk = this.#chunk;
+      if (chunk && this.#offset < chunk.length) {
+        const left = chunk.length - this.#offset;
+        if (this.#fill === 0 && left >= size) {
+          payload = chunk.subarray(this.#offset, this.#offset + size);
+          this.#offset += size;
+        } else {
+          const n = Math.min(size - this.#fill, left);
+          this.#partial.set(
+            chunk.subarray(this.#offset, this.#offset + n),
+            this.#fill,
+          );
+          this.#fill += n;
+          this.#offset += n;
+          if (this.#fill === size) payload = this.#partial;
+        }
+      } else if (this.#sourceDone) {
+        if (this.#fill === 0) return; // everything is prepared
+        payload = this.#partial.subarray(0, this.#fill);
+      } else {
+        this.#fetch();
+        return;
+      }
+    }
+    this.#fill = 0; // a payload from the chunk itself left it at 0
+    const seq = this.#nextSeq++;
+    const datagram = encodeSnwPacketInto(
+      this.#buffers[this.#turn ^= 1],
+      SnwType.DATA,
+      this.#init.session,
+      seq,
+      payload,
+    );
+    this.#prepared = { datagram, seq };
+    // Every byte of the chunk is copied: the source may reuse its memory.
+    if (this.#chunk && this.#offset >= this.#chunk.length) this.#fetch();
+  }
+
+  /** Reads the next chunk of the source (one read at a time). */
+  #fetch(): void {
+    if (this.#fetching || this.#sourceDone || this.#finished) return;
+    this.#fetching = true;
+    this.#chunk = undefined;
+    this.#init.chunks.next().then((result) => {
+      this.#fetching = false;
+      if (this.#finished) return;
+      if (result.done) this.#sourceDone = true;
+      else {
+        this.#chunk = result.value;
+        this.#offset = 0;
+      }
+      this.#prepare();
+      this.#advance(performance.now());
+    }, (error) => {
+      this.#fetching = false;
+      this.fail(error instanceof Error ? error : new Error(String(error)));
+    });
+  }
+
+  /** Makes sure a timer fires no later than `at`. */
+  #armTimer(at: number, now: number): void {
+    if (this.#timer !== undefined) {
+      if (this.#timerAt <= at) return; // it fires first and re-arms
+      clearTimeout(this.#timer);
+    }
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => this.#onTimer(), at - now);
+  }
+
+  #onTimer(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    const current = this.#current;
+    if (this.#finished || !current) return;
+    const now = performance.now();
+    const deadline = current.sentAt + current.wait;
+    if (deadline - now > TIMER_SLACK_MS) {
+      this.#armTimer(deadline, now);
+      return;
+    }
+    if (now - current.firstSentAt >= this.#init.timeoutMs) {
+      this.fail(this.#init.giveUp());
+      return;
+    }
+    current.retransmitted = true;
+    current.wait = this.#init.rto.backedOff(current.wait);
+    current.sentAt = now;
+    void this.#init.transmit(current.datagram);
+    this.#armTimer(now + current.wait, now);
+  }
+
+  #finish(error?: Error): void {
+    this.#finished = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (error) this.#reject(error);
+    else this.#resolve();
+  }
+}
