@@ -1,6 +1,6 @@
 /** The SNW packet codec: round trips, every rejection, and a seeded fuzz. */
 
-import { equal, ok, throws } from "node:assert/strict";
+import { deepEqual, equal, ok, throws } from "node:assert/strict";
 import { seededRandom } from "../bench/seeded_random.ts";
 import {
   crc32,
@@ -155,4 +155,21 @@ Deno.test("crc32: the native and the table implementation agree", () => {
       tableCrc32(bytes),
     );
   }
+});
+
+Deno.test("snw packet: decoding leaves the datagram's bytes as they were, valid or not", () => {
+  const good = encodeSnwPacket(
+    SnwType.DATA,
+    5,
+    77,
+    new Uint8Array(300).fill(9),
+  );
+  const before = good.slice();
+  decodeSnwPacket(good);
+  deepEqual(good, before);
+  const bad = good.slice();
+  bad[100] ^= 1;
+  const badBefore = bad.slice();
+  throws(() => decodeSnwPacket(bad), SnwPacketError);
+  deepEqual(bad, badBefore);
 });
