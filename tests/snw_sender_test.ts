@@ -5,6 +5,7 @@
  */
 
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
+import { concatBytes } from "./_helpers/bytes.ts";
 import { ByteStreamBatcher } from "../transport/byte_stream_batcher.ts";
 import { RtoEstimator } from "../transport/rto.ts";
 import { decodeSnwPacket, SnwType } from "../transport/snw_packet.ts";
@@ -93,16 +94,6 @@ function harness(
   return { sender, sent, closed: () => chunks.closed };
 }
 
-function joined(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
 Deno.test("snw sender: cuts any chunking into full packets, in order, from a source that reuses its buffer", async () => {
   // 9007 bytes; the first chunk ends exactly with a packet cut from it
   const sizes = [1000, 1, 999, 2500, 7, 1000, 3000, 500];
@@ -115,7 +106,7 @@ Deno.test("snw sender: cuts any chunking into full packets, in order, from a sou
     sent.map((p) => p.payload.length),
     [...Array(Math.floor(total / 1000)).fill(1000), total % 1000],
   );
-  deepEqual(joined(sent.map((p) => p.payload)), expectedBytes(total));
+  deepEqual(concatBytes(sent.map((p) => p.payload)), expectedBytes(total));
   equal(sender.nextSeq, 2 + sent.length);
 });
 
@@ -133,7 +124,7 @@ Deno.test("snw sender: a lost packet is sent again after the RTO, and only it", 
   ok(gap >= 29, `retransmitted after ${gap} ms, before the 30 ms RTO`);
   equal(sent.length, 6); // five packets, one of them twice
   deepEqual(
-    joined(
+    concatBytes(
       sent.filter((p) => p !== tries[0]).map((p) => p.payload),
     ),
     expectedBytes(5000),

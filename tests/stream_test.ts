@@ -13,6 +13,7 @@ import {
   throws,
 } from "node:assert/strict";
 import { join } from "node:path";
+import { concatBytes } from "./_helpers/bytes.ts";
 import {
   decodeSize,
   decodeSizeBigInt,
@@ -52,15 +53,7 @@ import {
 } from "./stream/stream_fixtures.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
-const concat = (...parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-};
+const concat = (...parts: Uint8Array[]) => concatBytes(parts);
 
 // ---------------------------------------------------------------- codec ---
 

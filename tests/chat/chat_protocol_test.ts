@@ -6,6 +6,7 @@
 
 import { deepEqual, equal, ok, throws } from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { concatBytes } from "../_helpers/bytes.ts";
 import {
   ChatDecoder,
   type ChatDecoderOptions,
@@ -27,15 +28,7 @@ import { seededRandom as random } from "../../bench/seeded_random.ts";
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 const bytesOf = (value: string) => new TextEncoder().encode(value);
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
+const concat = concatBytes;
 
 /** Simplified view of events: file data concatenated per file. */
 type Decoded =
