@@ -11,6 +11,7 @@ import { RtoEstimator } from "../transport/rto.ts";
 import { decodeSnwPacket, SnwType } from "../transport/snw_packet.ts";
 import { SnwDataSender } from "../transport/snw_sender.ts";
 import { TransferTimeoutError } from "../transport/errors.ts";
+import { createSnwTransport } from "../transport/snw.ts";
 
 /**
  * A source that yields `sizes` bytes per chunk from ONE reused buffer,
@@ -219,4 +220,40 @@ Deno.test("byte stream batcher: what does not fit the pending read is queued aft
     out.push(...value);
   }
   deepEqual(out, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+});
+
+Deno.test("snw: aborting a send mid-transfer rejects it with the reason at once and closes the session", async () => {
+  const snw = createSnwTransport({ timeoutMs: 2000 });
+  using listener = snw.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepting = listener.accept();
+  await using conn = await snw.connect({
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+  });
+  await using peer = await accepting;
+  const incoming = peer.receive();
+  let release!: () => void;
+  const stalled = new Promise<void>((resolve) => release = resolve);
+  async function* slowSource() {
+    yield new Uint8Array(3000);
+    await stalled; // the source stalls: no packet is outstanding
+    yield new Uint8Array(3000);
+  }
+  const controller = new AbortController();
+  const sending = conn.send(6000, slowSource(), { signal: controller.signal });
+  const transfer = await incoming;
+  const reading = (async () => {
+    for await (const _ of transfer.readable) { /* drain */ }
+  })().catch((error) => error);
+  await new Promise((r) => setTimeout(r, 50));
+  const started = performance.now();
+  controller.abort(new Error("stop now"));
+  await rejects(sending, /stop now/);
+  ok(performance.now() - started < 500, "rejected at once");
+  release();
+  await rejects(conn.send(1, new Uint8Array(1)));
+  ok(
+    (await reading) instanceof Error,
+    "the receiver's stream ends in an error",
+  );
 });
