@@ -3,8 +3,8 @@
  *
  * A transport that receives many small datagrams (SNW's 1000-byte chunks)
  * would otherwise complete its reader's `read()` once per datagram: each a
- * promise, a buffer transfer and a turn of the reader's loop, which costs
- * more than the datagram itself. The batcher copies each payload straight
+ * promise, a buffer transfer and a turn of the reader's loop: ~25 µs per
+ * datagram for SNW's receiver, measured on a 2-core VM. The batcher copies each payload straight
  * into the pending BYOB read's buffer and completes the read only once it
  * holds `batchBytes` (or the buffer is full), when the stream ends, or
  * `flushMs` after the first byte went in — so a reader sees data at most
