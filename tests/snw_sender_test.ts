@@ -1,5 +1,5 @@
 /**
- * SnwDataSender (transport/snw_sender.ts) and ByteStreamBatcher
+ * SnwSender (transport/snw_sender.ts) and ByteStreamBatcher
  * (transport/byte_stream_batcher.ts) on their own, without sockets: the
  * two halves of SNW's per-packet path.
  */
@@ -8,8 +8,13 @@ import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { concatBytes } from "./_helpers/bytes.ts";
 import { ByteStreamBatcher } from "../transport/byte_stream_batcher.ts";
 import { RtoEstimator } from "../transport/rto.ts";
-import { decodeSnwPacket, SnwType } from "../transport/snw_packet.ts";
-import { SnwDataSender } from "../transport/snw_sender.ts";
+import {
+  decodeSnwPacket,
+  encodeLenPayload,
+  encodeSnwPacket,
+  SnwType,
+} from "../transport/snw_packet.ts";
+import { SnwSender } from "../transport/snw_sender.ts";
 import { TransferTimeoutError } from "../transport/errors.ts";
 import { createSnwTransport } from "../transport/snw.ts";
 
@@ -46,7 +51,7 @@ function expectedBytes(total: number): Uint8Array {
 }
 
 interface Harness {
-  sender: SnwDataSender;
+  sender: SnwSender;
   sent: { seq: number; payload: Uint8Array; at: number }[];
   closed: () => boolean;
 }
@@ -67,16 +72,26 @@ function harness(
   const sent: Harness["sent"] = [];
   const attempts = new Map<number, number>();
   const chunks = reusedBufferSource(sizes);
-  const sender: SnwDataSender = new SnwDataSender({
+  const size = sizes.reduce((a, b) => a + b, 0);
+  const sender: SnwSender = new SnwSender({
     session: 9,
+    first: {
+      datagram: encodeSnwPacket(SnwType.LEN, 9, 1, encodeLenPayload(size)),
+      seq: 1,
+    },
     firstSeq: 2,
     chunkSize: options.chunkSize ?? 1000,
-    size: sizes.reduce((a, b) => a + b, 0),
+    size,
     chunks,
     timeoutMs: options.timeoutMs ?? 1000,
     rto: options.rto ?? new RtoEstimator(),
     transmit: (datagram) => {
       const packet = decodeSnwPacket(datagram);
+      if (packet.type === SnwType.LEN) {
+        equal(packet.seq, 1);
+        setTimeout(() => sender.answer(packet.seq), 0);
+        return Promise.resolve();
+      }
       equal(packet.type, SnwType.DATA);
       const attempt = (attempts.get(packet.seq) ?? 0) + 1;
       attempts.set(packet.seq, attempt);

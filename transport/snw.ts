@@ -43,7 +43,7 @@ import {
   type SnwPacket,
   SnwType,
 } from "./snw_packet.ts";
-import { SnwDataSender, type Transmit } from "./snw_sender.ts";
+import { SnwSender, type SnwSenderInit, type Transmit } from "./snw_sender.ts";
 import { sizedChunks } from "./transfer_source.ts";
 import type {
   ChannelAcceptor,
@@ -130,20 +130,6 @@ function resolveOptions(options: SnwOptions): ResolvedOptions {
 const tagEncoder = new TextEncoder();
 const tagDecoder = new TextDecoder();
 
-/** One encoded packet of the sender. */
-interface OutgoingPacket {
-  datagram: Uint8Array;
-  seq: number;
-}
-
-/** The sender's wait for the ACK/FIN of one packet (across retransmissions). */
-interface AnswerWaiter {
-  seq: number;
-  answered: boolean;
-  error?: Error;
-  wake?: (answered: boolean) => void;
-}
-
 interface TransferWaiter {
   resolve: (transfer: IncomingTransfer) => void;
   reject: (error: Error) => void;
@@ -185,10 +171,8 @@ export class SnwConn implements TransportConn {
   // Sender side.
   #nextSeq = 1;
   #sendChain: Promise<void> = Promise.resolve();
-  /** The wait for the answer to OPEN or LEN. */
-  #waiter?: AnswerWaiter;
-  /** The data phase of the transfer being sent. */
-  #dataSender?: SnwDataSender;
+  /** Sends the OPEN, or the transfer being sent. */
+  #sender?: SnwSender;
 
   // Receiver side.
   #expected = 1;
@@ -263,17 +247,59 @@ export class SnwConn implements TransportConn {
     if (!Number.isSafeInteger(size) || size < 0) {
       throw new RangeError(`invalid transfer size ${size}`);
     }
+    const seq = this.#nextSeq++;
+    await this.#run({
+      first: {
+        datagram: encodeSnwPacket(
+          SnwType.LEN,
+          this.session,
+          seq,
+          encodeLenPayload(size),
+        ),
+        seq,
+      },
+      firstSeq: this.#nextSeq,
+      size,
+      chunks: sizedChunks(source, size),
+    }, signal);
+  }
+
+  /**
+   * Opens the session (connector side): OPEN with the tag until its ACK.
+   *
+   * @param tag The channel tag ("" for standalone sessions).
+   * @param signal Cancellation.
+   */
+  async open(tag: string, signal?: AbortSignal): Promise<void> {
+    const payload = tagEncoder.encode(tag);
+    if (payload.length > MAX_TAG_BYTES) {
+      throw new RangeError(`SNW tag longer than ${MAX_TAG_BYTES} bytes`);
+    }
+    await this.#run({
+      first: {
+        datagram: encodeSnwPacket(SnwType.OPEN, this.session, 0, payload),
+        seq: 0,
+      },
+      firstSeq: this.#nextSeq,
+      size: 0,
+    }, signal);
+  }
+
+  /**
+   * Sends `first` (and the data, if any) until all is answered; on failure
+   * the session ends (the peer's view of the stream is then undefined).
+   */
+  async #run(
+    init: Pick<SnwSenderInit, "first" | "firstSeq" | "size" | "chunks">,
+    signal?: AbortSignal,
+  ): Promise<void> {
     try {
-      await this.#sendReliably(
-        this.#packet(SnwType.LEN, encodeLenPayload(size)),
-        signal,
-      );
-      const sender = new SnwDataSender({
+      signal?.throwIfAborted();
+      this.#assertUsable();
+      const sender = new SnwSender({
+        ...init,
         session: this.session,
-        firstSeq: this.#nextSeq,
         chunkSize: this.#options.chunkSize,
-        size,
-        chunks: sizedChunks(source, size),
         timeoutMs: this.#options.timeoutMs,
         rto: this.#rto,
         transmit: this.#transmit,
@@ -289,117 +315,19 @@ export class SnwConn implements TransportConn {
         );
       };
       signal?.addEventListener("abort", onAbort, { once: true });
-      this.#dataSender = sender;
+      this.#sender = sender;
       try {
         sender.start();
         await sender.done;
       } finally {
         this.#nextSeq = sender.nextSeq;
-        this.#dataSender = undefined;
+        this.#sender = undefined;
         signal?.removeEventListener("abort", onAbort);
       }
-    } catch (error) {
-      // The receiver's view of the stream is now undefined: end the session
-      // (which also ends a packet still waiting for its answer).
-      this.#fail(
-        error instanceof Error ? error : new Error(String(error)),
-      );
-      throw error;
-    }
-  }
-
-  /** Encodes this session's next packet (a fresh buffer). */
-  #packet(
-    type: typeof SnwType[keyof typeof SnwType],
-    payload: Uint8Array,
-  ): OutgoingPacket {
-    const seq = this.#nextSeq++;
-    return {
-      datagram: encodeSnwPacket(type, this.session, seq, payload),
-      seq,
-    };
-  }
-
-  /**
-   * Opens the session (connector side): OPEN with the tag until its ACK.
-   *
-   * @param tag The channel tag ("" for standalone sessions).
-   * @param signal Cancellation.
-   */
-  async open(tag: string, signal?: AbortSignal): Promise<void> {
-    const payload = tagEncoder.encode(tag);
-    if (payload.length > MAX_TAG_BYTES) {
-      throw new RangeError(`SNW tag longer than ${MAX_TAG_BYTES} bytes`);
-    }
-    try {
-      await this.#sendReliably({
-        datagram: encodeSnwPacket(SnwType.OPEN, this.session, 0, payload),
-        seq: 0,
-      }, signal);
     } catch (error) {
       this.#fail(error instanceof Error ? error : new Error(String(error)));
       throw error;
     }
-  }
-
-  /** Sends OPEN or LEN until it is answered. */
-  async #sendReliably(
-    packet: OutgoingPacket,
-    signal?: AbortSignal,
-  ): Promise<void> {
-    const { datagram, seq } = packet;
-    const started = performance.now();
-    let retransmitted = false;
-    // Backoff doubles the wait for this packet's retransmissions only; the
-    // next packet starts from the estimate again (see docs/snw.md).
-    let wait = this.#rto.rto;
-    const waiter: AnswerWaiter = { seq, answered: false };
-    this.#waiter = waiter;
-    try {
-      while (true) {
-        if (waiter.error) throw waiter.error;
-        signal?.throwIfAborted();
-        if (waiter.answered) return;
-        this.#assertUsable();
-        const sentAt = performance.now();
-        void this.#transmit(datagram);
-        if (await this.#answerWithin(waiter, wait, signal)) {
-          if (!retransmitted) this.#rto.sample(performance.now() - sentAt);
-          return;
-        }
-        if (waiter.error) throw waiter.error;
-        signal?.throwIfAborted();
-        if (performance.now() - started >= this.#options.timeoutMs) {
-          this.#options.reportGiveUp(SNW_GIVE_UP.noAck);
-          throw new TransferTimeoutError(SNW_GIVE_UP.noAck);
-        }
-        retransmitted = true;
-        wait = this.#rto.backedOff(wait);
-      }
-    } finally {
-      if (this.#waiter === waiter) this.#waiter = undefined;
-    }
-  }
-
-  /** Resolves true once `waiter` is answered, false on timeout or abort. */
-  #answerWithin(
-    waiter: AnswerWaiter,
-    ms: number,
-    signal?: AbortSignal,
-  ): Promise<boolean> {
-    if (waiter.answered) return Promise.resolve(true);
-    return new Promise<boolean>((resolve) => {
-      const finish = (answered: boolean) => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        waiter.wake = undefined;
-        resolve(answered);
-      };
-      const onAbort = () => finish(false);
-      const timer = setTimeout(() => finish(false), ms);
-      signal?.addEventListener("abort", onAbort, { once: true });
-      waiter.wake = finish;
-    });
   }
 
   /**
@@ -438,12 +366,7 @@ export class SnwConn implements TransportConn {
     switch (packet.type) {
       case SnwType.ACK:
       case SnwType.FIN: {
-        if (this.#dataSender?.answer(packet.seq)) return;
-        const waiter = this.#waiter;
-        if (waiter?.seq === packet.seq && !waiter.answered) {
-          waiter.answered = true;
-          waiter.wake?.(true);
-        }
+        this.#sender?.answer(packet.seq);
         return;
       }
       case SnwType.LEN:
@@ -585,29 +508,15 @@ export class SnwConn implements TransportConn {
    * delivered.
    */
   #onPeerClose(delivered: number): void {
-    const waiter = this.#waiter;
-    if (waiter && !waiter.answered && waiter.seq <= delivered) {
-      waiter.answered = true;
-      waiter.wake?.(true);
-    }
     this.#peerClosed = true;
     const lost = new ConnectionLostError("the SNW peer closed the session");
-    this.#dataSender?.peerClosed(delivered, lost);
+    this.#sender?.peerClosed(delivered, lost);
     if (this.#incoming) {
       this.#incoming.batcher.error(lost);
       this.#incoming = undefined;
       clearInterval(this.#watchdog);
     }
-    this.#wakeWithError(lost);
     for (const receiver of this.#receivers.splice(0)) receiver.reject(lost);
-  }
-
-  #wakeWithError(error: Error): void {
-    this.#dataSender?.fail(error);
-    const waiter = this.#waiter;
-    if (!waiter || waiter.answered) return;
-    waiter.error = error;
-    waiter.wake?.(false);
   }
 
   #assertUsable(): void {
@@ -625,7 +534,7 @@ export class SnwConn implements TransportConn {
       this.#incoming.batcher.error(error);
       this.#incoming = undefined;
     }
-    this.#wakeWithError(error);
+    this.#sender?.fail(error);
     for (const receiver of this.#receivers.splice(0)) receiver.reject(error);
     this.#shutdown();
   }

@@ -1,11 +1,12 @@
 /**
- * The data phase of an SNW transfer on the sending side: cuts the source
- * into DATA packets and sends them one at a time, each until answered.
+ * The sending side of SNW: sends a session's OPEN, or a transfer's LEN and
+ * then its source cut into DATA packets, one packet at a time, each until
+ * answered.
  *
  * It is a synchronous state machine driven by the session's packet
  * dispatch, so the per-packet path holds no promise, generator or timer
  * operation: when the outstanding packet's `ACK` (or `FIN`) is dispatched,
- * {@linkcode SnwDataSender.answer} transmits the packet prepared while it
+ * {@linkcode SnwSender.answer} transmits the packet prepared while it
  * waited and prepares the one after it (cut from the current source chunk,
  * encoded into the other of two datagram buffers). The source is read
  * asynchronously only when a chunk is used up.
@@ -34,18 +35,28 @@ const TIMER_SLACK_MS = 0.5;
 /** Sends one datagram to the session's peer; failures count as loss. */
 export type Transmit = (datagram: Uint8Array) => Promise<void>;
 
-/** What {@linkcode SnwDataSender} needs from its session. */
-export interface SnwDataSenderInit {
+/** One encoded packet. */
+export interface SnwOutgoingPacket {
+  /** The datagram. */
+  datagram: Uint8Array;
+  /** Its seq. */
+  seq: number;
+}
+
+/** What {@linkcode SnwSender} needs from its session. */
+export interface SnwSenderInit {
   /** The session id written into each packet. */
   session: number;
+  /** A packet sent before any DATA (OPEN, or the transfer's LEN). */
+  first: SnwOutgoingPacket;
   /** The seq of the first DATA packet. */
   firstSeq: number;
   /** Bytes of file data per packet. */
   chunkSize: number;
-  /** The announced size (sizes the datagram buffers). */
+  /** The announced size (sizes the datagram buffers; 0 without data). */
   size: number;
-  /** The source, already checked against the announced size. */
-  chunks: AsyncIterator<Uint8Array>;
+  /** The source, already checked against the announced size; none for OPEN. */
+  chunks?: AsyncIterator<Uint8Array>;
   /** Give up after this long without an answer, in ms. */
   timeoutMs: number;
   /** The session's RTO estimator (sampled by answers, read for timeouts). */
@@ -70,25 +81,26 @@ interface Outstanding {
 }
 
 /**
- * Sends the DATA packets of one transfer (see the module documentation).
+ * Sends OPEN, or one transfer's LEN and DATA packets (see the module
+ * documentation).
  *
  * @example
  * ```ts ignore
- * const sender = new SnwDataSender({ session, firstSeq, chunkSize, size,
+ * const sender = new SnwSender({ session, first, firstSeq, chunkSize, size,
  *   chunks, timeoutMs, rto, transmit, giveUp });
  * sender.start();          // the session calls sender.answer(seq) on ACK/FIN
  * await sender.done;
  * ```
  */
-export class SnwDataSender {
+export class SnwSender {
   /** Resolves when every packet was answered; rejects on failure. */
   readonly done: Promise<void>;
   #resolve!: () => void;
   #reject!: (error: Error) => void;
-  readonly #init: SnwDataSenderInit;
+  readonly #init: SnwSenderInit;
   #nextSeq: number;
   #current?: Outstanding;
-  #prepared?: { datagram: Uint8Array; seq: number };
+  #prepared?: SnwOutgoingPacket;
   readonly #buffers: [Uint8Array, Uint8Array];
   #turn = 0;
   // The source: the chunk being cut and a payload's worth of leftovers.
@@ -107,16 +119,17 @@ export class SnwDataSender {
    *
    * @param init The session's side of the transfer.
    */
-  constructor(init: SnwDataSenderInit) {
+  constructor(init: SnwSenderInit) {
     this.#init = init;
     this.#nextSeq = init.firstSeq;
-    const datagramBytes = HEADER_SIZE +
-      Math.min(init.chunkSize, Math.max(init.size, 1));
+    this.#prepared = init.first;
+    this.#sourceDone = init.chunks === undefined;
+    const payloadBytes = Math.min(init.chunkSize, Math.max(init.size, 1));
     this.#buffers = [
-      new Uint8Array(datagramBytes),
-      new Uint8Array(datagramBytes),
+      new Uint8Array(HEADER_SIZE + payloadBytes),
+      new Uint8Array(HEADER_SIZE + payloadBytes),
     ];
-    this.#partial = new Uint8Array(init.chunkSize);
+    this.#partial = new Uint8Array(payloadBytes);
     this.done = new Promise<void>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -128,9 +141,8 @@ export class SnwDataSender {
     return this.#nextSeq;
   }
 
-  /** Prepares and sends the first packet (or reads the source for it). */
+  /** Sends the first packet and prepares the one after it. */
   start(): void {
-    this.#prepare();
     this.#advance(performance.now());
   }
 
@@ -174,7 +186,7 @@ export class SnwDataSender {
   fail(error: Error): void {
     if (this.#finished) return;
     this.#finish(error);
-    this.#init.chunks.return?.().catch(() => {});
+    this.#init.chunks?.return?.().catch(() => {});
   }
 
   /** Nothing is prepared and nothing is left in the source. */
@@ -253,10 +265,13 @@ export class SnwDataSender {
 
   /** Reads the next chunk of the source (one read at a time). */
   #fetch(): void {
-    if (this.#fetching || this.#sourceDone || this.#finished) return;
+    const chunks = this.#init.chunks;
+    if (!chunks || this.#fetching || this.#sourceDone || this.#finished) {
+      return;
+    }
     this.#fetching = true;
     this.#chunk = undefined;
-    this.#init.chunks.next().then((result) => {
+    chunks.next().then((result) => {
       this.#fetching = false;
       if (this.#finished) return;
       if (result.done) this.#sourceDone = true;
