@@ -96,6 +96,14 @@ export class ByteStreamBatcher {
     this.#controller.enqueue(payload.slice());
   }
 
+  /**
+   * Room left in the stream's queue before it is over its high-water mark
+   * (bytes waiting in a pending read are the reader's, not queued).
+   */
+  get desiredSize(): number {
+    return this.#controller.desiredSize ?? 0;
+  }
+
   /** Completes the pending read with what it holds, if anything. */
   flush(): void {
     if (this.#timer !== undefined) {

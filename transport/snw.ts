@@ -139,7 +139,6 @@ interface IncomingState {
   remaining: number;
   dataPackets: number;
   lastProgress: number;
-  controller: ReadableByteStreamController;
   batcher: ByteStreamBatcher;
 }
 
@@ -420,7 +419,7 @@ export class SnwConn implements TransportConn {
     // sender's next packet is then on its way while this one is handled.
     if (incoming.remaining === 0) {
       this.#finishIncoming(seq, packet.payload);
-    } else if ((incoming.controller.desiredSize ?? 0) - length > 0) {
+    } else if (incoming.batcher.desiredSize - length > 0) {
       this.#answer(SnwType.ACK, seq);
       incoming.batcher.push(packet.payload);
     } else {
@@ -457,7 +456,6 @@ export class SnwConn implements TransportConn {
       remaining: size,
       dataPackets: 0,
       lastProgress: performance.now(),
-      controller,
       batcher: new ByteStreamBatcher(controller),
     };
     this.#answer(SnwType.ACK, seq);
