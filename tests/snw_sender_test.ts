@@ -237,6 +237,19 @@ Deno.test("byte stream batcher: what does not fit the pending read is queued aft
   deepEqual(out, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
 });
 
+Deno.test("byte stream batcher: closing while a read is pending with no bytes ends that read as done", async () => {
+  const { batcher, reader } = batched({ flushMs: 1000 });
+  const read = reader.read(new Uint8Array(16));
+  batcher.close();
+  const timeout = new Promise<"pending">((resolve) => {
+    const timer = setTimeout(() => resolve("pending"), 500);
+    read.finally(() => clearTimeout(timer));
+  });
+  const result = await Promise.race([read, timeout]);
+  ok(result !== "pending", "the read was left pending after close");
+  equal(result.done, true);
+});
+
 Deno.test("snw: aborting a send mid-transfer rejects it with the reason at once and closes the session", async () => {
   const snw = createSnwTransport({ timeoutMs: 2000 });
   using listener = snw.listen({ hostname: "127.0.0.1", port: 0 });

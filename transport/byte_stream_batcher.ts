@@ -120,10 +120,14 @@ export class ByteStreamBatcher {
     }
   }
 
-  /** Flushes and closes the stream. */
+  /**
+   * Flushes and closes the stream. A BYOB read still pending (it got no
+   * bytes) then ends as done: closing alone would leave it pending forever.
+   */
   close(): void {
     this.flush();
     this.#controller.close();
+    this.#controller.byobRequest?.respond(0);
   }
 
   /**
