@@ -9,6 +9,10 @@
  *                                               # "received <bytes> <sha256> <rssKiB>"
  * transfer_peer.ts send <tcp|snw|raw|raw-file|udp> <port> <file>
  *                                               # "start", then "sent <bytes> <ms> <rssKiB>"
+ * transfer_peer.ts receive-count <tcp|snw>       # as receive, counting bytes without hashing:
+ *                                               # "received <bytes> - <rssKiB>"
+ * transfer_peer.ts send-memory <tcp|snw> <port> <bytes>
+ *                                               # as send, from a 1 MiB buffer in memory
  * transfer_peer.ts udp-echo                     # "listening <port>"; answers each datagram with "ACK"
  * transfer_peer.ts udp-ping <port> <payload> <bytes>
  *                                               # "sent <bytes> <ms> <rssKiB>"
@@ -22,6 +26,8 @@
  * datagram of SNW's chunk size, one 25-byte answer) with the same file
  * reading and hashing, and none of SNW's headers, checksums, timers or
  * sessions.
+ * `send-memory` and `receive-count` measure a transport alone, doing what
+ * the UDP ping-pong does: bytes from memory, counted on arrival.
  *
  * @module
  */
@@ -49,15 +55,69 @@ export function peakRssKiB(): number {
   }
 }
 
-/** Reads a file in 1 MiB pieces (Deno's small async reads are slow). */
+/**
+ * Reads a file in 1 MiB pieces (Deno's small async reads are slow), one read
+ * ahead into the other of two buffers, as the file service's sender does: a
+ * chunk stays valid until the next is asked for, and the read of the next
+ * overlaps the sending of this one.
+ */
 async function* fileChunks(path: string): AsyncGenerator<Uint8Array> {
   using file = await Deno.open(path);
-  const buffer = new Uint8Array(READ_SIZE);
-  while (true) {
+  const buffers = [new Uint8Array(READ_SIZE), new Uint8Array(READ_SIZE)];
+  let turn = 0;
+  const readNext = async () => {
+    const buffer = buffers[turn++ % 2];
     const n = await file.read(buffer);
-    if (n === null) return;
-    yield buffer.subarray(0, n);
+    return n === null ? null : buffer.subarray(0, n);
+  };
+  let next = readNext();
+  while (true) {
+    const chunk = await next;
+    if (chunk === null) return;
+    next = readNext();
+    next.catch(() => {}); // surfaced when awaited
+    yield chunk;
   }
+}
+
+/** Counts a transport's incoming transfer without hashing it. */
+async function receiveCount(kind: string): Promise<string> {
+  using listener = transportByName(kind).listen({
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  console.log(`listening ${listener.addr.port}`);
+  await using conn = await listener.accept();
+  const incoming = await conn.receive();
+  let bytes = 0;
+  for await (const chunk of transferChunks(incoming.readable)) {
+    bytes += chunk.length;
+  }
+  return `received ${bytes} - ${peakRssKiB()}`;
+}
+
+/** Sends `bytes` over a transport from one 1 MiB buffer in memory. */
+async function sendMemory(
+  kind: string,
+  port: number,
+  bytes: number,
+): Promise<string> {
+  const block = new Uint8Array(READ_SIZE);
+  crypto.getRandomValues(block.subarray(0, 65536));
+  async function* chunks(): AsyncGenerator<Uint8Array> {
+    for (let sent = 0; sent < bytes; sent += block.length) {
+      yield block.subarray(0, Math.min(block.length, bytes - sent));
+    }
+  }
+  await using conn = await transportByName(kind).connect({
+    hostname: "127.0.0.1",
+    port,
+  });
+  console.log("start");
+  const started = performance.now();
+  await conn.send(bytes, chunks());
+  const ms = performance.now() - started;
+  return `sent ${bytes} ${ms.toFixed(1)} ${peakRssKiB()}`;
 }
 
 async function receive(kind: string): Promise<string> {
@@ -227,6 +287,12 @@ if (import.meta.main) {
     case "send":
       console.log(await send(a, Number(b), c));
       break;
+    case "receive-count":
+      console.log(await receiveCount(a ?? "tcp"));
+      break;
+    case "send-memory":
+      console.log(await sendMemory(a, Number(b), Number(c)));
+      break;
     case "udp-echo":
       await udpEcho();
       break;
@@ -235,7 +301,7 @@ if (import.meta.main) {
       break;
     default:
       console.error(
-        "usage: transfer_peer.ts receive|send|udp-echo|udp-ping ...",
+        "usage: transfer_peer.ts receive|send|receive-count|send-memory|udp-echo|udp-ping ...",
       );
       Deno.exit(2);
   }
