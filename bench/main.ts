@@ -94,6 +94,7 @@ async function transportBench(
       await writeTestFile(path, size * MiB, 8);
       const env = { SOCKKIT_SNW_CHUNK_SIZE: String(chunk) };
       const snw = await measure("snw", path, runs, { env });
+      const alone = await measure("snw", path, runs, { env, memory: true });
       const udp = await measure("udp", path, runs, { env });
       const pings: number[] = [];
       for (let i = 0; i < runs; i++) {
@@ -112,6 +113,15 @@ async function transportBench(
         }x plain UDP stop-and-wait doing the same job as SNW here (${
           throughput(size * MiB, udp.ms)
         }: file read, SHA-256 of what arrives); ${snw.rss}`,
+      );
+      out(
+        `(b) snw ${chunk} B chunks, the transport alone (from memory, counted on arrival, as the ping-pong does): ${
+          throughput(size * MiB, alone.ms)
+        } = ${
+          (ping / alone.ms).toFixed(3)
+        }x the ping-pong -> target >= 0.85x: ${
+          ping / alone.ms >= 0.85 ? "met" : "NOT met"
+        }; ${alone.rss}`,
       );
     }
     const lossy = `${dir}/lossy.bin`;

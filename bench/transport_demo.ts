@@ -36,6 +36,12 @@ export interface TransferOptions {
   relay?: Omit<RelayOptions, "targetPort">;
   /** Known SHA-256 of the file (skips hashing it again). */
   sha256?: string;
+  /**
+   * Measure the transport alone: send as many bytes as the file has from
+   * memory and count them on arrival, hashing nothing (both hashes are
+   * then `""`).
+   */
+  memory?: boolean;
 }
 
 /** A child process whose stdout is read line by line with arrival times. */
@@ -82,9 +88,13 @@ export async function transferBetweenProcesses(
   path: string,
   options: TransferOptions = {},
 ): Promise<TransferResult> {
-  const sentSha256 = options.sha256 ?? await sha256File(path);
+  const memory = options.memory ?? false;
+  const sentSha256 = memory ? "" : options.sha256 ?? await sha256File(path);
   const env = options.env ?? {};
-  await using receiver = new PeerProcess(["receive", kind], env);
+  await using receiver = new PeerProcess(
+    [memory ? "receive-count" : "receive", kind],
+    env,
+  );
   const first = (await receiver.line()).text;
   let port = Number(/^listening (\d+)$/.exec(first)?.[1]);
   if (!port) throw new Error(`receiver did not start: ${first}`);
@@ -92,21 +102,24 @@ export async function transferBetweenProcesses(
     ? LossyRelay.start({ ...options.relay, targetPort: port })
     : undefined;
   if (relay) port = relay.port;
-  await using sender = new PeerProcess(["send", kind, String(port), path], env);
+  const sendArgs = memory
+    ? ["send-memory", kind, String(port), String((await Deno.stat(path)).size)]
+    : ["send", kind, String(port), path];
+  await using sender = new PeerProcess(sendArgs, env);
   const start = await sender.line();
   if (start.text !== "start") throw new Error(`sender failed: ${start.text}`);
   const report = await receiver.line();
   const sent = (await sender.line()).text;
-  const received = /^received (\d+) ([0-9a-f]{64}) (\d+)$/.exec(report.text);
+  const received = /^received (\d+) ([0-9a-f]{64}|-) (\d+)$/.exec(report.text);
   const sentMatch = /^sent (\d+) [\d.]+ (\d+)$/.exec(sent);
-  if (!received || !sentMatch) {
+  if (!received || !sentMatch || received[1] !== sentMatch[1]) {
     throw new Error(`transfer failed: ${report.text} / ${sent}`);
   }
   return {
     bytes: Number(sentMatch[1]),
     ms: report.at - start.at,
     sentSha256,
-    receivedSha256: received[2],
+    receivedSha256: memory ? "" : received[2],
     senderRssKiB: Number(sentMatch[2]),
     receiverRssKiB: Number(received[3]),
   };
