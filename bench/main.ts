@@ -40,25 +40,55 @@ function mib(kib: number): string {
   return `${(kib / 1024).toFixed(0)} MiB`;
 }
 
-async function measure(
+/** One timed run's duration and the peak RSS line of its two sides. */
+interface Sample {
+  ms: number;
+  rss: string;
+}
+
+/** One transfer between two processes, its hashes checked. */
+async function once(
   kind: string,
   path: string,
-  runs: number,
   options: TransferOptions = {},
-): Promise<{ ms: number; rss: string }> {
-  const samples: number[] = [];
-  let rss = "";
-  for (let i = 0; i < runs; i++) {
-    const r = await transferBetweenProcesses(kind, path, options);
-    if (r.sentSha256 !== r.receivedSha256) {
-      throw new Error(`${kind}: SHA-256 mismatch`);
-    }
-    samples.push(r.ms);
-    rss = `peak RSS sender ${mib(r.senderRssKiB)}, receiver ${
-      mib(r.receiverRssKiB)
-    }`;
+): Promise<Sample> {
+  const r = await transferBetweenProcesses(kind, path, options);
+  if (r.sentSha256 !== r.receivedSha256) {
+    throw new Error(`${kind}: SHA-256 mismatch`);
   }
-  return { ms: median(samples), rss };
+  return {
+    ms: r.ms,
+    rss: `peak RSS sender ${mib(r.senderRssKiB)}, receiver ${
+      mib(r.receiverRssKiB)
+    }`,
+  };
+}
+
+/**
+ * Runs every job once per round, `runs` rounds, so that a figure and its
+ * reference share the machine's slow and fast spells (on the 2-core VM of
+ * the README's figures, the UDP ping-pong measured 8.6 and 13.1 MiB/s in two
+ * runs minutes apart), and reports each job's median.
+ */
+async function interleaved<K extends string>(
+  runs: number,
+  jobs: Record<K, () => Promise<Sample>>,
+): Promise<Record<K, Sample>> {
+  const samples = {} as Record<K, Sample[]>;
+  for (let round = 0; round < runs; round++) {
+    for (const key of Object.keys(jobs) as K[]) {
+      (samples[key] ??= []).push(await jobs[key]());
+    }
+  }
+  const result = {} as Record<K, Sample>;
+  for (const key of Object.keys(jobs) as K[]) {
+    const list = samples[key];
+    result[key] = {
+      ms: median(list.map((sample) => sample.ms)),
+      rss: list[list.length - 1].rss,
+    };
+  }
+  return result;
 }
 
 /** Issue 2's transport figures: (a) tcp vs raw copy, (b) snw vs UDP ping-pong, (c) loss, (d) RSS. */
@@ -77,8 +107,10 @@ async function transportBench(
     const bytes = sizeMiB * MiB;
     await writeTestFile(big, bytes, 7);
     const sha256 = await sha256File(big);
-    const raw = await measure("raw", big, runs, { sha256 });
-    const tcp = await measure("tcp", big, runs, { sha256 });
+    const { raw, tcp } = await interleaved(runs, {
+      raw: () => once("raw", big, { sha256 }),
+      tcp: () => once("tcp", big, { sha256 }),
+    });
     out(
       `(a) plain TCP copy (reference): ${sizeMiB} MiB in ${
         raw.ms.toFixed(0)
@@ -93,14 +125,16 @@ async function transportBench(
       const path = `${dir}/snw-${chunk}.bin`;
       await writeTestFile(path, size * MiB, 8);
       const env = { SOCKKIT_SNW_CHUNK_SIZE: String(chunk) };
-      const snw = await measure("snw", path, runs, { env });
-      const alone = await measure("snw", path, runs, { env, memory: true });
-      const udp = await measure("udp", path, runs, { env });
-      const pings: number[] = [];
-      for (let i = 0; i < runs; i++) {
-        pings.push(await udpPingPong(chunk, size * MiB));
-      }
-      const ping = median(pings);
+      const { snw, alone, udp, pingPong } = await interleaved(runs, {
+        snw: () => once("snw", path, { env }),
+        alone: () => once("snw", path, { env, memory: true }),
+        udp: () => once("udp", path, { env }),
+        pingPong: async () => ({
+          ms: await udpPingPong(chunk, size * MiB),
+          rss: "",
+        }),
+      });
+      const ping = pingPong.ms;
       out(
         `(b) snw ${chunk} B chunks: ${size} MiB in ${snw.ms.toFixed(0)} ms, ${
           throughput(size * MiB, snw.ms)
@@ -129,8 +163,10 @@ async function transportBench(
     const viaRelay = (drop: number) => ({
       relay: { seed: 11, drop, tcp: false },
     });
-    const clean = await measure("snw", lossy, runs, viaRelay(0));
-    const lost = await measure("snw", lossy, runs, viaRelay(0.1));
+    const { clean, lost } = await interleaved(runs, {
+      clean: () => once("snw", lossy, viaRelay(0)),
+      lost: () => once("snw", lossy, viaRelay(0.1)),
+    });
     out(
       `(c) snw through the relay, 2 MiB: lossless ${
         throughput(2 * MiB, clean.ms)
@@ -166,7 +202,9 @@ if (import.meta.main) {
   });
   const sizeMiB = Number(values["size-mib"]);
   const runs = Number(values.runs);
-  console.log(`sockkit bench (median of ${runs} runs where repeated)`);
+  console.log(
+    `sockkit bench (median of ${runs} runs where repeated; each figure's runs interleaved with its reference's)`,
+  );
   await transportBench(sizeMiB, runs);
   for (const [path, name] of values["transport-only"] ? [] : AREA_BENCHES) {
     let bench: (() => Promise<string[]>) | undefined;
