@@ -9,9 +9,9 @@
  *                                               # "received <bytes> <sha256> <rssKiB>"
  * transfer_peer.ts send <tcp|snw|raw|raw-file|udp> <port> <file>
  *                                               # "start", then "sent <bytes> <ms> <rssKiB>"
- * transfer_peer.ts receive-count <tcp|snw>       # as receive, counting bytes without hashing:
+ * transfer_peer.ts receive-count <kind>         # as receive, counting bytes without hashing:
  *                                               # "received <bytes> - <rssKiB>"
- * transfer_peer.ts send-memory <tcp|snw> <port> <bytes>
+ * transfer_peer.ts send <kind> <port> memory:<bytes>
  *                                               # as send, from a 1 MiB buffer in memory
  * transfer_peer.ts udp-echo                     # "listening <port>"; answers each datagram with "ACK"
  * transfer_peer.ts udp-ping <port> <payload> <bytes>
@@ -26,8 +26,8 @@
  * datagram of SNW's chunk size, one 25-byte answer) with the same file
  * reading and hashing, and none of SNW's headers, checksums, timers or
  * sessions.
- * `send-memory` and `receive-count` measure a transport alone, doing what
- * the UDP ping-pong does: bytes from memory, counted on arrival.
+ * `memory:<bytes>` and `receive-count` measure a transport alone, doing
+ * what the UDP ping-pong does: bytes from memory, counted on arrival.
  *
  * @module
  */
@@ -80,28 +80,18 @@ async function* fileChunks(path: string): AsyncGenerator<Uint8Array> {
   }
 }
 
-/** Counts a transport's incoming transfer without hashing it. */
-async function receiveCount(kind: string): Promise<string> {
-  using listener = transportByName(kind).listen({
-    hostname: "127.0.0.1",
-    port: 0,
-  });
-  console.log(`listening ${listener.addr.port}`);
-  await using conn = await listener.accept();
-  const incoming = await conn.receive();
-  let bytes = 0;
-  for await (const chunk of transferChunks(incoming.readable)) {
-    bytes += chunk.length;
+/** A file's chunks, or `memory:<bytes>`: that many bytes from one buffer. */
+async function sourceOf(
+  from: string,
+): Promise<{ bytes: number; chunks: () => AsyncGenerator<Uint8Array> }> {
+  const memory = /^memory:(\d+)$/.exec(from);
+  if (!memory) {
+    return {
+      bytes: (await Deno.stat(from)).size,
+      chunks: () => fileChunks(from),
+    };
   }
-  return `received ${bytes} - ${peakRssKiB()}`;
-}
-
-/** Sends `bytes` over a transport from one 1 MiB buffer in memory. */
-async function sendMemory(
-  kind: string,
-  port: number,
-  bytes: number,
-): Promise<string> {
+  const bytes = Number(memory[1]);
   const block = new Uint8Array(READ_SIZE);
   crypto.getRandomValues(block.subarray(0, 65536));
   async function* chunks(): AsyncGenerator<Uint8Array> {
@@ -109,18 +99,10 @@ async function sendMemory(
       yield block.subarray(0, Math.min(block.length, bytes - sent));
     }
   }
-  await using conn = await transportByName(kind).connect({
-    hostname: "127.0.0.1",
-    port,
-  });
-  console.log("start");
-  const started = performance.now();
-  await conn.send(bytes, chunks());
-  const ms = performance.now() - started;
-  return `sent ${bytes} ${ms.toFixed(1)} ${peakRssKiB()}`;
+  return { bytes, chunks };
 }
 
-async function receive(kind: string): Promise<string> {
+async function receive(kind: string, hashing = true): Promise<string> {
   const hash = createHash("sha256");
   let bytes = 0;
   if (kind === "raw" || kind === "raw-file") {
@@ -154,33 +136,34 @@ async function receive(kind: string): Promise<string> {
     await using conn = await listener.accept();
     const incoming = await conn.receive();
     for await (const chunk of transferChunks(incoming.readable)) {
-      hash.update(chunk);
+      if (hashing) hash.update(chunk);
       bytes += chunk.length;
     }
   }
-  return `received ${bytes} ${hash.digest("hex")} ${peakRssKiB()}`;
+  const digest = hashing ? hash.digest("hex") : "-";
+  return `received ${bytes} ${digest} ${peakRssKiB()}`;
 }
 
-async function send(kind: string, port: number, path: string): Promise<string> {
-  const bytes = (await Deno.stat(path)).size;
+async function send(kind: string, port: number, from: string): Promise<string> {
+  const { bytes, chunks } = await sourceOf(from);
   console.log("start");
   const started = performance.now();
   if (kind === "raw" || kind === "raw-file") {
     using conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    for await (const chunk of fileChunks(path)) {
+    for await (const chunk of chunks()) {
       let offset = 0;
       while (offset < chunk.length) {
         offset += await conn.write(chunk.subarray(offset));
       }
     }
   } else if (kind === "udp") {
-    await sendUdp(port, path, bytes);
+    await sendUdp(port, chunks(), bytes);
   } else {
     await using conn = await transportByName(kind).connect({
       hostname: "127.0.0.1",
       port,
     });
-    await conn.send(bytes, fileChunks(path));
+    await conn.send(bytes, chunks());
   }
   const ms = performance.now() - started;
   return `sent ${bytes} ${ms.toFixed(1)} ${peakRssKiB()}`;
@@ -232,7 +215,11 @@ async function receiveUdp(): Promise<string> {
 }
 
 /** The `udp` reference sender: see {@linkcode receiveUdp}. */
-async function sendUdp(port: number, path: string, size: number) {
+async function sendUdp(
+  port: number,
+  chunks: AsyncIterable<Uint8Array>,
+  size: number,
+) {
   const socket = loopbackDatagram();
   const peer: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port };
   const payload = udpPayload();
@@ -241,7 +228,7 @@ async function sendUdp(port: number, path: string, size: number) {
   new DataView(datagram.buffer).setBigUint64(UDP_HEADER, BigInt(size));
   void socket.send(datagram.subarray(0, UDP_HEADER + 8), peer);
   await socket.receive(answer);
-  for await (const chunk of fileChunks(path)) {
+  for await (const chunk of chunks) {
     for (let offset = 0; offset < chunk.length; offset += payload) {
       const piece = chunk.subarray(offset, offset + payload);
       datagram.set(piece, UDP_HEADER);
@@ -288,10 +275,7 @@ if (import.meta.main) {
       console.log(await send(a, Number(b), c));
       break;
     case "receive-count":
-      console.log(await receiveCount(a ?? "tcp"));
-      break;
-    case "send-memory":
-      console.log(await sendMemory(a, Number(b), Number(c)));
+      console.log(await receive(a ?? "tcp", false));
       break;
     case "udp-echo":
       await udpEcho();
@@ -301,7 +285,7 @@ if (import.meta.main) {
       break;
     default:
       console.error(
-        "usage: transfer_peer.ts receive|send|receive-count|send-memory|udp-echo|udp-ping ...",
+        "usage: transfer_peer.ts receive|receive-count|send|udp-echo|udp-ping ...",
       );
       Deno.exit(2);
   }

@@ -102,10 +102,8 @@ export async function transferBetweenProcesses(
     ? LossyRelay.start({ ...options.relay, targetPort: port })
     : undefined;
   if (relay) port = relay.port;
-  const sendArgs = memory
-    ? ["send-memory", kind, String(port), String((await Deno.stat(path)).size)]
-    : ["send", kind, String(port), path];
-  await using sender = new PeerProcess(sendArgs, env);
+  const from = memory ? `memory:${(await Deno.stat(path)).size}` : path;
+  await using sender = new PeerProcess(["send", kind, String(port), from], env);
   const start = await sender.line();
   if (start.text !== "start") throw new Error(`sender failed: ${start.text}`);
   const report = await receiver.line();
