@@ -10,7 +10,7 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { join } from "node:path";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
-import { freePort } from "./_helpers/ports.ts";
+import { firstLine, freePort } from "./_helpers/ports.ts";
 import { runRole, startRole } from "./_helpers/role_process.ts";
 import {
   parseUploadServerArgs,
@@ -437,12 +437,9 @@ Deno.test({
       stderr: "null",
     }).spawn();
     try {
-      const reader = receiver.stdout.pipeThrough(new TextDecoderStream())
-        .getReader();
-      const first = await reader.read();
-      await reader.cancel();
-      const port = Number(first.value?.trim());
-      ok(port > 0, `python receiver port: ${first.value}`);
+      const line = await firstLine(receiver.stdout);
+      const port = Number(line);
+      ok(port > 0, `python receiver port: ${line}`);
       const result = await runRole(
         "client",
         ["127.0.0.1", String(port), file],

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { firstLine } from "./ports.ts";
+
 const LISTENER = `import socket, sys
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
@@ -48,12 +50,9 @@ export class FullBacklogPort implements AsyncDisposable {
         stderr: "inherit",
       }).spawn();
       try {
-        const reader = child.stdout.pipeThrough(new TextDecoderStream())
-          .getReader();
-        const { value } = await reader.read();
-        await reader.cancel();
-        const port = Number(value?.trim());
-        if (!port) throw new Error(`the listener did not start: ${value}`);
+        const line = await firstLine(child.stdout);
+        const port = Number(line);
+        if (!port) throw new Error(`the listener did not start: ${line}`);
         // the one slot of a backlog of 0
         const filler = await Deno.connect({ hostname: "127.0.0.1", port });
         return new FullBacklogPort(child, filler, port);

@@ -1,6 +1,7 @@
 /**
  * Free ports on 127.0.0.1, for executables that cannot be told port 0
- * (the file service needs the same number free for TCP and UDP).
+ * (the file service needs the same number free for TCP and UDP), and the
+ * port a helper process prints when it listens on port 0.
  *
  * @module
  */
@@ -29,4 +30,28 @@ export function freePort(): number {
     }
   }
   throw new Error("Cannot find a free TCP+UDP port");
+}
+
+/**
+ * Reads the first line a child process prints (a helper that listens on
+ * port 0 and prints its port), then stops reading its output.
+ *
+ * @param stdout The child's piped standard output.
+ * @returns The line, trimmed (`""` when the output ended first).
+ */
+export async function firstLine(
+  stdout: ReadableStream<Uint8Array>,
+): Promise<string> {
+  const reader = stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  try {
+    while (!text.includes("\n")) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+  } finally {
+    await reader.cancel();
+  }
+  return text.split("\n")[0].trim();
 }
