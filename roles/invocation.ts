@@ -101,6 +101,7 @@ export function resolveServer(args: string[]): Invocation<ServerService> {
  * console.log(resolveClient(["h", "1", "GET", "f"]).service); // "stream"
  * console.log(resolveClient(["h", "1", "h", "2", "snw"]).service); // "files"
  * console.log(resolveClient(["h", "1", "f"]).service); // "upload"
+ * console.log(resolveClient(["h", "1", "del"]).service); // "upload"
  * ```
  *
  * @param args The command-line arguments.
@@ -109,7 +110,12 @@ export function resolveServer(args: string[]): Invocation<ServerService> {
 export function resolveClient(args: string[]): Invocation<ClientService> {
   const chosen = explicit(CLIENT_SERVICES, args);
   if (chosen) return chosen;
-  if (args[2] !== undefined && STREAM_VERBS.has(args[2].toUpperCase())) {
+  // Three arguments are the upload form even when the file is named like a
+  // verb (`client h 5000 del`): the streaming form always has four.
+  if (
+    args.length !== 3 && args[2] !== undefined &&
+    STREAM_VERBS.has(args[2].toUpperCase())
+  ) {
     return { service: "stream", args };
   }
   if (args[4] !== undefined && TRANSPORT_WORDS.has(args[4])) {

@@ -33,6 +33,10 @@ Deno.test("invocation: each positional form of SPEC §0 resolves to its service"
     [["h", "1", "GET", "f"], "stream"],
     [["h", "1", "put", "f"], "stream"],
     [["h", "1", "Del", "f"], "stream"],
+    // A file named like a verb: three arguments are always an upload.
+    [["h", "1", "del"], "upload"],
+    [["h", "1", "GET"], "upload"],
+    [["h", "1", "GET", "f", "extra"], "stream"],
     [["repeat", "h", "1", "f"], "repeat"],
     [["files", "h", "1", "h", "2", "tcp"], "files"],
   ];
