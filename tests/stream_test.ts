@@ -858,36 +858,38 @@ Deno.test("stream server: without -v it prints nothing at all, even for bad clie
   equal(result.code, 0);
 });
 
-Deno.test("stream server: SIGTERM mid-upload exits 0 and removes the temp file; bad options exit 2", async () => {
-  await using serverDir = await tempDir();
-  const port = freePort();
-  await using server = startRole("server", [
-    String(port),
-    "-v",
-    "--host",
-    "127.0.0.1",
-  ], { cwd: serverDir.path });
-  await server.stdout.waitFor(`server waiting on port ${port}`);
-  {
-    using peer = await RawPeer.connect(port);
-    equal(await peer.readText(5), "READY");
-    await peer.send("PUT cut.bin");
-    equal(await peer.readText(2), "OK");
-    await peer.send(encodeSize(10_000));
-    equal(await peer.readText(2), "OK");
-    await peer.send(new Uint8Array(3000));
-    await server.stdout.waitFor("server receiving 10000 bytes");
-    await delay(100);
-    ok((await hiddenFiles(serverDir.path)).length === 1, "temp file exists");
-    server.kill("SIGTERM");
-    const result = await server.finished();
-    equal(result.code, 0, result.stderr);
-  }
-  deepEqual(await hiddenFiles(serverDir.path), []);
-  const bad = await runRole("server", ["0", "--block-size", "0"]);
-  equal(bad.code, 2);
-  match(bad.stderr, /invalid --block-size "0"/);
-});
+for (const signal of ["SIGTERM", "SIGHUP"] as const) {
+  Deno.test(`stream server: ${signal} mid-upload exits 0 and removes the temp file; bad options exit 2`, async () => {
+    await using serverDir = await tempDir();
+    const port = freePort();
+    await using server = startRole("server", [
+      String(port),
+      "-v",
+      "--host",
+      "127.0.0.1",
+    ], { cwd: serverDir.path });
+    await server.stdout.waitFor(`server waiting on port ${port}`);
+    {
+      using peer = await RawPeer.connect(port);
+      equal(await peer.readText(5), "READY");
+      await peer.send("PUT cut.bin");
+      equal(await peer.readText(2), "OK");
+      await peer.send(encodeSize(10_000));
+      equal(await peer.readText(2), "OK");
+      await peer.send(new Uint8Array(3000));
+      await server.stdout.waitFor("server receiving 10000 bytes");
+      await delay(100);
+      ok((await hiddenFiles(serverDir.path)).length === 1, "temp file exists");
+      server.kill(signal);
+      const result = await server.finished();
+      equal(result.code, 0, result.stderr);
+    }
+    deepEqual(await hiddenFiles(serverDir.path), []);
+    const bad = await runRole("server", ["0", "--block-size", "0"]);
+    equal(bad.code, 2);
+    match(bad.stderr, /invalid --block-size "0"/);
+  });
+}
 
 /** Runs the sockkit client against a scripted in-process server. */
 async function againstScriptedServer(

@@ -253,7 +253,7 @@ Deno.test("upload: the default no-data timeout is the spec's 10 s", async () => 
   deepEqual(await listDir(out.path), ["1.file"]);
 });
 
-for (const signal of ["SIGTERM", "SIGQUIT", "SIGINT"] as const) {
+for (const signal of ["SIGTERM", "SIGQUIT", "SIGINT", "SIGHUP"] as const) {
   Deno.test(`upload: ${signal} stops the server with exit code 0, in-flight file marked ERROR`, async () => {
     await using out = await tempDir();
     await using server = await startUploadServer(out.path, ["-v"]);

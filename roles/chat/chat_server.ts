@@ -30,6 +30,7 @@ import { ChatConnection } from "./chat_connection.ts";
 import { parseServerArgs, SERVER_HELP } from "./chat_options.ts";
 import { FileSpool } from "./file_spool.ts";
 import { DEFAULT_OUTBOX_LIMITS, Outbox } from "./outbox.ts";
+import { onStopSignal } from "../stop_signals.ts";
 
 /** Options of {@linkcode ChatServer.listen}. */
 export interface ChatServerOptions {
@@ -449,7 +450,7 @@ export class ChatServer implements AsyncDisposable {
 
 /**
  * Runs `chat server [-p|--port PORT] [-a|--address ADDRESS] [--max-clients N]`
- * until SIGINT/SIGTERM.
+ * until SIGINT/SIGTERM/SIGHUP.
  *
  * @param args The arguments after `server`.
  * @returns The exit code.
@@ -474,13 +475,11 @@ export async function runChatServer(args: string[]): Promise<number> {
     event.preventDefault();
     printError(`chat server: internal error: ${reasonOf(event.reason)}`);
   });
-  const stop = () => void server.close();
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-  for (const signal of signals) Deno.addSignalListener(signal, stop);
+  const forgetSignals = onStopSignal(() => void server.close());
   try {
     await server.serve();
   } finally {
-    for (const signal of signals) Deno.removeSignalListener(signal, stop);
+    forgetSignals();
   }
   return 0;
 }

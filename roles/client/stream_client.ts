@@ -37,6 +37,7 @@ import { unsafeNameReason } from "../file_names.ts";
 import { PartialFile } from "../partial_file.ts";
 import { StreamConnection } from "../stream/stream_connection.ts";
 import { parseBlockSize, parseIdleTimeout } from "../stream/stream_options.ts";
+import { onStopSignal } from "../stop_signals.ts";
 
 /** Default connect timeout in seconds. */
 export const DEFAULT_CONNECT_TIMEOUT_SEC = 10;
@@ -317,17 +318,13 @@ export async function streamClient(
   let upload: { file: Deno.FsFile; size: number } | undefined;
   let download: PartialFile | undefined;
   let channel: StreamConnection | undefined;
-  // SIGINT/SIGTERM end the transfer through the normal error path, so a
+  // SIGINT/SIGTERM/SIGHUP end the transfer through the normal error path, so a
   // download's temporary file is removed
   const stop = new AbortController();
-  const onSignal = () => {
+  const forgetSignals = onStopSignal(() => {
     stop.abort();
     channel?.close();
-  };
-  const signals: Deno.Signal[] = Deno.build.os === "windows"
-    ? ["SIGINT"]
-    : ["SIGINT", "SIGTERM"];
-  for (const name of signals) Deno.addSignalListener(name, onSignal);
+  });
   try {
     if (options.verb === "PUT") {
       upload = await openUpload(path, options.fileName);
@@ -358,7 +355,7 @@ export async function streamClient(
     }
     return EXIT_FAILURE;
   } finally {
-    for (const name of signals) Deno.removeSignalListener(name, onSignal);
+    forgetSignals();
     channel?.close();
     upload?.file.close();
     await download?.discard();

@@ -1,30 +1,24 @@
 /**
- * Graceful stop of the file service's servers (origin and cache): SIGINT
- * and SIGTERM end the process with exit code 0 after the server closed.
+ * Graceful stop of the file service's servers (origin and cache): SIGINT,
+ * SIGTERM and SIGHUP end the process with exit code 0 after the server
+ * closed.
  *
  * @module
  */
 
-const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
-  ? ["SIGINT"]
-  : ["SIGINT", "SIGTERM"];
+import { onStopSignal } from "../stop_signals.ts";
 
 /**
- * Resolves on the first SIGINT or SIGTERM, then removes its listeners.
+ * Resolves on the first stop signal (SIGINT, SIGTERM or SIGHUP), then
+ * removes its listeners.
  *
  * @returns The signal's name.
  */
 export function stopSignal(): Promise<Deno.Signal> {
   return new Promise((resolve) => {
-    const handlers = STOP_SIGNALS.map((signal) => {
-      const handler = () => {
-        for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
-        resolve(signal);
-      };
-      return [signal, handler] as const;
+    const forget = onStopSignal((signal) => {
+      forget();
+      resolve(signal);
     });
-    for (const [signal, handler] of handlers) {
-      Deno.addSignalListener(signal, handler);
-    }
   });
 }

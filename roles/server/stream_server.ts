@@ -6,7 +6,7 @@
  * It serves one client at a time, forever: the next client waits in the
  * listen backlog. With `-v` it prints exactly the six lines of SPEC §5 on
  * stdout (and problems with clients on stderr); without `-v` it prints
- * nothing at all. SIGINT/SIGTERM end it with exit status 0 after discarding
+ * nothing at all. SIGINT/SIGTERM/SIGHUP end it with exit status 0 after discarding
  * an upload in progress.
  *
  * @module
@@ -25,6 +25,7 @@ import {
   parseIdleTimeout,
 } from "../stream/stream_options.ts";
 import { serveStreamClient, type StreamServerLog } from "./stream_session.ts";
+import { onStopSignal } from "../stop_signals.ts";
 
 /** Options of {@linkcode serveStream}. */
 export interface StreamServerOptions {
@@ -116,7 +117,7 @@ function listen(hostname: string, port: number): Deno.Listener {
 }
 
 /**
- * Runs the streaming GET/PUT/DEL server until SIGINT or SIGTERM.
+ * Runs the streaming GET/PUT/DEL server until SIGINT, SIGTERM or SIGHUP.
  *
  * @param args `<port> [-v] [--dir DIR] [--block-size N] [--idle-timeout SEC] [--host ADDR]`.
  * @returns The exit code (0 after a signal).
@@ -145,11 +146,7 @@ export async function runStreamServer(args: string[]): Promise<number> {
   const dir = await checkDirectory(values.dir ?? ".");
   const listener = listen(values.host ?? "0.0.0.0", port);
   const stop = new AbortController();
-  const onSignal = () => stop.abort();
-  const signals: Deno.Signal[] = Deno.build.os === "windows"
-    ? ["SIGINT"]
-    : ["SIGINT", "SIGTERM"];
-  for (const name of signals) Deno.addSignalListener(name, onSignal);
+  const forgetSignals = onStopSignal(() => stop.abort());
   try {
     await serveStream({
       listener,
@@ -160,7 +157,7 @@ export async function runStreamServer(args: string[]): Promise<number> {
       signal: stop.signal,
     });
   } finally {
-    for (const name of signals) Deno.removeSignalListener(name, onSignal);
+    forgetSignals();
     try {
       listener.close();
     } catch {

@@ -9,8 +9,8 @@
  * - Connection n (from 1, in accept order) is saved as `<FILE-DIR>/<n>.file`,
  *   streamed through a temporary name; no data for longer than the idle
  *   timeout (default 10 s) → that file holds exactly `ERROR`.
- * - SIGTERM, SIGQUIT and SIGINT stop the server with exit code 0; in-flight
- *   uploads get the `ERROR` marker first.
+ * - SIGTERM, SIGQUIT, SIGINT and SIGHUP stop the server with exit code 0;
+ *   in-flight uploads get the `ERROR` marker first.
  * - Every failure is one stderr line starting `ERROR:`; exit code 2 for a bad
  *   command line (including an invalid port), 1 when the port cannot be
  *   listened on (in use, not permitted) or the directory cannot be created.
@@ -26,13 +26,11 @@ import {
   type UploadServerOptions,
 } from "../upload/upload_args.ts";
 import { UploadReceiver } from "./upload_receiver.ts";
+import { onStopSignal, STOP_SIGNALS } from "../stop_signals.ts";
 
-/** The signals that stop the receiver with exit code 0. */
-export const UPLOAD_STOP_SIGNALS: readonly Deno.Signal[] = [
-  "SIGTERM",
-  "SIGQUIT",
-  "SIGINT",
-];
+/** The signals that stop the receiver with exit code 0: the seed's SIGQUIT and SIGTERM, and every role's {@linkcode STOP_SIGNALS}. */
+export const UPLOAD_STOP_SIGNALS: readonly Deno.Signal[] =
+  Deno.build.os === "windows" ? STOP_SIGNALS : ["SIGQUIT", ...STOP_SIGNALS];
 
 /** Where the receiver listens: every IPv4 interface. */
 const ALL_INTERFACES = "0.0.0.0";
@@ -112,19 +110,17 @@ export async function runUploadServer(args: string[]): Promise<number> {
     idleTimeoutMs: options.idleTimeoutMs,
     log: options.verbose ? safePrintLine : undefined,
   });
-  const stop = () => receiver.shutdown();
-  for (const signal of UPLOAD_STOP_SIGNALS) {
-    Deno.addSignalListener(signal, stop);
-  }
+  const forgetSignals = onStopSignal(
+    () => receiver.shutdown(),
+    UPLOAD_STOP_SIGNALS,
+  );
   try {
     safePrintLine(
       `upload receiver listening on ${ALL_INTERFACES}:${options.port}, saving to ${options.dir}`,
     );
     await receiver.finished;
   } finally {
-    for (const signal of UPLOAD_STOP_SIGNALS) {
-      Deno.removeSignalListener(signal, stop);
-    }
+    forgetSignals();
   }
   return 0;
 }

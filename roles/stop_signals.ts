@@ -1,0 +1,52 @@
+/**
+ * The signals that stop a role gracefully, in one place: SIGINT (Ctrl-C),
+ * SIGTERM (`kill`) and SIGHUP (the terminal went away). A role stopped by
+ * one of them removes its temporary files and exits 0 instead of dying
+ * with a `.part-` file left behind. Windows has only SIGINT.
+ *
+ * @module
+ */
+
+/** SIGINT, SIGTERM and SIGHUP (only SIGINT on Windows). */
+export const STOP_SIGNALS: readonly Deno.Signal[] = Deno.build.os === "windows"
+  ? ["SIGINT"]
+  : ["SIGINT", "SIGTERM", "SIGHUP"];
+
+/**
+ * Calls `handler` on each of `signals` until the returned function is
+ * called.
+ *
+ * @example
+ * ```ts ignore
+ * import { onStopSignal } from "./stop_signals.ts";
+ * const stop = new AbortController();
+ * const forget = onStopSignal(() => stop.abort());
+ * try {
+ *   // serve until stop.signal aborts
+ * } finally {
+ *   forget();
+ * }
+ * ```
+ *
+ * @param handler Called with the signal's name.
+ * @param signals The signals (default {@linkcode STOP_SIGNALS}).
+ * @returns Removes the listeners (idempotent).
+ */
+export function onStopSignal(
+  handler: (signal: Deno.Signal) => void,
+  signals: readonly Deno.Signal[] = STOP_SIGNALS,
+): () => void {
+  const listeners = signals.map((signal) => {
+    const listener = () => handler(signal);
+    Deno.addSignalListener(signal, listener);
+    return [signal, listener] as const;
+  });
+  let removed = false;
+  return () => {
+    if (removed) return;
+    removed = true;
+    for (const [signal, listener] of listeners) {
+      Deno.removeSignalListener(signal, listener);
+    }
+  };
+}
