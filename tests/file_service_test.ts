@@ -727,6 +727,52 @@ Deno.test("file service: killing the cache mid-delivery leaves no partial file",
   deepEqual(await listDir(down), []);
 });
 
+Deno.test("file service: a signal mid-get interrupts it (no partial file, exit 1); at the prompt it ends the session", async () => {
+  await using rig = await FileServiceRig.start("tcp");
+  const up = await rig.clientDir("up");
+  const down = await rig.clientDir("down");
+  await writeTestFile(join(up, "big.bin"), 8 * MiB, 5);
+  await rig.session(up, "put big.bin\n");
+  await using proxy = PausingProxy.start({
+    targetPort: rig.cachePort,
+    direction: "from-target",
+    pauseAfter: MiB,
+  });
+  {
+    await using client = startRole(
+      "client",
+      rig.clientArgs(down, { cache: proxy.port }),
+      { stdin: true },
+    );
+    await client.write("get big.bin\n");
+    await proxy.paused;
+    ok((await listDir(down)).length === 1, "the download's temporary file");
+    client.kill("SIGINT");
+    const done = await client.finished();
+    equal(done.code, 1);
+    equal(done.stderr, "Error: interrupted\n");
+    equal(done.stdout, prompts(["get big.bin"]));
+    deepEqual(await listDir(down), []);
+  }
+  // The cache keeps serving; a signal at the prompt is end of input.
+  proxy.cut();
+  await using client = startRole("client", rig.clientArgs(down), {
+    stdin: true,
+  });
+  await client.write("get big.bin\n");
+  await client.stdout.waitFor("Server response: File delivered from");
+  await client.stdout.waitFor("Enter command: ");
+  client.kill("SIGHUP");
+  const done = await client.finished();
+  equal(done.code, 0, done.stderr);
+  match(done.stdout, /Enter command: \nExiting program!\n$/);
+  deepEqual(await listDir(down), ["big.bin"]);
+  equal(
+    await sha256File(join(down, "big.bin")),
+    await sha256File(join(up, "big.bin")),
+  );
+});
+
 Deno.test("file service: the origin dying while the cache fetches leaves no partial file", async () => {
   let proxy: PausingProxy | undefined;
   try {

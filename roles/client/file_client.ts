@@ -13,6 +13,9 @@
  * terminal, each command read is echoed after the prompt, so the output of
  * a piped session reads exactly like the interactive transcript. A failed
  * command prints one `Error: ...` line on stderr and the session goes on.
+ * SIGINT, SIGTERM or SIGHUP at the prompt ends the session as end of input
+ * does; during a command it interrupts the command (a download's temporary
+ * file is removed), prints `Error: interrupted` and exits 1.
  * Exit code 0 after `quit`, 2 on bad arguments.
  *
  * @module
@@ -32,6 +35,7 @@ import {
 } from "../file_service/file_options.ts";
 import { FileServiceClient } from "./file_session.ts";
 import { describeError } from "../file_service/file_control.ts";
+import { onStopSignal } from "../stop_signals.ts";
 
 /** The prompt, printed without a newline. */
 export const PROMPT = "Enter command: ";
@@ -81,12 +85,39 @@ export async function runFileClient(args: string[]): Promise<number> {
     dir: await roleDirectory(values.dir, "client"),
     onAwaitingServer: () => printLine("Awaiting server response."),
   });
+  // A stop signal at the prompt ends the session as end of input does; one
+  // during a command interrupts it (a download's temporary file is removed)
+  // and the client exits 1.
+  const stop = { requested: false, ...Promise.withResolvers<undefined>() };
+  const forgetSignals = onStopSignal(() => {
+    stop.requested = true;
+    client.interrupt();
+    stop.resolve(undefined);
+  });
+  try {
+    return await runSession(client, stop);
+  } finally {
+    forgetSignals();
+  }
+}
+
+/** Whether a stop signal came, and a promise settled when it does. */
+interface StopRequest {
+  requested: boolean;
+  promise: Promise<undefined>;
+}
+
+/** The prompt loop; returns the exit code. */
+async function runSession(
+  client: FileServiceClient,
+  stop: StopRequest,
+): Promise<number> {
   const echo = !Deno.stdin.isTerminal();
   const lines = inputLines(Deno.stdin.readable);
   while (true) {
     write(PROMPT);
-    const next = await lines.next();
-    if (next.done) {
+    const next = await Promise.race([lines.next(), stop.promise]);
+    if (next === undefined || next.done) {
       write("\n");
       break;
     }
@@ -104,6 +135,10 @@ export async function runFileClient(args: string[]): Promise<number> {
         : await client.get(command.name);
       printLine(`Server response: ${text}`);
     } catch (error) {
+      if (stop.requested) {
+        printError("Error: interrupted");
+        return 1;
+      }
       printError(`Error: ${describeError(error)}`);
     }
   }

@@ -90,6 +90,7 @@ export class FileServiceClient implements AsyncDisposable {
   readonly #pending = new Set<Promise<void>>();
   readonly #server: ControlPool;
   readonly #cache: ControlPool;
+  readonly #interrupt = new AbortController();
 
   /**
    * Creates the client; nothing is contacted before an operation.
@@ -119,9 +120,43 @@ export class FileServiceClient implements AsyncDisposable {
     await Promise.all(this.#pending);
   }
 
+  /**
+   * Ends the operations in progress and every later one: their control
+   * connections and data channels close, so they fail as a lost connection
+   * would (a download's temporary file is removed, the peer discards an
+   * unfinished upload). A download that was already being renamed into
+   * place completes.
+   */
+  interrupt(): void {
+    this.#interrupt.abort();
+  }
+
   /** Same as {@linkcode FileServiceClient.close}. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  /** Bounds opening a data channel: the idle timeout, or an interrupt. */
+  #channelSignal(): AbortSignal {
+    return AbortSignal.any([
+      AbortSignal.timeout(this.#options.idleMs),
+      this.#interrupt.signal,
+    ]);
+  }
+
+  /** Closes `resource` when the client is interrupted, until disposed. */
+  #closeOnInterrupt(resource: { close(): void }): Disposable {
+    const signal = this.#interrupt.signal;
+    const close = () => {
+      try {
+        resource.close();
+      } catch { /* already closed */ }
+    };
+    if (signal.aborted) close();
+    else signal.addEventListener("abort", close, { once: true });
+    return {
+      [Symbol.dispose]: () => signal.removeEventListener("abort", close),
+    };
   }
 
   /** Tracks background work that {@linkcode FileServiceClient.close} awaits. */
@@ -157,12 +192,14 @@ export class FileServiceClient implements AsyncDisposable {
       }
       this.#options.onAwaitingServer?.();
       return await this.#server.use(async (control) => {
+        using _control = this.#closeOnInterrupt(control);
         const tag = newChannelTag();
         await control.send({ type: "put", tag, size: info.size, name });
         await control.expect("ready");
         await using channel = await transport.openChannel(control.conn, tag, {
-          signal: AbortSignal.timeout(idleMs),
+          signal: this.#channelSignal(),
         });
+        using _channel = this.#closeOnInterrupt(channel);
         const sha256 = await sendFile(channel, file, info.size, {
           idleMs,
           onStall: () => control.close(),
@@ -196,12 +233,14 @@ export class FileServiceClient implements AsyncDisposable {
     }
     try {
       return await this.#cache.use(async (control) => {
+        using _control = this.#closeOnInterrupt(control);
         const tag = newChannelTag();
         await control.send({ type: "get", tag, name });
         const found: FoundMessage = await control.expect("found");
         await using channel = await transport.openChannel(control.conn, tag, {
-          signal: AbortSignal.timeout(idleMs),
+          signal: this.#channelSignal(),
         });
+        using _channel = this.#closeOnInterrupt(channel);
         const received = await receiveFile(channel, partial.file, {
           idleMs,
           onStall: () => control.close(),
