@@ -551,6 +551,52 @@ Deno.test("chat server: a stalled client is dropped when its queue overflows; ot
   });
 });
 
+/** Every path under `dir`, relative, sorted. */
+async function treeOf(dir: string, prefix = ""): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(join(dir, prefix))) {
+    const path = join(prefix, entry.name);
+    names.push(path);
+    if (entry.isDirectory) names.push(...await treeOf(dir, path));
+  }
+  return names.sort();
+}
+
+Deno.test("chat server: a stop removes every spooled file (files queued to a stalled client, an upload cut off)", async () => {
+  await using tmp = await tempDir();
+  await using server = await startChatServer([], { TMPDIR: tmp.path });
+  using _stalled = await RawPeer.join(server.port, "stalled"); // never reads
+  using sender = await RawPeer.join(server.port, "sender");
+  await server.process.stdout.waitFor("join: sender\n");
+  const content = new Uint8Array(2_000_000).fill(7);
+  for (let i = 0; i < 3; i++) {
+    await sender.write(encodeFile(
+      { type: "send_file", users: ["stalled"], fileName: `f${i}.bin` },
+      content,
+    ));
+  }
+  await waitUntil(
+    () => countLines(server.process.stdout.text, "file: sender") === 3,
+    "three files spooled",
+  );
+  const cut = encodeFile(
+    { type: "send_file", users: ["stalled"], fileName: "cut.bin" },
+    content,
+  );
+  await sender.write(cut.subarray(0, cut.length / 2));
+  // The cut upload's spool file next to those still queued to "stalled".
+  const spooled = async () => (await treeOf(tmp.path)).length;
+  const deadline = Date.now() + 15_000;
+  while (await spooled() < 3 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  ok(await spooled() >= 3, (await treeOf(tmp.path)).join(", "));
+  server.process.kill("SIGTERM");
+  const done = await server.process.finished();
+  equal(done.code, 0, done.stderr);
+  deepEqual(await treeOf(tmp.path), []);
+});
+
 function peakRssKiB(pid: number): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   return Number(status.match(/VmHWM:\s+(\d+) kB/)?.[1] ?? 0);

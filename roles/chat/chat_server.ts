@@ -102,6 +102,9 @@ export class ChatServer implements AsyncDisposable {
   readonly #peers = new Set<Peer>();
   readonly #handlers = new Set<Promise<void>>();
   #closing = false;
+  #closed?: Promise<void>;
+  /** This server's directory of spooled files, made at the first upload. */
+  #spoolDir?: Promise<string>;
 
   private constructor(listener: Deno.TcpListener, options: ChatServerOptions) {
     this.#listener = listener;
@@ -175,26 +178,46 @@ export class ChatServer implements AsyncDisposable {
       this.#handlers.add(handler);
       handler.finally(() => this.#handlers.delete(handler));
     }
-    await Promise.all([...this.#handlers]);
+    await this.close();
   }
 
-  /** Stops accepting, disconnects every client and waits for them. */
-  async close(): Promise<void> {
-    if (!this.#closing) {
-      this.#closing = true;
-      try {
-        this.#listener.close();
-      } catch {
-        // already closed
-      }
+  /**
+   * Stops accepting, disconnects every client, waits for them and removes
+   * the spooled files (including those of uploads cut off and files still
+   * queued to clients).
+   */
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<void> {
+    this.#closing = true;
+    try {
+      this.#listener.close();
+    } catch {
+      // already closed
     }
     for (const peer of this.#peers) peer.outbox.close();
     await Promise.all([...this.#handlers]);
+    await this.#spoolDir?.then((dir) => Deno.remove(dir, { recursive: true }))
+      .catch(() => {});
   }
 
   /** Closes the server. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  /** This server's spool directory (made once; again after a failure). */
+  #spoolDirectory(): Promise<string> {
+    this.#spoolDir ??= Deno.makeTempDir({ prefix: "sockkit-chat-" }).catch(
+      (error) => {
+        this.#spoolDir = undefined;
+        throw error;
+      },
+    );
+    return this.#spoolDir;
   }
 
   async #serveConnection(conn: Deno.TcpConn): Promise<void> {
@@ -410,7 +433,7 @@ export class ChatServer implements AsyncDisposable {
     }
     peer.upload = { header };
     try {
-      peer.upload.spool = await FileSpool.create();
+      peer.upload.spool = await FileSpool.create(await this.#spoolDirectory());
     } catch (error) {
       this.#warn(
         `chat server: cannot spool "${header.fileName}" from ${peer.member.name}: ${

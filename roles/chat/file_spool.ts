@@ -25,13 +25,17 @@ export class FileSpool {
   }
 
   /**
-   * Creates an empty spool file in the system's temporary directory. The
-   * caller holds the first reference.
+   * Creates an empty spool file in `dir` (default: the system's temporary
+   * directory). The caller holds the first reference.
    *
+   * @param dir The directory.
    * @returns The spool, open for writing.
    */
-  static async create(): Promise<FileSpool> {
-    const path = await Deno.makeTempFile({ prefix: "sockkit-chat-spool-" });
+  static async create(dir?: string): Promise<FileSpool> {
+    const path = await Deno.makeTempFile({
+      dir,
+      prefix: "sockkit-chat-spool-",
+    });
     try {
       const writer = await Deno.open(path, { write: true, truncate: true });
       return new FileSpool(path, writer);

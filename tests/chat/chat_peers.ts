@@ -22,10 +22,12 @@ export interface ChatServerProcess extends AsyncDisposable {
  * listening line.
  *
  * @param extra More arguments, e.g. `["--max-clients", "1000"]`.
+ * @param env More environment, e.g. `TMPDIR`.
  * @returns The running server.
  */
 export async function startChatServer(
   extra: string[] = [],
+  env: Record<string, string> = {},
 ): Promise<ChatServerProcess> {
   const process = startRole("chat", [
     "server",
@@ -34,7 +36,7 @@ export async function startChatServer(
     "-p",
     "0",
     ...extra,
-  ]);
+  ], { env });
   try {
     const match = await process.stderr.waitFor(
       /listening on 127\.0\.0\.1:(\d+)/,
