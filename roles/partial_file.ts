@@ -8,10 +8,30 @@
 
 import { basename, dirname, join } from "node:path";
 
-/** `.<name>.part-<8 hex>` next to `finalPath`. */
+/** Most bytes in one file name on common file systems (ext4, XFS, btrfs). */
+const MAX_NAME_BYTES = 255;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** `text` cut to at most `bytes` UTF-8 bytes, never inside a character. */
+function truncateUtf8(text: string, bytes: number): string {
+  const encoded = encoder.encode(text);
+  if (encoded.length <= bytes) return text;
+  let end = bytes;
+  while (end > 0 && (encoded[end] & 0xc0) === 0x80) end--; // continuation
+  return decoder.decode(encoded.subarray(0, end));
+}
+
+/**
+ * `.<name>.part-<8 hex>` next to `finalPath`, with `<name>` shortened when
+ * needed so that the temporary name fits where the final name fits.
+ */
 function tempPathFor(finalPath: string): string {
-  const random = crypto.randomUUID().slice(0, 8);
-  return join(dirname(finalPath), `.${basename(finalPath)}.part-${random}`);
+  const suffix = `.part-${crypto.randomUUID().slice(0, 8)}`;
+  const room = MAX_NAME_BYTES - 1 - suffix.length;
+  const name = truncateUtf8(basename(finalPath), room);
+  return join(dirname(finalPath), `.${name}${suffix}`);
 }
 
 /** A file being written to a temporary name, committed by rename. */

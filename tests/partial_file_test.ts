@@ -4,8 +4,9 @@
  * the old file aside and removing it in the background.
  */
 
-import { deepEqual, equal, rejects } from "node:assert/strict";
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { join } from "node:path";
+import { isTempName } from "../roles/file_service/file_store_names.ts";
 import { PartialFile } from "../roles/partial_file.ts";
 
 async function names(dir: string): Promise<string[]> {
@@ -73,3 +74,31 @@ for (const { label, options } of COMMITS) {
     }
   });
 }
+
+Deno.test("partial file: a final name of the longest length (255 bytes, ASCII or multi-byte) gets a temporary name that fits", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sockkit-partial-" });
+  try {
+    const bytes = (text: string) => new TextEncoder().encode(text).length;
+    // 255 ASCII bytes; 85 three-byte characters; two-byte ones cut mid-way.
+    for (
+      const name of ["a".repeat(255), "€".repeat(85), "x" + "é".repeat(127)]
+    ) {
+      equal(bytes(name), 255);
+      for (const options of [{}, { atomic: false }]) {
+        const path = join(dir, name);
+        const partial = await written(path, name);
+        const temp = partial.tempPath.slice(dir.length + 1);
+        ok(bytes(temp) <= 255, `${bytes(temp)} bytes`);
+        ok(isTempName(temp), temp);
+        ok(!temp.includes("\uFFFD"), "cut between characters");
+        await partial.commit(options);
+        await partial.replaced;
+        equal(await Deno.readTextFile(path), name);
+        deepEqual(await names(dir), [name]);
+      }
+      await Deno.remove(join(dir, name));
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
