@@ -108,7 +108,8 @@ export async function sendFile(
     let turn = 0;
     const readNext = () => {
       const buffer = buffers[turn++ % 2];
-      return readChunk(file, buffer.subarray(0, Math.min(buffer.length, left)));
+      const part = buffer.subarray(0, Math.min(buffer.length, left));
+      return readChunk(file, part, left);
     };
     let next = left > 0 ? readNext() : undefined;
     while (next) {
@@ -136,9 +137,14 @@ export async function sendFile(
 /** Largest chunk that {@linkcode readChunk} reads synchronously. */
 const SYNC_READ_BYTES = 64 * 1024;
 
+/**
+ * Fills `buffer` from `file`; `expected` is how many bytes the file should
+ * still have from here (named in the error when it has fewer).
+ */
 async function readChunk(
   file: Deno.FsFile,
   buffer: Uint8Array,
+  expected: number,
 ): Promise<Uint8Array> {
   let filled = 0;
   // A small file is read at once: the async call's trip through Deno's
@@ -150,7 +156,7 @@ async function readChunk(
     if (n === null) {
       throw new RangeError(
         `The file ended ${
-          buffer.length - filled
+          expected - filled
         } bytes early (changed while being sent)`,
       );
     }

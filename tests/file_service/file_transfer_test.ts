@@ -5,7 +5,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { equal } from "node:assert/strict";
+import { equal, rejects } from "node:assert/strict";
 import { join } from "node:path";
 import {
   receiveFile,
@@ -86,4 +86,31 @@ Deno.test("file transfer: a transfer that is not a byte stream is gathered into 
     equal(received.sha256, digest);
   }
   equal(await sha256File(target), digest);
+});
+
+Deno.test("file transfer: a file shorter than announced fails naming how many bytes are missing", async () => {
+  const transport = transportByName("tcp");
+  await using dir = await tempDir("sockkit-file-transfer-");
+  using listener = transport.listen({ hostname: "127.0.0.1", port: 0 });
+  const source = join(dir.path, "short");
+  await writeTestFile(source, 3 * MiB + 5, 1); // announced: 8 MiB
+  const accepted = listener.accept();
+  await using sender = await transport.connect({
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+  });
+  await using receiver = await accepted;
+  using input = await Deno.open(source, { read: true });
+  using output = await Deno.open(join(dir.path, "out"), {
+    write: true,
+    create: true,
+  });
+  const receiving = receiveFile(receiver, output, { idleMs: 10_000 });
+  receiving.catch(() => {});
+  await rejects(
+    sendFile(sender, input, 8 * MiB, { idleMs: 10_000 }),
+    new RegExp(`^RangeError: The file ended ${5 * MiB - 5} bytes early`),
+  );
+  sender.close();
+  await rejects(receiving);
 });
