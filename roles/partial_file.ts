@@ -53,9 +53,20 @@ export class PartialFile implements AsyncDisposable {
    *
    * @param finalPath Where the file goes when complete.
    * @returns The partial file, open for writing.
+   * @throws {Deno.errors.IsADirectory} When a directory has the final name
+   *   (checked first: the commit's rename could never replace it).
    */
   // deno-lint-ignore require-await -- async so that failures are rejections
   static async create(finalPath: string): Promise<PartialFile> {
+    let existing: Deno.FileInfo | undefined;
+    try {
+      existing = Deno.lstatSync(finalPath);
+    } catch { /* none yet, or the open below reports the problem */ }
+    if (existing?.isDirectory) {
+      throw new Deno.errors.IsADirectory(
+        "a directory of that name is in the way",
+      );
+    }
     const tempPath = tempPathFor(finalPath);
     // synchronous: creating an empty file takes microseconds, less than an
     // async call's trip through Deno's blocking pool

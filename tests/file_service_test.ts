@@ -314,6 +314,10 @@ for (const transport of TRANSPORTS) {
     await using rig = await FileServiceRig.start(transport);
     const dir = await rig.clientDir();
     await Deno.writeTextFile(join(dir, "ok.txt"), "fine\n");
+    // Names taken by directories, on the origin and in the client's folder.
+    await Deno.writeTextFile(join(dir, "sdir"), "x");
+    await Deno.mkdir(join(rig.originDir, "sdir"));
+    await Deno.mkdir(join(dir, "cdir"));
     const commands = [
       "put missing.txt",
       "get nothere.txt",
@@ -324,15 +328,19 @@ for (const transport of TRANSPORTS) {
       "put ../escape.txt",
       "get /etc/passwd",
       "get ..",
+      "get cdir",
     ];
     const run = await rig.session(
       dir,
-      [...commands, "put ok.txt", "get ok.txt", "quit", ""].join("\n"),
+      [...commands, "put sdir", "put ok.txt", "get ok.txt", "quit", ""].join(
+        "\n",
+      ),
     );
     equal(
       run.stdout,
       prompts(
         ...commands.map((c) => [c]),
+        ["put sdir", "Awaiting server response."],
         [
           "put ok.txt",
           "Awaiting server response.",
@@ -352,11 +360,14 @@ for (const transport of TRANSPORTS) {
       'Error: Cannot put "../escape.txt": refused file name "../escape.txt": path separators are not allowed',
       'Error: Cannot get "/etc/passwd": refused file name "/etc/passwd": path separators are not allowed',
       'Error: Cannot get "..": refused file name "..": not a file name',
+      'Error: Cannot get "cdir": a directory of that name is in the way',
+      'Error: Cannot store "sdir": a directory of that name is in the way',
       "",
     ]);
     equal(run.code, 0);
     // Nothing was written for the failed gets; the cache relayed the error.
-    deepEqual(await listDir(dir), ["ok.txt"]);
+    deepEqual(await listDir(dir), ["cdir", "ok.txt", "sdir"]);
+    deepEqual(await listDir(join(rig.originDir, "sdir")), []);
     await rig.cache.stdout.waitFor(
       'failed: Cannot get "nothere.txt": no such file on the origin server',
     );

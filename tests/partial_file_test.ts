@@ -64,8 +64,19 @@ for (const { label, options } of COMMITS) {
     const dir = await Deno.makeTempDir({ prefix: "sockkit-partial-" });
     try {
       const path = join(dir, "d");
+      // Made before: refused at once, before any byte is written.
       await Deno.mkdir(path);
+      await rejects(
+        PartialFile.create(path),
+        (error: Error) =>
+          error instanceof Deno.errors.IsADirectory &&
+          error.message === "a directory of that name is in the way",
+      );
+      deepEqual(await names(dir), ["d"]);
+      // Made while the file was written: the commit fails.
+      await Deno.remove(path);
       const partial = await written(path, "x");
+      await Deno.mkdir(path);
       await rejects(partial.commit(options));
       equal((await Deno.stat(path)).isDirectory, true);
       deepEqual(await names(dir), ["d"], "the temporary file is removed");

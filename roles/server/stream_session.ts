@@ -121,13 +121,8 @@ async function receiveFile(
   const name = request.fileName;
   let partial: PartialFile;
   try {
-    const path = confinedPath(options.dir, name);
-    const existing = await Deno.lstat(path).catch((error) => {
-      if (isNotFound(error)) return undefined;
-      throw error;
-    });
-    if (existing?.isDirectory) throw new Error(`${path} is a directory`);
-    partial = await PartialFile.create(path);
+    // PartialFile refuses a directory under the name, too.
+    partial = await PartialFile.create(confinedPath(options.dir, name));
   } catch {
     throw new Refusal(ServerError.unableToCreate(name));
   }
