@@ -26,7 +26,11 @@ import { readExact, writeAll } from "../transport/byte_io.ts";
 import { sha256File, writeTestFile } from "./_helpers/files.ts";
 import { FullBacklogPort } from "./_helpers/full_backlog.ts";
 import { freePort } from "./_helpers/ports.ts";
-import { runRole, startRole } from "./_helpers/role_process.ts";
+import {
+  type RoleProcess,
+  runRole,
+  startRole,
+} from "./_helpers/role_process.ts";
 import { PausingProxy } from "./file_service/pausing_proxy.ts";
 import {
   FileServiceRig,
@@ -665,6 +669,61 @@ Deno.test("file service: a peer that never completes the connection is given up 
   // two bounded waits, not a hang (the kernel's own SYN retries take minutes)
   ok(took >= 1000 && took < 10_000, `took ${took} ms`);
   deepEqual(await listDir(dir), ["x.txt"]);
+});
+
+/** Bytes in `dir`'s files other than its index, polled until `atLeast`. */
+async function waitForStoredBytes(dir: string, atLeast: number): Promise<void> {
+  const stored = async () => {
+    let bytes = 0;
+    for (const name of await listDir(dir)) {
+      if (name.endsWith(".json")) continue;
+      bytes += (await Deno.stat(join(dir, name))).size;
+    }
+    return bytes;
+  };
+  const deadline = Date.now() + 20_000;
+  while (await stored() < atLeast && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  ok(await stored() >= atLeast, `${dir}: the transfer is under way`);
+}
+
+/** Stops `role` with SIGTERM; returns how long it took to exit 0. */
+async function stopTimed(role: RoleProcess): Promise<number> {
+  const signalled = performance.now();
+  role.kill("SIGTERM");
+  const status = await role.child.status;
+  equal(status.code, 0);
+  return performance.now() - signalled;
+}
+
+Deno.test("file service over snw: SIGTERM stops the origin mid-upload and the cache mid-fetch at once (their SNW sessions are closed), no partial file", async () => {
+  await using rig = await FileServiceRig.start("snw");
+  const dir = await rig.clientDir();
+  await writeTestFile(join(dir, "big.bin"), 64 * MiB, 6);
+  await Deno.copyFile(join(dir, "big.bin"), join(rig.originDir, "there.bin"));
+  await using client = startRole("client", rig.clientArgs(dir), {
+    stdin: true,
+  });
+  // The cache fetching a 64 MiB file from the origin over snw.
+  await client.write("get there.bin\n");
+  await waitForStoredBytes(rig.cacheDir, 2 * MiB);
+  // The rest of a transfer alone takes seconds at SNW's pace (~10 MiB/s).
+  const cacheTook = await stopTimed(rig.cache);
+  ok(cacheTook < 2_000, `cache stopped after ${cacheTook.toFixed(0)} ms`);
+  await client.stderr.waitFor(/Error: Cannot get "there\.bin": .+\n/);
+  const cached = await listDir(rig.cacheDir);
+  deepEqual(cached.filter((name) => !name.endsWith(".json")), []);
+  // The origin receiving a 64 MiB upload over snw.
+  await client.write("put big.bin\n");
+  await waitForStoredBytes(rig.originDir, 66 * MiB);
+  const originTook = await stopTimed(rig.origin);
+  ok(originTook < 2_000, `origin stopped after ${originTook.toFixed(0)} ms`);
+  await client.stderr.waitFor(/Error: Cannot put "big\.bin": .+\n/);
+  deepEqual(
+    (await listDir(rig.originDir)).filter((name) => !name.endsWith(".json")),
+    ["there.bin"],
+  );
 });
 
 Deno.test("file service: killing the origin mid-upload leaves no partial file", async () => {

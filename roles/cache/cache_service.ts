@@ -121,11 +121,14 @@ export class CacheServer {
     return this.#serving ?? Promise.resolve();
   }
 
-  /** Stops serving, closes the connections to the origin, writes the index. */
+  /**
+   * Stops serving, ends the deliveries and origin fetches in progress (their
+   * temporary files are removed), writes the index.
+   */
   async close(): Promise<void> {
     this.#control.close();
-    await this.#serving;
     this.#origin.close();
+    await this.#serving;
     await this.#store.close();
   }
 

@@ -10,6 +10,7 @@
 
 import type { Transport } from "../../transport/types.ts";
 import { ControlPool } from "../file_service/control_pool.ts";
+import { Interrupter } from "../file_service/interrupter.ts";
 import {
   type ControlChannel,
   describeError,
@@ -46,6 +47,7 @@ function lowerFirst(text: string): string {
 export class OriginClient implements Disposable {
   readonly #options: OriginClientOptions;
   readonly #pool: ControlPool;
+  readonly #interrupter = new Interrupter();
 
   /**
    * Creates the client; nothing is contacted before a request.
@@ -63,8 +65,12 @@ export class OriginClient implements Disposable {
     });
   }
 
-  /** Closes the idle connections to the origin. */
+  /**
+   * Closes the idle connections to the origin and ends the requests in
+   * progress (a fetch fails as on a lost connection).
+   */
   close(): void {
+    this.#interrupter.interrupt();
     this.#pool.close();
   }
 
@@ -78,7 +84,10 @@ export class OriginClient implements Disposable {
     work: (control: ControlChannel) => Promise<T>,
   ): Promise<T> {
     try {
-      return await this.#pool.use(work);
+      return await this.#pool.use(async (control) => {
+        using _control = this.#interrupter.closeOnInterrupt(control);
+        return await work(control);
+      });
     } catch (error) {
       if (error instanceof RemoteError || error instanceof UnreachableError) {
         throw error;
@@ -125,8 +134,9 @@ export class OriginClient implements Disposable {
       await control.send({ type: "get", tag, name });
       const found = await control.expect("found");
       await using channel = await transport.openChannel(control.conn, tag, {
-        signal: AbortSignal.timeout(idleMs),
+        signal: this.#interrupter.signal(idleMs),
       });
+      using _channel = this.#interrupter.closeOnInterrupt(channel);
       const received = await receiveFile(channel, file, {
         idleMs,
         onStall: () => control.close(),

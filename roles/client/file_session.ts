@@ -21,6 +21,7 @@ import {
   UnreachableError,
 } from "../file_service/file_control.ts";
 import { storePath } from "../file_service/file_store_names.ts";
+import { Interrupter } from "../file_service/interrupter.ts";
 import {
   newChannelTag,
   receiveFile,
@@ -90,7 +91,7 @@ export class FileServiceClient implements AsyncDisposable {
   readonly #pending = new Set<Promise<void>>();
   readonly #server: ControlPool;
   readonly #cache: ControlPool;
-  readonly #interrupt = new AbortController();
+  readonly #interrupter = new Interrupter();
 
   /**
    * Creates the client; nothing is contacted before an operation.
@@ -128,35 +129,12 @@ export class FileServiceClient implements AsyncDisposable {
    * place completes.
    */
   interrupt(): void {
-    this.#interrupt.abort();
+    this.#interrupter.interrupt();
   }
 
   /** Same as {@linkcode FileServiceClient.close}. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
-  }
-
-  /** Bounds opening a data channel: the idle timeout, or an interrupt. */
-  #channelSignal(): AbortSignal {
-    return AbortSignal.any([
-      AbortSignal.timeout(this.#options.idleMs),
-      this.#interrupt.signal,
-    ]);
-  }
-
-  /** Closes `resource` when the client is interrupted, until disposed. */
-  #closeOnInterrupt(resource: { close(): void }): Disposable {
-    const signal = this.#interrupt.signal;
-    const close = () => {
-      try {
-        resource.close();
-      } catch { /* already closed */ }
-    };
-    if (signal.aborted) close();
-    else signal.addEventListener("abort", close, { once: true });
-    return {
-      [Symbol.dispose]: () => signal.removeEventListener("abort", close),
-    };
   }
 
   /** Tracks background work that {@linkcode FileServiceClient.close} awaits. */
@@ -192,14 +170,14 @@ export class FileServiceClient implements AsyncDisposable {
       }
       this.#options.onAwaitingServer?.();
       return await this.#server.use(async (control) => {
-        using _control = this.#closeOnInterrupt(control);
+        using _control = this.#interrupter.closeOnInterrupt(control);
         const tag = newChannelTag();
         await control.send({ type: "put", tag, size: info.size, name });
         await control.expect("ready");
         await using channel = await transport.openChannel(control.conn, tag, {
-          signal: this.#channelSignal(),
+          signal: this.#interrupter.signal(idleMs),
         });
-        using _channel = this.#closeOnInterrupt(channel);
+        using _channel = this.#interrupter.closeOnInterrupt(channel);
         const sha256 = await sendFile(channel, file, info.size, {
           idleMs,
           onStall: () => control.close(),
@@ -233,14 +211,14 @@ export class FileServiceClient implements AsyncDisposable {
     }
     try {
       return await this.#cache.use(async (control) => {
-        using _control = this.#closeOnInterrupt(control);
+        using _control = this.#interrupter.closeOnInterrupt(control);
         const tag = newChannelTag();
         await control.send({ type: "get", tag, name });
         const found: FoundMessage = await control.expect("found");
         await using channel = await transport.openChannel(control.conn, tag, {
-          signal: this.#channelSignal(),
+          signal: this.#interrupter.signal(idleMs),
         });
-        using _channel = this.#closeOnInterrupt(channel);
+        using _channel = this.#interrupter.closeOnInterrupt(channel);
         const received = await receiveFile(channel, partial.file, {
           idleMs,
           onStall: () => control.close(),

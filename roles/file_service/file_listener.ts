@@ -26,6 +26,8 @@ export class ControlListener {
   /** The data-channel acceptor on the same port number. */
   readonly acceptor: ChannelAcceptor;
   readonly #open = new Set<Deno.Conn>();
+  /** The data channel of each control connection's current request. */
+  readonly #channels = new Map<Deno.Conn, TransportConn>();
   readonly #handlers = new Set<Promise<void>>();
   #closed = false;
 
@@ -43,14 +45,19 @@ export class ControlListener {
    * @param idleMs The bound on the wait.
    * @returns The data channel.
    */
-  acceptChannel(
+  async acceptChannel(
     control: Deno.Conn,
     tag: string,
     idleMs: number,
   ): Promise<TransportConn> {
-    return this.acceptor.accept(control, tag, {
+    const channel = await this.acceptor.accept(control, tag, {
       signal: AbortSignal.timeout(idleMs),
     });
+    // Requests on one control connection come one after another: the
+    // previous request's channel is already closed by its handler.
+    this.#channels.set(control, channel);
+    if (this.#closed) channel.close();
+    return channel;
   }
 
   /**
@@ -110,6 +117,7 @@ export class ControlListener {
       this.#open.add(conn);
       const handled = handler(conn).catch(() => {}).finally(() => {
         this.#open.delete(conn);
+        this.#channels.delete(conn);
         this.#handlers.delete(handled);
       });
       this.#handlers.add(handled);
@@ -117,7 +125,11 @@ export class ControlListener {
     await Promise.allSettled([...this.#handlers]);
   }
 
-  /** Stops listening, closes open connections and the acceptor. */
+  /**
+   * Stops listening, closes open connections, the data channels of
+   * requests in progress (an SNW session would otherwise run to its end)
+   * and the acceptor.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -125,6 +137,11 @@ export class ControlListener {
     for (const conn of this.#open) {
       try {
         conn.close();
+      } catch { /* closed by its handler */ }
+    }
+    for (const channel of this.#channels.values()) {
+      try {
+        channel.close();
       } catch { /* closed by its handler */ }
     }
     this.acceptor.close();
