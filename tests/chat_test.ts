@@ -51,11 +51,13 @@ Deno.test("chat: bad arguments are usage errors (exit 2); an unreachable server 
       ["client", "-u", "alice", "extra"],
       ["server", "--max-clients", "0"],
       ["server", "--bogus"],
+      ["server", "-p", "-1"], // node's parseArgs explains this in three lines
     ]
   ) {
     const result = await runRole("chat", args);
     equal(result.code, 2, `${args.join(" ")}: ${result.stderr}`);
-    match(result.stderr, /^chat: /);
+    // A one-line reason, then the usage.
+    match(result.stderr, /^chat: [^\n]+\nusage:\n/);
   }
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = listener.addr.port;

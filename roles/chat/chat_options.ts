@@ -5,8 +5,8 @@
  * @module
  */
 
-import { parseArgs, type ParseArgsConfig } from "node:util";
-import { parsePort, UsageError } from "../cli.ts";
+import type { ParseArgsConfig } from "node:util";
+import { parseCommandLine, parsePort, UsageError } from "../cli.ts";
 import { MAX_LIST_USERS } from "../../protocol/chat_protocol.ts";
 
 /** Port both roles use when `-p` is not given. */
@@ -64,24 +64,16 @@ function parse(
   args: string[],
   options: NonNullable<ParseArgsConfig["options"]>,
 ): Record<string, string | boolean | undefined> {
-  try {
-    const { values, positionals } = parseArgs({
-      args,
-      options,
-      strict: true,
-      allowPositionals: true,
-    });
-    if (positionals.length > 0) {
-      throw new UsageError(`unexpected argument "${positionals[0]}"`);
-    }
-    return values as Record<string, string | boolean | undefined>;
-  } catch (error) {
-    if (error instanceof UsageError) throw error;
-    throw new UsageError(
-      error instanceof Error ? error.message : String(error),
-      { cause: error },
-    );
+  const { values, positionals } = parseCommandLine({
+    args,
+    options,
+    strict: true,
+    allowPositionals: true,
+  });
+  if (positionals.length > 0) {
+    throw new UsageError(`unexpected argument "${positionals[0]}"`);
   }
+  return values as Record<string, string | boolean | undefined>;
 }
 
 function text(value: string | boolean | undefined): string | undefined {
