@@ -581,6 +581,8 @@ Deno.test("file service: explicit subcommand forms and usage errors", async () =
       ["cache", ["0", "127.0.0.1", "nope", "tcp"], /<srvPort>: invalid port/],
       ["cache", ["0", "h", "1", "tcp", "--max-bytes", "x"], /--max-bytes/],
       ["cache", ["0", "h", "1"], /missing tcp\|snw/],
+      ["cache", ["0", "", "1", "tcp"], /empty <srvHost>/],
+      ["client", ["h", "1", " ", "2", "snw"], /empty <cacheHost>/],
     ];
     for (const [role, args, reason] of usage) {
       const result = await runRole(role, args);

@@ -521,6 +521,11 @@ Deno.test("repeat: usage errors exit 2, a missing reference or file exits 1", as
     "0",
   ], { cwd: dir.path });
   equal(badTimes.code, 2);
+  const emptyHost = await runRole("client", ["repeat", "", "9", "f"], {
+    cwd: dir.path,
+  });
+  equal(emptyHost.code, 2);
+  ok(emptyHost.stderr.includes("empty <host>"), emptyHost.stderr);
   const noReference = await runRole("server", ["repeat", "0", "missing.txt"], {
     cwd: dir.path,
   });

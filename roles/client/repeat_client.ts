@@ -86,6 +86,7 @@ export function parseRepeatClientArgs(args: string[]): RepeatClientOptions {
   });
   const [host, port, file, ...extra] = parsed.positionals;
   if (host === undefined) throw new UsageError("missing <host>");
+  if (host.trim() === "") throw new UsageError("empty <host>");
   if (file === undefined) throw new UsageError("missing <file>");
   if (extra.length > 0) throw new UsageError(`unexpected "${extra[0]}"`);
   const transport = parseRepeatTransport(parsed.values.transport);

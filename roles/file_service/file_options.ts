@@ -73,6 +73,8 @@ export function parseRoleArgs(
       `unexpected argument "${positionals[names.length]}"`,
     );
   }
+  const empty = positionals.findIndex((value) => value.trim() === "");
+  if (empty >= 0) throw new UsageError(`empty ${names[empty]}`);
   return { positionals, values: parsed.values };
 }
 
