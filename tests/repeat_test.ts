@@ -9,7 +9,7 @@
  * @module
  */
 
-import { deepEqual, equal, ok, throws } from "node:assert/strict";
+import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
 import { join } from "node:path";
 import { LossyRelay, type RelayOptions } from "../bench/relay.ts";
 import { seededRandom } from "../bench/seeded_random.ts";
@@ -385,6 +385,40 @@ for (const transport of TRANSPORTS) {
     }
     equal(assertAverageIsMean(server.stdout).length, 100);
     equal(assertAverageIsMean(client.stdout).length, 100);
+  });
+
+  Deno.test(`repeat over ${transport}: a copy whose file cannot be created is not stored, counts as incorrect, and the run goes on`, async () => {
+    await using dir = await tempDir();
+    await writeTestFile(join(dir.path, "xyz.txt"), 3000, 1);
+    await writeTestFile(join(dir.path, "reference.txt"), 3000, 1);
+    await Deno.mkdir(join(dir.path, "copies", "002_xyz.txt"), {
+      recursive: true,
+    });
+    const { server, client } = await runPair(dir.path, {
+      transport,
+      times: 3,
+      reference: "reference.txt",
+      file: "xyz.txt",
+      serverArgs: ["--json"],
+    });
+    equal(server.code, 0, server.stderr);
+    equal(client.code, 0, client.stderr);
+    const summary = JSON.parse(server.stdout);
+    equal(summary.incorrect, 1);
+    deepEqual(
+      summary.copies.map((c: { correct: boolean }) => c.correct),
+      [true, false, true],
+    );
+    equal(
+      summary.copies[1].problem,
+      'not stored: cannot create "002_xyz.txt": a directory of that name is in the way',
+    );
+    match(server.stderr, /copy 2: not stored: cannot create "002_xyz\.txt"/);
+    deepEqual(
+      [...Deno.readDirSync(join(dir.path, "copies"))].map((e) => e.name).sort(),
+      ["001_xyz.txt", "002_xyz.txt", "003_xyz.txt"],
+    );
+    ok(Deno.statSync(join(dir.path, "copies", "002_xyz.txt")).isDirectory);
   });
 
   Deno.test(`repeat over ${transport}: every copy counts as incorrect when the reference differs`, async () => {

@@ -239,8 +239,9 @@ export class CopyStore {
    *
    * @param n The copy number.
    * @param name The sender's file name.
-   * @returns The writer and, when the name cannot be stored safely, why
-   *   (the writer then only hashes).
+   * @returns The writer and, when the copy cannot be stored (an unsafe
+   *   name, a file that cannot be created), why (the writer then only
+   *   hashes).
    */
   async open(
     n: number,
@@ -257,7 +258,19 @@ export class CopyStore {
         refused: error.message,
       };
     }
-    const partial = await PartialFile.create(path);
+    let partial: PartialFile;
+    try {
+      partial = await PartialFile.create(path);
+    } catch (error) {
+      // Not stored, like a refused name: the run goes on, this copy counts
+      // as incorrect.
+      return {
+        writer: new CopyWriter(undefined, undefined),
+        refused: `cannot create "${storedAs}": ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+      };
+    }
     return { writer: new CopyWriter(partial, storedAs) };
   }
 }

@@ -166,7 +166,7 @@ export class DatagramCopyReceiver implements CopyReceiver {
       const ms = performance.now() - transfer.startedAt;
       let problem: string | undefined;
       if (failed) problem = `cannot store: ${failed}`;
-      else if (refused) problem = "file name refused";
+      else if (refused) problem = `not stored: ${refused}`;
       else if (!transfer.complete) {
         problem =
           `${stored.bytes} of ${header.size} bytes arrived (${transfer.endReason})`;

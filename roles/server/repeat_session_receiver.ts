@@ -201,7 +201,7 @@ export class SessionCopyReceiver implements CopyReceiver {
           correct: !refused && stored.bytes === reference.size &&
             stored.sha256 === reference.sha256,
           storedAs: stored.storedAs,
-          problem: refused ? "file name refused" : undefined,
+          problem: refused ? `not stored: ${refused}` : undefined,
         };
       } catch (error) {
         received = writer.bytes;
