@@ -83,7 +83,9 @@ export function parsePort(text: string | undefined, allowZero = true): number {
 
 /**
  * Runs an executable's main function: prints `--version`, maps
- * {@linkcode UsageError} to the usage text and exit code 2, maps
+ * {@linkcode UsageError} to the usage text and exit code 2 (unless the
+ * arguments ask for `-h/--help` or `-V/--version`, which a subcommand
+ * without its own then gets from here, exit 0), maps
  * `Deno.errors.NotCapable` to a permission hint, and any other error to one
  * stderr line and exit code 1.
  *
@@ -116,6 +118,20 @@ export async function runMain(
     return await main(args);
   } catch (error) {
     if (error instanceof UsageError) {
+      // A subcommand without its own -h/-V (`server repeat -h`): answer
+      // with the executable's usage or version instead of an error.
+      const options = args.slice(
+        0,
+        (args.indexOf("--") + 1 || args.length + 1) - 1,
+      );
+      if (options.includes("-h") || options.includes("--help")) {
+        printLine(usage);
+        return 0;
+      }
+      if (options.includes("-V") || options.includes("--version")) {
+        printLine(`${name} ${VERSION}`);
+        return 0;
+      }
       printError(`${name}: ${error.message}`);
       printError(usage);
       return EXIT_USAGE;

@@ -45,6 +45,36 @@ Deno.test("invocation: each positional form of SPEC §0 resolves to its service"
   }
 });
 
+Deno.test("every subcommand answers -h/--help and -V/--version (exit 0 on stdout)", async () => {
+  const forms: [RoleName, string[]][] = [
+    ["server", ["repeat", "-h"]],
+    ["server", ["origin", "--help"]],
+    ["server", ["stream", "-h"]],
+    ["client", ["repeat", "--help"]],
+    ["client", ["files", "-h"]],
+    ["client", ["stream", "-h"]],
+    ["cache", ["serve", "-h"]],
+    ["server", ["upload", "-h"]],
+    ["chat", ["server", "-h"]],
+  ];
+  for (const [role, args] of forms) {
+    const help = await runRole(role, args, { timeoutMs: 30_000 });
+    equal(help.code, 0, `${role} ${args.join(" ")}: ${help.stderr}`);
+    match(help.stdout, /usage|Usage|^Server$/m, `${role} ${args.join(" ")}`);
+    equal(help.stderr, "");
+  }
+  const version = await runRole("server", ["repeat", "9000", "-V"], {
+    timeoutMs: 30_000,
+  });
+  equal(version.code, 0, version.stderr);
+  equal(version.stdout, `server ${VERSION}\n`);
+  // After "--" it is an argument, not a request for help.
+  const literal = await runRole("client", ["stream", "--", "-h"], {
+    timeoutMs: 30_000,
+  });
+  equal(literal.code, 2);
+});
+
 const ROLES: RoleName[] = ["client", "server", "cache", "chat"];
 
 for (const role of ROLES) {
