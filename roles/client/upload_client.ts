@@ -63,7 +63,7 @@ export async function runUploadClient(args: string[]): Promise<number> {
   } catch (error) {
     if (!(error instanceof UploadArgsError)) throw error;
     printError(`ERROR: ${error.message}`);
-    if (error.showUsage) printError(UPLOAD_CLIENT_USAGE);
+    printError(UPLOAD_CLIENT_USAGE);
     return EXIT_USAGE;
   }
   if (options.help) {

@@ -81,7 +81,7 @@ export async function runUploadServer(args: string[]): Promise<number> {
   } catch (error) {
     if (!(error instanceof UploadArgsError)) throw error;
     printError(`ERROR: ${error.message}`);
-    if (error.showUsage) printError(UPLOAD_SERVER_USAGE);
+    printError(UPLOAD_SERVER_USAGE);
     return EXIT_USAGE;
   }
   if (options.help) {

@@ -19,28 +19,20 @@ import { parsePort, UsageError } from "../cli.ts";
 export const DEFAULT_UPLOAD_TIMEOUT_MS = 10_000;
 
 /**
- * A bad command line of the upload receiver or client (exit code 2). A
- * malformed command line (missing or unknown argument) is printed with the
- * usage text after the `ERROR:` line; a bad value (port, timeout) only as
- * the `ERROR:` line, the assignment's one-line form.
+ * A bad command line of the upload receiver or client (exit code 2): printed
+ * as one `ERROR:` line (the assignment's form) followed by the usage text
+ * (SPEC §0).
  */
 export class UploadArgsError extends Error {
-  /** Whether the usage text should follow the `ERROR:` line. */
-  readonly showUsage: boolean;
-
   /**
    * Creates the error.
    *
    * @param message What is wrong, for example `invalid port "abc"`.
-   * @param options Standard error options, and `showUsage` (default true).
+   * @param options Standard error options.
    */
-  constructor(
-    message: string,
-    options?: ErrorOptions & { showUsage?: boolean },
-  ) {
+  constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "UploadArgsError";
-    this.showUsage = options?.showUsage ?? true;
   }
 }
 
@@ -139,7 +131,6 @@ export function parseUploadPort(text: string): number {
     if (error instanceof UsageError) {
       throw new UploadArgsError(
         `invalid port "${text}": must be an integer from 1 to 65535`,
-        { showUsage: false },
       );
     }
     throw error;
@@ -179,7 +170,6 @@ export function parseTimeoutOptions(
     if (!/^\d{1,9}$/.test(millis) || Number(millis) === 0) {
       throw new UploadArgsError(
         `invalid --timeout-ms "${millis}": must be a whole number of milliseconds > 0`,
-        { showUsage: false },
       );
     }
     return Number(millis);
@@ -189,7 +179,6 @@ export function parseTimeoutOptions(
     if (!/^\d{1,6}(\.\d+)?$/.test(seconds) || ms < 1) {
       throw new UploadArgsError(
         `invalid --timeout "${seconds}": must be a number of seconds > 0`,
-        { showUsage: false },
       );
     }
     return ms;
