@@ -767,24 +767,44 @@ Deno.test("file service: killing the origin mid-upload leaves no partial file", 
   deepEqual(await listDir(rig.originDir), []);
 });
 
-Deno.test("file service: killing the cache mid-delivery leaves no partial file", async () => {
-  await using rig = await FileServiceRig.start("tcp");
+/**
+ * A client in `<rig>/down` whose `get big.bin` (8 MiB, put by another
+ * client from `<rig>/up`) stands paused after 1 MiB in a proxy in front of
+ * the cache; disposing it ends the client and the proxy.
+ */
+async function pausedGet(rig: FileServiceRig, seed: number) {
   const up = await rig.clientDir("up");
   const down = await rig.clientDir("down");
-  await writeTestFile(join(up, "big.bin"), 8 * MiB, 4);
+  await writeTestFile(join(up, "big.bin"), 8 * MiB, seed);
   await rig.session(up, "put big.bin\n");
-  await using proxy = PausingProxy.start({
+  const proxy = PausingProxy.start({
     targetPort: rig.cachePort,
     direction: "from-target",
     pauseAfter: MiB,
   });
-  await using client = startRole(
+  const client = startRole(
     "client",
     rig.clientArgs(down, { cache: proxy.port }),
     { stdin: true },
   );
   await client.write("get big.bin\n");
   await proxy.paused;
+  return {
+    up,
+    down,
+    proxy,
+    client,
+    async [Symbol.asyncDispose]() {
+      await client[Symbol.asyncDispose]();
+      await proxy[Symbol.asyncDispose]();
+    },
+  };
+}
+
+Deno.test("file service: killing the cache mid-delivery leaves no partial file", async () => {
+  await using rig = await FileServiceRig.start("tcp");
+  await using paused = await pausedGet(rig, 4);
+  const { client, down, proxy } = paused;
   rig.cache.kill("SIGKILL");
   await rig.cache.child.status;
   proxy.cut();
@@ -801,23 +821,10 @@ Deno.test("file service: killing the cache mid-delivery leaves no partial file",
 
 Deno.test("file service: a signal mid-get interrupts it (no partial file, exit 1); at the prompt it ends the session", async () => {
   await using rig = await FileServiceRig.start("tcp");
-  const up = await rig.clientDir("up");
-  const down = await rig.clientDir("down");
-  await writeTestFile(join(up, "big.bin"), 8 * MiB, 5);
-  await rig.session(up, "put big.bin\n");
-  await using proxy = PausingProxy.start({
-    targetPort: rig.cachePort,
-    direction: "from-target",
-    pauseAfter: MiB,
-  });
+  await using paused = await pausedGet(rig, 5);
+  const { up, down, proxy } = paused;
   {
-    await using client = startRole(
-      "client",
-      rig.clientArgs(down, { cache: proxy.port }),
-      { stdin: true },
-    );
-    await client.write("get big.bin\n");
-    await proxy.paused;
+    const client = paused.client;
     ok((await listDir(down)).length === 1, "the download's temporary file");
     client.kill("SIGINT");
     const done = await client.finished();

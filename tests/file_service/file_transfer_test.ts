@@ -12,11 +12,28 @@ import {
   sendFile,
 } from "../../roles/file_service/file_transfer.ts";
 import { transportByName } from "../../transport/registry.ts";
-import type { TransportConn } from "../../transport/types.ts";
+import type {
+  Transport,
+  TransportConn,
+  TransportListener,
+} from "../../transport/types.ts";
 import { sha256File, tempDir, writeTestFile } from "../_helpers/files.ts";
 
 const MiB = 1024 * 1024;
 const SIZES = [0, 1, 65_536, 65_537, MiB - 1, MiB, MiB + 7, 2 * MiB];
+
+/** A connection over `listener`: the connecting and the accepted side. */
+async function connectedPair(
+  transport: Transport,
+  listener: TransportListener,
+): Promise<[TransportConn, TransportConn]> {
+  const accepted = listener.accept();
+  const connected = await transport.connect({
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+  });
+  return [connected, await accepted];
+}
 
 for (const name of ["tcp", "snw"] as const) {
   Deno.test(`file transfer over ${name}: sizes around the write buffers arrive byte-exact`, async () => {
@@ -27,12 +44,9 @@ for (const name of ["tcp", "snw"] as const) {
       const source = join(dir.path, `in-${size}`);
       const target = join(dir.path, `out-${size}`);
       await writeTestFile(source, size, size % 251);
-      const accepted = listener.accept();
-      await using sender = await transport.connect({
-        hostname: "127.0.0.1",
-        port: listener.addr.port,
-      });
-      await using receiver = await accepted;
+      const [connected, accepted] = await connectedPair(transport, listener);
+      await using sender = connected;
+      await using receiver = accepted;
       using input = await Deno.open(source, { read: true });
       using output = await Deno.open(target, { write: true, create: true });
       const [sent, received] = await Promise.all([
@@ -94,12 +108,9 @@ Deno.test("file transfer: a file shorter than announced fails naming how many by
   using listener = transport.listen({ hostname: "127.0.0.1", port: 0 });
   const source = join(dir.path, "short");
   await writeTestFile(source, 3 * MiB + 5, 1); // announced: 8 MiB
-  const accepted = listener.accept();
-  await using sender = await transport.connect({
-    hostname: "127.0.0.1",
-    port: listener.addr.port,
-  });
-  await using receiver = await accepted;
+  const [connected, accepted] = await connectedPair(transport, listener);
+  await using sender = connected;
+  await using receiver = accepted;
   using input = await Deno.open(source, { read: true });
   using output = await Deno.open(join(dir.path, "out"), {
     write: true,
