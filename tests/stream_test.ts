@@ -444,16 +444,22 @@ const sockkitClient: Client = (cwd, args) =>
   runRole("client", args, { cwd, timeoutMs: 30_000 });
 const pythonClient: Client = (cwd, args) => runPython(PEER_CLIENT, args, cwd);
 
-const startSockkitServer: ServerStarter = async (cwd, port) => {
+/** `server <port> -v` on 127.0.0.1 in `cwd`, once it is waiting. */
+async function startSockkitServer(
+  cwd: string,
+  port: number,
+  extra: string[] = [],
+): Promise<RoleProcess> {
   const server = startRole("server", [
     String(port),
     "-v",
     "--host",
     "127.0.0.1",
+    ...extra,
   ], { cwd });
   await server.stdout.waitFor(`server waiting on port ${port}`);
   return server;
-};
+}
 const startPythonServer: ServerStarter = async (cwd, port) => {
   const server = startPython(PEER_SERVER, [String(port), "-v"], cwd);
   await server.stdout.waitFor(`server waiting on port ${port}`);
@@ -814,15 +820,10 @@ Deno.test("stream server: survives garbage, bad sizes, disconnects and stalls; -
   await using serverDir = await tempDir();
   await using clientDir = await tempDir();
   const port = freePort();
-  await using server = startRole("server", [
-    String(port),
-    "-v",
-    "--host",
-    "127.0.0.1",
+  await using server = await startSockkitServer(serverDir.path, port, [
     "--idle-timeout",
     "1",
-  ], { cwd: serverDir.path });
-  await server.stdout.waitFor(`server waiting on port ${port}`);
+  ]);
   await abuseServer(serverDir.path, port, clientDir.path);
   await waitForLines(server.stdout, "server waiting on port", 12);
   const out = server.stdout.text;
@@ -862,13 +863,7 @@ for (const signal of ["SIGTERM", "SIGHUP"] as const) {
   Deno.test(`stream server: ${signal} mid-upload exits 0 and removes the temp file; bad options exit 2`, async () => {
     await using serverDir = await tempDir();
     const port = freePort();
-    await using server = startRole("server", [
-      String(port),
-      "-v",
-      "--host",
-      "127.0.0.1",
-    ], { cwd: serverDir.path });
-    await server.stdout.waitFor(`server waiting on port ${port}`);
+    await using server = await startSockkitServer(serverDir.path, port);
     {
       using peer = await RawPeer.connect(port);
       equal(await peer.readText(5), "READY");
