@@ -82,10 +82,11 @@ export function parsePort(text: string | undefined, allowZero = true): number {
 }
 
 /**
- * Runs an executable's main function: prints `--version`, maps
+ * Runs an executable's main function: prints the version for `-V` or
+ * `--version` anywhere among the options (before a `--`), maps
  * {@linkcode UsageError} to the usage text and exit code 2 (unless the
- * arguments ask for `-h/--help` or `-V/--version`, which a subcommand
- * without its own then gets from here, exit 0), maps
+ * options ask for `-h/--help`, which a subcommand without its own help then
+ * gets from here, exit 0), maps
  * `Deno.errors.NotCapable` to a permission hint, and any other error to one
  * stderr line and exit code 1.
  *
@@ -101,7 +102,10 @@ export async function runMain(
   args: string[],
   main: (args: string[]) => Promise<number>,
 ): Promise<number> {
-  if (args.length === 1 && (args[0] === "-V" || args[0] === "--version")) {
+  // Options are what comes before a "--".
+  const end = args.indexOf("--");
+  const options = end < 0 ? args : args.slice(0, end);
+  if (options.includes("-V") || options.includes("--version")) {
     printLine(`${name} ${VERSION}`);
     return 0;
   }
@@ -118,18 +122,10 @@ export async function runMain(
     return await main(args);
   } catch (error) {
     if (error instanceof UsageError) {
-      // A subcommand without its own -h/-V (`server repeat -h`): answer
-      // with the executable's usage or version instead of an error.
-      const options = args.slice(
-        0,
-        (args.indexOf("--") + 1 || args.length + 1) - 1,
-      );
+      // A subcommand without its own help (`server repeat -h`): answer
+      // with the executable's usage instead of an error.
       if (options.includes("-h") || options.includes("--help")) {
         printLine(usage);
-        return 0;
-      }
-      if (options.includes("-V") || options.includes("--version")) {
-        printLine(`${name} ${VERSION}`);
         return 0;
       }
       printError(`${name}: ${error.message}`);

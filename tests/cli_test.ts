@@ -63,11 +63,18 @@ Deno.test("every subcommand answers -h/--help and -V/--version (exit 0 on stdout
     match(help.stdout, /usage|Usage|^Server$/m, `${role} ${args.join(" ")}`);
     equal(help.stderr, "");
   }
-  const version = await runRole("server", ["repeat", "9000", "-V"], {
-    timeoutMs: 30_000,
-  });
-  equal(version.code, 0, version.stderr);
-  equal(version.stdout, `server ${VERSION}\n`);
+  const versions: [RoleName, string[]][] = [
+    ["server", ["repeat", "9000", "-V"]],
+    ["server", ["upload", "--version"]],
+    ["server", ["5000", "dir", "-V"]],
+    ["client", ["h", "1", "f", "--version"]],
+    ["chat", ["client", "-V"]],
+  ];
+  for (const [role, args] of versions) {
+    const version = await runRole(role, args, { timeoutMs: 30_000 });
+    equal(version.code, 0, `${role} ${args.join(" ")}: ${version.stderr}`);
+    equal(version.stdout, `${role} ${VERSION}\n`);
+  }
   // After "--" it is an argument, not a request for help.
   const literal = await runRole("client", ["stream", "--", "-h"], {
     timeoutMs: 30_000,
