@@ -15,7 +15,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseCommandLine, parsePort, UsageError } from "../roles/cli.ts";
 import { seededRandom } from "./seeded_random.ts";
 
 /** Impairments and addresses of a {@linkcode LossyRelay}. */
@@ -325,10 +325,30 @@ async function pump(from: Deno.TcpConn, to: Deno.TcpConn): Promise<void> {
   await to.closeWrite().catch(() => {});
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
+/** Usage of the relay's command line. */
+export const RELAY_USAGE =
+  "usage: relay --target-port N [--target-host H] [--port P] [--seed S] " +
+  "[--drop p] [--duplicate p] [--reorder p] [--corrupt p] [--delay-ms ms]";
+
+/**
+ * Parses the relay's command line.
+ *
+ * @example
+ * ```ts
+ * import { parseRelayArgs } from "./relay.ts";
+ * const options = parseRelayArgs(["--target-port", "9000", "--drop", "0.1"]);
+ * if (options !== "help") console.log(options.drop); // 0.1
+ * ```
+ *
+ * @param args The arguments.
+ * @returns The relay's options, or `"help"` for `-h/--help`.
+ * @throws {UsageError} On a bad command line.
+ */
+export function parseRelayArgs(args: string[]): RelayOptions | "help" {
+  const { values } = parseCommandLine({
+    args,
     options: {
+      help: { type: "boolean", short: "h" },
       "target-port": { type: "string" },
       "target-host": { type: "string", default: "127.0.0.1" },
       port: { type: "string", default: "0" },
@@ -340,27 +360,54 @@ if (import.meta.main) {
       "delay-ms": { type: "string", default: "0" },
     },
   });
-  if (!values["target-port"]) {
-    console.error(
-      "usage: relay --target-port N [--target-host H] [--port P] [--seed S] " +
-        "[--drop p] [--duplicate p] [--reorder p] [--corrupt p] [--delay-ms ms]",
-    );
+  if (values.help) return "help";
+  if (values["target-port"] === undefined) {
+    throw new UsageError("missing --target-port");
+  }
+  const rate = (name: "drop" | "duplicate" | "reorder" | "corrupt") => {
+    const value = Number(values[name]);
+    if (!(value >= 0 && value <= 1)) {
+      throw new UsageError(`invalid --${name} "${values[name]}": 0 to 1`);
+    }
+    return value;
+  };
+  const delayMs = Number(values["delay-ms"]);
+  if (!(delayMs >= 0 && delayMs <= 60_000)) {
+    throw new UsageError(`invalid --delay-ms "${values["delay-ms"]}"`);
+  }
+  const seed = Number(values.seed);
+  if (!Number.isInteger(seed)) {
+    throw new UsageError(`invalid --seed "${values.seed}"`);
+  }
+  return {
+    targetPort: parsePort(values["target-port"], false),
+    targetHost: values["target-host"],
+    port: parsePort(values.port),
+    seed,
+    drop: rate("drop"),
+    duplicate: rate("duplicate"),
+    reorder: rate("reorder"),
+    corrupt: rate("corrupt"),
+    delayMs,
+  };
+}
+
+if (import.meta.main) {
+  let options: RelayOptions | "help";
+  try {
+    options = parseRelayArgs(Deno.args);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`relay: ${error.message}`);
+    console.error(RELAY_USAGE);
     Deno.exit(2);
   }
-  const relay = LossyRelay.start({
-    targetPort: Number(values["target-port"]),
-    targetHost: values["target-host"],
-    port: Number(values.port),
-    seed: Number(values.seed),
-    drop: Number(values.drop),
-    duplicate: Number(values.duplicate),
-    reorder: Number(values.reorder),
-    corrupt: Number(values.corrupt),
-    delayMs: Number(values["delay-ms"]),
-  });
+  if (options === "help") {
+    console.log(RELAY_USAGE);
+    Deno.exit(0);
+  }
+  const relay = LossyRelay.start(options);
   console.log(
-    `relay listening on 127.0.0.1:${relay.port} -> ${values["target-host"]}:${
-      values["target-port"]
-    }`,
+    `relay listening on 127.0.0.1:${relay.port} -> ${options.targetHost}:${options.targetPort}`,
   );
 }

@@ -5,9 +5,10 @@
  */
 
 import { createHash } from "node:crypto";
-import { deepEqual, equal, ok, rejects } from "node:assert/strict";
+import { deepEqual, equal, ok, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
-import { LossyRelay } from "../bench/relay.ts";
+import { LossyRelay, parseRelayArgs } from "../bench/relay.ts";
+import { UsageError } from "../roles/cli.ts";
 import { seededRandom } from "../bench/seeded_random.ts";
 import {
   createSnwTransport,
@@ -455,4 +456,33 @@ Deno.test("transferChunks: leaving the loop early cancels the transfer, the send
     break;
   }
   ok((await sending) instanceof Error, "the sender should see the cancel");
+});
+
+Deno.test("relay command line: help, defaults, and bad values as usage errors", () => {
+  equal(parseRelayArgs(["--help"]), "help");
+  equal(parseRelayArgs(["-h"]), "help");
+  deepEqual(parseRelayArgs(["--target-port", "9000", "--drop", "0.1"]), {
+    targetPort: 9000,
+    targetHost: "127.0.0.1",
+    port: 0,
+    seed: 1,
+    drop: 0.1,
+    duplicate: 0,
+    reorder: 0,
+    corrupt: 0,
+    delayMs: 0,
+  });
+  for (
+    const args of [
+      [],
+      ["--target-port", "x"],
+      ["--target-port", "9", "--drop", "2"],
+      ["--target-port", "9", "--corrupt", "-0.1"],
+      ["--target-port", "9", "--delay-ms", "soon"],
+      ["--target-port", "9", "--seed", "1.5"],
+      ["--bogus"],
+    ]
+  ) {
+    throws(() => parseRelayArgs(args), UsageError, args.join(" "));
+  }
 });
