@@ -51,13 +51,16 @@ export async function readExact(
  *
  * @param writer The destination.
  * @param bytes The bytes to write.
+ * @param onWrite Called after each write (some of the bytes).
  */
 export async function writeAll(
   writer: ByteWriter,
   bytes: Uint8Array,
+  onWrite?: () => void,
 ): Promise<void> {
   let written = 0;
   while (written < bytes.length) {
     written += await writer.write(bytes.subarray(written));
+    onWrite?.();
   }
 }

@@ -223,7 +223,7 @@ export class SnwConn implements TransportConn {
    *
    * @param size The announced size.
    * @param source The bytes.
-   * @param options Cancellation.
+   * @param options Cancellation, progress.
    * @returns Resolves when the receiver's FIN arrived.
    */
   send(
@@ -232,7 +232,7 @@ export class SnwConn implements TransportConn {
     options: SendOptions = {},
   ): Promise<void> {
     const run = this.#sendChain.then(() =>
-      this.#sendTransfer(size, source, options.signal)
+      this.#sendTransfer(size, source, options)
     );
     this.#sendChain = run.catch(() => {});
     return run;
@@ -241,7 +241,7 @@ export class SnwConn implements TransportConn {
   async #sendTransfer(
     size: number,
     source: TransferSource,
-    signal?: AbortSignal,
+    options: SendOptions,
   ): Promise<void> {
     if (!Number.isSafeInteger(size) || size < 0) {
       throw new RangeError(`invalid transfer size ${size}`);
@@ -260,7 +260,8 @@ export class SnwConn implements TransportConn {
       firstSeq: this.#nextSeq,
       size,
       chunks: sizedChunks(source, size),
-    }, signal);
+      onProgress: options.onProgress,
+    }, options.signal);
   }
 
   /**
@@ -289,7 +290,10 @@ export class SnwConn implements TransportConn {
    * the session ends (the peer's view of the stream is then undefined).
    */
   async #run(
-    init: Pick<SnwSenderInit, "first" | "firstSeq" | "size" | "chunks">,
+    init: Pick<
+      SnwSenderInit,
+      "first" | "firstSeq" | "size" | "chunks" | "onProgress"
+    >,
     signal?: AbortSignal,
   ): Promise<void> {
     try {

@@ -65,6 +65,8 @@ export interface SnwSenderInit {
   transmit: Transmit;
   /** Called once when an outstanding packet went unanswered for the timeout; returns the error to fail with. */
   giveUp: () => Error;
+  /** Called when a packet was answered (the peer took its bytes). */
+  onProgress?: () => void;
 }
 
 /** The packet waiting for its answer. */
@@ -159,6 +161,7 @@ export class SnwSender {
     if (!current.retransmitted) this.#init.rto.sample(now - current.sentAt);
     this.#current = undefined;
     this.#advance(now);
+    this.#init.onProgress?.();
     return true;
   }
 

@@ -78,7 +78,7 @@ export class TcpTransportConn implements TransportConn {
    *
    * @param size The announced size.
    * @param source The bytes.
-   * @param options Cancellation.
+   * @param options Cancellation, progress.
    */
   async send(
     size: number,
@@ -90,7 +90,7 @@ export class TcpTransportConn implements TransportConn {
     new DataView(header.buffer).setBigUint64(0, BigInt(size));
     const write = async (bytes: Uint8Array) => {
       options?.signal?.throwIfAborted();
-      await writeAll(this.#conn, bytes);
+      await writeAll(this.#conn, bytes, options?.onProgress);
     };
     try {
       await write(header);

@@ -47,6 +47,11 @@ export type TransferSource =
 export interface SendOptions {
   /** Aborts the transfer; the connection is unusable afterwards. */
   signal?: AbortSignal;
+  /**
+   * Called whenever the peer took more bytes: after each write (tcp), each
+   * acknowledged packet (snw). Keep it cheap; it runs per packet.
+   */
+  onProgress?: () => void;
 }
 
 /** Options of {@linkcode TransportConn.receive}. */

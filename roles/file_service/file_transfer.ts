@@ -35,21 +35,41 @@ export interface FileVersion {
 
 /** Restartable timer that fires when a transfer stops making progress. */
 class ProgressWatch {
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #progress = 0;
+  #seen = 0;
+  #since = 0;
   stalled = false;
 
   constructor(readonly ms: number, readonly onStall: () => void) {}
 
+  /**
+   * Counts progress (cheap: the SNW sender calls it per packet); the first
+   * call starts watching. A stall is found within a quarter of `ms` after
+   * `ms` without a call.
+   */
   touch(): void {
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
+    this.#progress++;
+    if (this.#timer !== undefined || this.stalled) return;
+    this.#seen = this.#progress;
+    this.#since = performance.now();
+    this.#timer = setInterval(() => this.#check(), Math.max(this.ms / 4, 5));
+  }
+
+  #check(): void {
+    const now = performance.now();
+    if (this.#progress !== this.#seen) {
+      this.#seen = this.#progress;
+      this.#since = now;
+    } else if (now - this.#since >= this.ms) {
+      this.stop();
       this.stalled = true;
       this.onStall();
-    }, this.ms);
+    }
   }
 
   stop(): void {
-    clearTimeout(this.#timer);
+    clearInterval(this.#timer);
   }
 
   error(): TransferTimeoutError {
@@ -124,7 +144,12 @@ export async function sendFile(
   }
   watch.touch();
   try {
-    await channel.send(size, chunks(), { signal: controller.signal });
+    await channel.send(size, chunks(), {
+      signal: controller.signal,
+      // The peer taking bytes is progress (a chunk read is not enough: on a
+      // slow link one 1 MiB chunk can take longer than the idle timeout).
+      onProgress: () => watch.touch(),
+    });
   } catch (error) {
     if (watch.stalled) throw watch.error();
     throw error;

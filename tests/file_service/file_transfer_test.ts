@@ -5,12 +5,13 @@
  */
 
 import { createHash } from "node:crypto";
-import { equal, rejects } from "node:assert/strict";
+import { equal, ok, rejects } from "node:assert/strict";
 import { join } from "node:path";
 import {
   receiveFile,
   sendFile,
 } from "../../roles/file_service/file_transfer.ts";
+import { LossyRelay } from "../../bench/relay.ts";
 import { transportByName } from "../../transport/registry.ts";
 import type {
   Transport,
@@ -22,16 +23,17 @@ import { sha256File, tempDir, writeTestFile } from "../_helpers/files.ts";
 const MiB = 1024 * 1024;
 const SIZES = [0, 1, 65_536, 65_537, MiB - 1, MiB, MiB + 7, 2 * MiB];
 
-/** A connection over `listener`: the connecting and the accepted side. */
+/**
+ * A connection over `listener` (to `port`: the listener's, or a relay's in
+ * front of it): the connecting and the accepted side.
+ */
 async function connectedPair(
   transport: Transport,
   listener: TransportListener,
+  port = listener.addr.port,
 ): Promise<[TransportConn, TransportConn]> {
   const accepted = listener.accept();
-  const connected = await transport.connect({
-    hostname: "127.0.0.1",
-    port: listener.addr.port,
-  });
+  const connected = await transport.connect({ hostname: "127.0.0.1", port });
   return [connected, await accepted];
 }
 
@@ -124,4 +126,41 @@ Deno.test("file transfer: a file shorter than announced fails naming how many by
   );
   sender.close();
   await rejects(receiving);
+});
+
+Deno.test("file transfer over snw: a slow link that keeps making progress is not taken for a stall", async () => {
+  const transport = transportByName("snw");
+  await using dir = await tempDir("sockkit-file-transfer-");
+  using listener = transport.listen({ hostname: "127.0.0.1", port: 0 });
+  // Every datagram delayed by up to 6 ms: ~6 ms per 1000-byte packet.
+  await using relay = LossyRelay.start({
+    targetPort: listener.addr.port,
+    delayMs: 6,
+    seed: 11,
+  });
+  const size = 256 * 1024; // one read of the file, ~1.5 s on this link
+  const source = join(dir.path, "slow");
+  const target = join(dir.path, "slow-out");
+  await writeTestFile(source, size, 9);
+  const [connected, accepted] = await connectedPair(
+    transport,
+    listener,
+    relay.port,
+  );
+  await using sender = connected;
+  await using receiver = accepted;
+  using input = await Deno.open(source, { read: true });
+  using output = await Deno.open(target, { write: true, create: true });
+  const idleMs = 400;
+  const started = performance.now();
+  const [sent, received] = await Promise.all([
+    sendFile(sender, input, size, { idleMs }),
+    receiveFile(receiver, output, { idleMs }),
+  ]);
+  const took = performance.now() - started;
+  ok(took > 2 * idleMs, `took ${took.toFixed(0)} ms: longer than the timeout`);
+  const digest = await sha256File(source);
+  equal(sent, digest);
+  equal(received.sha256, digest);
+  equal(await sha256File(target), digest);
 });
