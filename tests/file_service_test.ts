@@ -590,6 +590,12 @@ Deno.test("file service: explicit subcommand forms and usage errors", async () =
       match(result.stderr, reason);
       match(result.stderr, /usage:/);
     }
+    // Bad SNW tuning in the environment is named, not "unknown transport".
+    const tuning = await runRole("server", ["0", "snw"], {
+      env: { SOCKKIT_SNW_TIMEOUT_MS: "0" },
+    });
+    equal(tuning.code, 2);
+    match(tuning.stderr, /SOCKKIT_SNW_TIMEOUT_MS must be a positive number/);
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -121,13 +121,17 @@ export function parsePeerPort(text: string, what: string): number {
  *
  * @param text `tcp` or `snw`.
  * @returns The transport.
- * @throws {UsageError} For another name.
+ * @throws {UsageError} For another name, or bad `SOCKKIT_SNW_*` tuning.
  */
 export function parseTransport(text: string): Transport {
   try {
     return transportByName(text);
-  } catch {
-    throw new UsageError(`unknown transport "${text}" (tcp|snw)`);
+  } catch (error) {
+    // An unknown name, or bad SNW tuning in the environment: say which.
+    throw new UsageError(
+      error instanceof Error ? error.message : String(error),
+      { cause: error },
+    );
   }
 }
 
