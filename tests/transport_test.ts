@@ -16,6 +16,7 @@ import {
   encodeLenPayload,
   encodeSnwPacket,
   SNW_WORDS,
+  SnwChannelAcceptor,
   SnwType,
   tcpTransport,
   transferChunks,
@@ -485,4 +486,71 @@ Deno.test("relay command line: help, defaults, and bad values as usage errors", 
   ) {
     throws(() => parseRelayArgs(args), UsageError, args.join(" "));
   }
+});
+
+Deno.test("snw acceptor: an OPEN flood keeps at most 256 unclaimed sessions, drops the oldest without CLOSEs, ignores oversize tags", async () => {
+  const snw = createSnwTransport();
+  using control = Deno.listen({ hostname: HOST, port: 0 });
+  using acceptor = snw.channels({ hostname: HOST, port: control.addr.port });
+  ok(acceptor instanceof SnwChannelAcceptor);
+  const attacker = Deno.listenDatagram({
+    transport: "udp",
+    hostname: HOST,
+    port: 0,
+  });
+  const target: Deno.NetAddr = {
+    transport: "udp",
+    hostname: HOST,
+    port: control.addr.port,
+  };
+  const open = (session: number, tag: Uint8Array) =>
+    attacker.send(encodeSnwPacket(SnwType.OPEN, session, 0, tag), target);
+  const answers: number[] = [];
+  const reading = (async () => {
+    const buffer = new Uint8Array(65536);
+    while (true) {
+      try {
+        const [bytes] = await attacker.receive(buffer);
+        answers.push(decodeSnwPacket(bytes).type);
+      } catch {
+        return; // closed
+      }
+    }
+  })();
+  // An oversize tag (more than 64 bytes) is not a channel: no answer.
+  await open(1, new Uint8Array(65).fill(0x61));
+  // In bursts of 50, each answered before the next (so that the socket's
+  // receive buffer never overflows: that would be loss, not the cap).
+  for (let burst = 0; burst < 6; burst++) {
+    for (let i = burst * 50; i < (burst + 1) * 50; i++) {
+      await open(1000 + i, new TextEncoder().encode(`flood-${i}`));
+    }
+    const deadline = Date.now() + 5_000;
+    while (answers.length < (burst + 1) * 50 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+  await new Promise((resolve) => setTimeout(resolve, 100)); // any late CLOSE
+  equal(acceptor.unclaimed, 256);
+  deepEqual(
+    answers,
+    Array(300).fill(SnwType.ACK),
+    "one ACK per flood OPEN, none for the oversize tag, no CLOSE",
+  );
+  // A real channel still gets through.
+  const real = (async () => {
+    using tcp = await control.accept();
+    await using channel = await acceptor.accept(tcp, "real");
+    const incoming = await channel.receive();
+    equal(new TextDecoder().decode(await readAll(incoming.readable)), "ok");
+  })();
+  {
+    using tcp = await Deno.connect({ hostname: HOST, port: control.addr.port });
+    await using channel = await snw.openChannel(tcp, "real");
+    await channel.send(2, new TextEncoder().encode("ok"));
+    await real;
+  }
+  acceptor.close();
+  attacker.close();
+  await reading;
 });

@@ -557,6 +557,16 @@ export class SnwConn implements TransportConn {
     this.#closing = this.#onClosed(this, closing);
   }
 
+  /**
+   * Ends the session without a CLOSE to the peer (an OPEN nobody claimed:
+   * answering a forged source three times would make this port a
+   * reflector).
+   */
+  drop(): void {
+    this.#peerClosed = true;
+    this.close();
+  }
+
   /** Closes the session (idempotent): tells the peer, fails pending work. */
   close(): void {
     this.#fail(new ConnectionLostError("the SNW session was closed"));
@@ -844,6 +854,13 @@ function acceptSession(
 /** How long an OPEN with a tag nobody asked for yet is kept, in ms. */
 const UNCLAIMED_CHANNEL_MS = 30_000;
 
+/**
+ * Most OPENs kept unclaimed at once; beyond, the oldest is dropped (an OPEN
+ * flood costs bounded memory, and real channels are claimed within a round
+ * trip of their control request).
+ */
+const MAX_UNCLAIMED_CHANNELS = 256;
+
 /** Accepts SNW data channels by tag next to a TCP control listener. */
 export class SnwChannelAcceptor implements ChannelAcceptor {
   readonly #endpoint: SnwEndpoint;
@@ -869,6 +886,7 @@ export class SnwChannelAcceptor implements ChannelAcceptor {
       port: options.port,
     });
     this.#endpoint = new SnwEndpoint(socket, peerKey, (remote, packet) => {
+      if (packet.payload.length > MAX_TAG_BYTES) return; // not a channel tag
       const tag = tagDecoder.decode(packet.payload);
       const conn = acceptSession(this.#endpoint, remote, packet, snw);
       const waiter = this.#waiting.get(tag);
@@ -877,10 +895,13 @@ export class SnwChannelAcceptor implements ChannelAcceptor {
         waiter.resolve(conn);
         return;
       }
-      this.#unclaimed.get(tag)?.conn.close();
+      this.#dropUnclaimed(tag);
+      if (this.#unclaimed.size >= MAX_UNCLAIMED_CHANNELS) {
+        this.#dropUnclaimed(this.#unclaimed.keys().next().value!);
+      }
       const timer = setTimeout(() => {
         this.#unclaimed.delete(tag);
-        conn.close();
+        conn.drop();
       }, UNCLAIMED_CHANNEL_MS);
       this.#unclaimed.set(tag, { conn, timer });
     });
@@ -889,6 +910,19 @@ export class SnwChannelAcceptor implements ChannelAcceptor {
   /** The bound UDP address. */
   get addr(): Deno.NetAddr {
     return this.#endpoint.addr;
+  }
+
+  /** How many OPENs wait for their control request (at most 256). */
+  get unclaimed(): number {
+    return this.#unclaimed.size;
+  }
+
+  #dropUnclaimed(tag: string): void {
+    const unclaimed = this.#unclaimed.get(tag);
+    if (!unclaimed) return;
+    this.#unclaimed.delete(tag);
+    clearTimeout(unclaimed.timer);
+    unclaimed.conn.drop();
   }
 
   /**
