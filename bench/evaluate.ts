@@ -51,6 +51,7 @@ import {
 } from "./evaluation_report.ts";
 import { FileServiceRig } from "./file_service_rig.ts";
 import {
+  interruptCaptures,
   PacketCapture,
   probeTshark,
   readCapturedPackets,
@@ -113,6 +114,9 @@ const LEAD_MS = 50;
 /** SNW give-up timeout for the evaluation (long: 20% loss on two hops). */
 const SNW_TIMEOUT_MS = "10000";
 
+/** The largest file size of a run (its file is written to a temporary folder). */
+const MAX_SIZE = 1024 ** 3;
+
 /**
  * Parses a size list such as `16K,32K,1M` (K = 1024, M = 1024²).
  *
@@ -124,10 +128,13 @@ const SNW_TIMEOUT_MS = "10000";
  *
  * @param text The list.
  * @returns Sizes in bytes.
- * @throws {EvaluateUsageError} On a bad entry.
+ * @throws {EvaluateUsageError} On a bad entry (0 or over 1024M), or an
+ *   empty list.
  */
 export function parseSizes(text: string): number[] {
-  return text.split(",").filter((s) => s.trim() !== "").map((item) => {
+  const items = text.split(",").filter((s) => s.trim() !== "");
+  if (items.length === 0) throw new EvaluateUsageError(`no sizes in "${text}"`);
+  return items.map((item) => {
     const m = /^(\d+)([KkMm]?)$/.exec(item.trim());
     if (!m) throw new EvaluateUsageError(`invalid size "${item}"`);
     const unit = m[2].toUpperCase() === "K"
@@ -136,7 +143,9 @@ export function parseSizes(text: string): number[] {
       ? 1024 * 1024
       : 1;
     const size = Number(m[1]) * unit;
-    if (size <= 0) throw new EvaluateUsageError(`invalid size "${item}"`);
+    if (!(size > 0 && size <= MAX_SIZE)) {
+      throw new EvaluateUsageError(`invalid size "${item}" (1 byte to 1024M)`);
+    }
     return size;
   });
 }
@@ -250,6 +259,7 @@ export async function runEvaluation(
   await Deno.remove(pcapDir, { recursive: true }).catch(() => {});
   if (source === "capture") await Deno.mkdir(pcapDir, { recursive: true });
   const work = await Deno.makeTempDir({ prefix: "sockkit-evaluate-" });
+  activeWorkDirs.add(work);
   const configurations: Array<Configuration & { sizes: number[] }> = [
     { transport: "tcp", sizes: options.sizes },
     { transport: "snw", sizes: options.sizes },
@@ -357,6 +367,7 @@ export async function runEvaluation(
     }
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});
+    activeWorkDirs.delete(work);
   }
   const files = await writeResults(options.out, runs, {
     date: new Date().toISOString(),
@@ -446,13 +457,24 @@ export async function rerenderFromCsv(
   return { runs, source, fallbackReason, files };
 }
 
-/** Rigs running now, stopped on SIGINT/SIGTERM so no role outlives us. */
+/**
+ * What a run has going, undone on SIGINT/SIGTERM so that nothing outlives
+ * us: the rigs' roles, the temporary folders (and the tshark captures, see
+ * `interruptCaptures`).
+ */
 const activeRigs = new Set<FileServiceRig>();
+const activeWorkDirs = new Set<string>();
 
 function stopOnSignal(): void {
   const stop = async () => {
-    console.error("evaluate: interrupted, stopping the roles");
+    console.error(
+      "evaluate: interrupted, stopping the roles and captures",
+    );
+    interruptCaptures();
     await Promise.allSettled([...activeRigs].map((rig) => rig.close()));
+    for (const dir of activeWorkDirs) {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
     Deno.exit(130);
   };
   Deno.addSignalListener("SIGINT", stop);

@@ -102,6 +102,22 @@ export interface CaptureOptions {
   startTimeoutMs?: number;
 }
 
+/** Every tshark started here and not yet exited. */
+const liveCaptures = new Set<Deno.ChildProcess>();
+
+/**
+ * Sends SIGINT to every tshark this process started that is still running,
+ * including one still starting (for a signal handler about to exit: tshark
+ * then flushes its file and exits on its own).
+ */
+export function interruptCaptures(): void {
+  for (const child of liveCaptures) {
+    try {
+      child.kill("SIGINT");
+    } catch { /* already gone */ }
+  }
+}
+
 /** A running tshark capture; `stop()` ends it and flushes the file. */
 export class PacketCapture {
   readonly #child: Deno.ChildProcess;
@@ -144,6 +160,8 @@ export class PacketCapture {
       stdout: "null",
       stderr: "piped",
     }).spawn();
+    liveCaptures.add(child);
+    child.status.finally(() => liveCaptures.delete(child));
     let text = "";
     let wake: () => void = () => {};
     const stderr = (async () => {

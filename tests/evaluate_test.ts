@@ -27,7 +27,7 @@ import {
   type RunRecord,
   runsCsv,
 } from "../bench/evaluation_report.ts";
-import { parseSizes } from "../bench/evaluate.ts";
+import { EvaluateUsageError, parseSizes } from "../bench/evaluate.ts";
 import {
   PacketCapture,
   probeTshark,
@@ -210,6 +210,10 @@ Deno.test("evaluation report: the assignment's tables, CSV and plots", () => {
   }
   match(plots["delay_vs_size.svg"], /<polyline/);
   deepEqual(parseSizes("16K,62K,1M,10"), [16384, 63488, 1048576, 10]);
+  equal(parseSizes("1024M")[0], 1024 ** 3);
+  for (const bad of [",,,", "", "0", "1025M", "99999999999999999999K", "1G"]) {
+    throws(() => parseSizes(bad), EvaluateUsageError, `"${bad}"`);
+  }
   const svg = lineChartSvg({
     title: "a < b",
     xLabel: "x",
