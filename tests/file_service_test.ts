@@ -23,7 +23,7 @@ import { storePath } from "../roles/file_service/file_store_names.ts";
 import { UnsafeNameError } from "../roles/file_names.ts";
 import { transportByName } from "../transport/registry.ts";
 import { readExact, writeAll } from "../transport/byte_io.ts";
-import { sha256File, writeTestFile } from "./_helpers/files.ts";
+import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
 import { FullBacklogPort } from "./_helpers/full_backlog.ts";
 import { freePort } from "./_helpers/ports.ts";
 import {
@@ -599,6 +599,51 @@ Deno.test("file service: explicit subcommand forms and usage errors", async () =
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+});
+
+Deno.test("file service: a peer on the other transport gets a clear error, not a hang or a garbled size", async () => {
+  await using dir = await tempDir();
+  const started = (role: "server" | "cache", args: string[]) =>
+    startRole(role, [...args, "--timeout", "2"], { cwd: dir.path });
+  await using origin = started("server", ["0", "snw", "--host", "127.0.0.1"]);
+  const originPort = await listeningPort(origin);
+  await using cache = started("cache", [
+    "0",
+    "127.0.0.1",
+    String(originPort),
+    "tcp",
+    "--host",
+    "127.0.0.1",
+  ]);
+  const cachePort = await listeningPort(cache);
+  await Deno.mkdir(join(dir.path, "c"));
+  await Deno.writeTextFile(join(dir.path, "c", "a.txt"), "abc");
+  const client = (transport: string, input: string) =>
+    runRole("client", [
+      "127.0.0.1",
+      String(originPort),
+      "127.0.0.1",
+      String(cachePort),
+      transport,
+      "--dir",
+      "c",
+      "--timeout",
+      "2",
+    ], { cwd: dir.path, input });
+  // A tcp client against the snw origin: the origin says what it missed
+  // (within half its idle timeout, before the client's own gives up).
+  const put = await client("tcp", "put a.txt\n");
+  equal(
+    put.stderr,
+    "Error: No snw data channel within 1 s (does the peer use snw too?)\n",
+  );
+  // Stored over snw; then the tcp cache fetches it from the snw origin.
+  equal((await client("snw", "put a.txt\n")).stderr, "");
+  const get = await client("tcp", "get a.txt\n");
+  match(
+    get.stderr,
+    /^Error: Cannot get "a\.txt" from the origin server: protocol error: the data channel announced \d+ bytes, not the 3 agreed on the control connection \(do both ends use the same transport\?\)\n$/,
+  );
 });
 
 Deno.test("file service: unreachable server or cache fail fast, the session goes on", async () => {

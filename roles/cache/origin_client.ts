@@ -139,6 +139,7 @@ export class OriginClient implements Disposable {
       using _channel = this.#interrupter.closeOnInterrupt(channel);
       const received = await receiveFile(channel, file, {
         idleMs,
+        expectedSize: found.size,
         onStall: () => control.close(),
       });
       if (received.size !== found.size || received.sha256 !== found.sha256) {

@@ -221,6 +221,7 @@ export class FileServiceClient implements AsyncDisposable {
         using _channel = this.#interrupter.closeOnInterrupt(channel);
         const received = await receiveFile(channel, partial.file, {
           idleMs,
+          expectedSize: found.size,
           onStall: () => control.close(),
         });
         if (

@@ -7,11 +7,15 @@
  * @module
  */
 
+import { TransferTimeoutError } from "../../transport/errors.ts";
 import type {
   ChannelAcceptor,
   Transport,
   TransportConn,
 } from "../../transport/types.ts";
+
+/** Longest wait for a request's data channel, in ms. */
+const CHANNEL_WAIT_MS = 10_000;
 
 /** How many times a free port (port 0) is tried for both TCP and the acceptor. */
 const PORT_ATTEMPTS = 20;
@@ -31,28 +35,49 @@ export class ControlListener {
   readonly #handlers = new Set<Promise<void>>();
   #closed = false;
 
-  private constructor(listener: Deno.TcpListener, acceptor: ChannelAcceptor) {
+  private constructor(
+    listener: Deno.TcpListener,
+    acceptor: ChannelAcceptor,
+    readonly transportName: string,
+  ) {
     this.listener = listener;
     this.acceptor = acceptor;
   }
 
   /**
-   * Waits at most `idleMs` for the data channel that the peer of `control`
-   * opens with `tag`.
+   * Waits at most half of `idleMs` (10 s at most) for the data channel that
+   * the peer of `control` opens with `tag`.
    *
    * @param control The accepted control connection.
    * @param tag The tag of the request.
-   * @param idleMs The bound on the wait.
+   * @param idleMs The idle timeout (the wait is half of it, at most 10 s).
    * @returns The data channel.
+   * @throws {TransferTimeoutError} When none came in time.
    */
   async acceptChannel(
     control: Deno.Conn,
     tag: string,
     idleMs: number,
   ): Promise<TransportConn> {
-    const channel = await this.acceptor.accept(control, tag, {
-      signal: AbortSignal.timeout(idleMs),
-    });
+    // A channel comes within a round trip of the request (an SNW OPEN is
+    // retransmitted for at most its give-up timeout): waiting half the idle
+    // timeout (at most 10 s) lets the clear error below reach a peer before
+    // its own idle timeout.
+    const waitMs = Math.min(idleMs / 2, CHANNEL_WAIT_MS);
+    const signal = AbortSignal.timeout(waitMs);
+    let channel: TransportConn;
+    try {
+      channel = await this.acceptor.accept(control, tag, { signal });
+    } catch (error) {
+      if (!signal.aborted) throw error;
+      // The usual cause: a peer started with the other transport.
+      throw new TransferTimeoutError(
+        `No ${this.transportName} data channel within ${
+          waitMs / 1000
+        } s (does the peer use ${this.transportName} too?)`,
+        { cause: error },
+      );
+    }
     // Requests on one control connection come one after another: the
     // previous request's channel is already closed by its handler.
     this.#channels.set(control, channel);
@@ -80,7 +105,7 @@ export class ControlListener {
           hostname,
           port: listener.addr.port,
         });
-        return new ControlListener(listener, acceptor);
+        return new ControlListener(listener, acceptor, transport.name);
       } catch (error) {
         listener.close();
         const retry = port === 0 && attempt < PORT_ATTEMPTS &&

@@ -8,6 +8,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { FileServiceProtocolError } from "../../protocol/file_service.ts";
 import {
   ConnectionLostError,
   TransferTimeoutError,
@@ -85,6 +86,11 @@ export interface FileTransferOptions {
   idleMs: number;
   /** Called on a stall, before the transfer fails (close the control connection). */
   onStall?: () => void;
+  /**
+   * The size agreed on the control connection ({@linkcode receiveFile}): a
+   * transfer announcing another fails at once.
+   */
+  expectedSize?: number;
 }
 
 /** Options of {@linkcode sendFile}. */
@@ -276,6 +282,8 @@ class FileWriteBehind {
  * @returns The size and SHA-256 of what arrived.
  * @throws {TransferTimeoutError} On a stall.
  * @throws {ConnectionLostError} When the transfer ended early.
+ * @throws {FileServiceProtocolError} When it announced another size than
+ *   `options.expectedSize`.
  */
 export async function receiveFile(
   channel: TransportConn,
@@ -292,6 +300,15 @@ export async function receiveFile(
   watch.touch();
   try {
     const transfer = await channel.receive({ signal: controller.signal });
+    const expected = options.expectedSize;
+    if (expected !== undefined && transfer.size !== expected) {
+      // Over tcp the usual cause is a peer on snw: what was read as the
+      // size is the start of its ERROR message.
+      await transfer.readable.cancel().catch(() => {});
+      throw new FileServiceProtocolError(
+        `the data channel announced ${transfer.size} bytes, not the ${expected} agreed on the control connection (do both ends use the same transport?)`,
+      );
+    }
     const sink = new FileWriteBehind(file, transfer.size);
     let received = 0;
     const take = (chunk: Uint8Array) => {

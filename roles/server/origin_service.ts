@@ -158,6 +158,7 @@ export class OriginServer {
     );
     const received = await receiveFile(channel, partial.file, {
       idleMs,
+      expectedSize: request.size,
       onStall: () => control.close(),
     });
     if (received.size !== request.size) {
