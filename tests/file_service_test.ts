@@ -314,6 +314,39 @@ for (const transport of TRANSPORTS) {
     ok(!(await listDir(rig.cacheDir)).includes("s.bin"));
   });
 
+  Deno.test(`file service over ${transport}: a cached copy changed in place on disk is fetched again, running or restarted`, async () => {
+    await using rig = await FileServiceRig.start(transport);
+    const dir = await rig.clientDir();
+    const path = join(dir, "c.bin");
+    await writeTestFile(path, 8192, 3);
+    const digest = await sha256File(path);
+    const cached = join(rig.cacheDir, "c.bin");
+    await rig.session(dir, "put c.bin\nget c.bin\n");
+    equal(await sha256File(cached), digest);
+    // Same size, other bytes, written into the cache's copy.
+    const damage = async () => {
+      using file = await Deno.open(cached, { write: true });
+      await file.write(new Uint8Array(100).fill(0xee));
+    };
+    await damage();
+    const running = await rig.session(dir, "get c.bin\n");
+    match(running.stdout, /Server response: File delivered from origin\.\n/);
+    equal(running.stderr, "");
+    equal(await sha256File(path), digest);
+    equal(await sha256File(cached), digest);
+    // Changed while the cache was down (its index records the time).
+    await rig.cache[Symbol.asyncDispose]();
+    await damage();
+    await rig.startCache();
+    const restarted = await rig.session(dir, "get c.bin\nget c.bin\n");
+    match(
+      restarted.stdout,
+      /File delivered from origin\.\n.*File delivered from cache\.\n/s,
+    );
+    equal(restarted.stderr, "");
+    equal(await sha256File(path), digest);
+  });
+
   Deno.test(`file service over ${transport}: errors keep the session alive, one line each`, async () => {
     await using rig = await FileServiceRig.start(transport);
     const dir = await rig.clientDir();

@@ -45,6 +45,8 @@ export interface CacheEntry {
   readonly sha256: string;
   /** The file's device and inode when stored (detects replacement). */
   readonly identity: string;
+  /** The file's modification time when stored, ms (detects a change in place). */
+  readonly mtimeMs: number;
   /** Recency: larger is more recent. */
   lastUsed: number;
   /** Deliveries in progress. */
@@ -66,10 +68,16 @@ interface IndexRecord {
   size: number;
   sha256: string;
   lastUsed: number;
+  /** Absent in indexes written before it was recorded. */
+  mtimeMs?: number;
 }
 
 function identityOf(info: Deno.FileInfo): string {
   return `${info.dev}:${info.ino}`;
+}
+
+function mtimeOf(info: Deno.FileInfo): number {
+  return info.mtime?.getTime() ?? -1;
 }
 
 function isIndexRecord(value: unknown): value is IndexRecord {
@@ -77,7 +85,8 @@ function isIndexRecord(value: unknown): value is IndexRecord {
   const r = value as Record<string, unknown>;
   return typeof r.name === "string" && Number.isSafeInteger(r.size) &&
     typeof r.sha256 === "string" && /^[0-9a-f]{64}$/.test(r.sha256) &&
-    typeof r.lastUsed === "number";
+    typeof r.lastUsed === "number" &&
+    (r.mtimeMs === undefined || typeof r.mtimeMs === "number");
 }
 
 /** The cached files with their index and LRU bound. */
@@ -206,6 +215,7 @@ export class CacheStore {
       size: version.size,
       sha256: version.sha256,
       identity: identityOf(info),
+      mtimeMs: mtimeOf(info),
       lastUsed: ++this.#clock,
       pins: 1,
     };
@@ -236,7 +246,8 @@ export class CacheStore {
    * @returns `true` when device, inode and size match.
    */
   matches(entry: CacheEntry, info: Deno.FileInfo): boolean {
-    return identityOf(info) === entry.identity && info.size === entry.size;
+    return identityOf(info) === entry.identity && info.size === entry.size &&
+      mtimeOf(info) === entry.mtimeMs;
   }
 
   /** Writes the index a last time and stops its timer. */
@@ -291,6 +302,7 @@ export class CacheStore {
         size: e.size,
         sha256: e.sha256,
         lastUsed: e.lastUsed,
+        mtimeMs: e.mtimeMs,
       }));
       const json = JSON.stringify({ format: 1, entries: records }, null, 1);
       await using partial = await PartialFile.create(
@@ -329,23 +341,30 @@ export class CacheStore {
       if (!recorded.has(item.name)) adopt.push(item.name);
     }
     // Unknown files first (oldest), then the index in its recency order.
-    for (const name of adopt.sort()) {
-      try {
-        using file = await Deno.open(this.pathOf(name), { read: true });
-        const info = await file.stat();
-        const sha256 = await hashOpenFile(file);
-        this.#add({ name, size: info.size, sha256, lastUsed: 0 }, info);
-      } catch {
-        // an unsafe name or unreadable file: not cached
-      }
-    }
+    for (const name of adopt.sort()) await this.#adopt(name);
     for (const record of records) {
       try {
         const info = await Deno.stat(this.pathOf(record.name));
-        if (info.isFile && info.size === record.size) this.#add(record, info);
+        if (!info.isFile || info.size !== record.size) continue;
+        if (record.mtimeMs !== undefined && record.mtimeMs !== mtimeOf(info)) {
+          // Changed while the cache was down: its recorded SHA-256 may lie.
+          await this.#adopt(record.name);
+        } else this.#add(record, info);
       } catch {
         // gone or unsafe: dropped
       }
+    }
+  }
+
+  /** Caches a file found in the directory, hashing it. */
+  async #adopt(name: string): Promise<void> {
+    try {
+      using file = await Deno.open(this.pathOf(name), { read: true });
+      const info = await file.stat();
+      const sha256 = await hashOpenFile(file);
+      this.#add({ name, size: info.size, sha256, lastUsed: 0 }, info);
+    } catch {
+      // an unsafe name or unreadable file: not cached
     }
   }
 
@@ -356,6 +375,7 @@ export class CacheStore {
       size: record.size,
       sha256: record.sha256,
       identity: identityOf(info),
+      mtimeMs: mtimeOf(info),
       lastUsed: ++this.#clock,
       pins: 0,
     });
