@@ -903,6 +903,46 @@ Deno.test("file service: killing the cache mid-delivery leaves no partial file",
   deepEqual(await listDir(down), []);
 });
 
+Deno.test("file service: a signal mid-put interrupts it (exit 1); the origin discards the upload and keeps serving", async () => {
+  await using rig = await FileServiceRig.start("tcp");
+  const dir = await rig.clientDir();
+  await writeTestFile(join(dir, "big.bin"), 8 * MiB, 7);
+  await using proxy = PausingProxy.start({
+    targetPort: rig.originPort,
+    direction: "to-target",
+    pauseAfter: MiB,
+  });
+  await using client = startRole(
+    "client",
+    rig.clientArgs(dir, { server: proxy.port }),
+    { stdin: true },
+  );
+  await client.write("put big.bin\n");
+  await proxy.paused;
+  client.kill("SIGTERM");
+  const done = await client.finished();
+  equal(done.code, 1);
+  equal(done.stderr, "Error: interrupted\n");
+  equal(done.stdout, prompts(["put big.bin", "Awaiting server response."]));
+  proxy.cut();
+  // The origin drops its temporary file once the upload's connection is gone.
+  const deadline = Date.now() + 10_000;
+  while (
+    (await listDir(rig.originDir)).some((n) => !n.endsWith(".json")) &&
+    Date.now() < deadline
+  ) await new Promise((resolve) => setTimeout(resolve, 20));
+  deepEqual(
+    (await listDir(rig.originDir)).filter((n) => !n.endsWith(".json")),
+    [],
+  );
+  const again = await rig.session(dir, "put big.bin\n");
+  match(again.stdout, /Server response: File successfully uploaded\.\n/);
+  equal(
+    await sha256File(join(rig.originDir, "big.bin")),
+    await sha256File(join(dir, "big.bin")),
+  );
+});
+
 Deno.test("file service: a signal mid-get interrupts it (no partial file, exit 1); at the prompt it ends the session", async () => {
   await using rig = await FileServiceRig.start("tcp");
   await using paused = await pausedGet(rig, 5);
