@@ -11,6 +11,7 @@ import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { join } from "node:path";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
 import { firstLine, freePort } from "./_helpers/ports.ts";
+import { resetQueuedConnections } from "./_helpers/reset_peers.ts";
 import { runRole, startRole } from "./_helpers/role_process.ts";
 import {
   parseUploadServerArgs,
@@ -141,6 +142,37 @@ Deno.test("upload: 20 concurrent clients give 20 correct files", async () => {
     numberedFiles(20).map((name) => sha256File(join(out.path, name))),
   )).sort();
   deepEqual(stored, sent);
+});
+
+Deno.test("upload: connections reset before they were accepted are counted, each an ERROR file", async () => {
+  await using src = await tempDir();
+  await using out = await tempDir();
+  const file = join(src.path, "after.bin");
+  await writeTestFile(file, 5000, 4);
+  await using server = await startUploadServer(out.path);
+  // Queued while the server is stopped, reset before it can accept them.
+  server.role.kill("SIGSTOP");
+  try {
+    await resetQueuedConnections(server.port, 3);
+  } finally {
+    server.role.kill("SIGCONT");
+  }
+  const result = await runRole(
+    "client",
+    ["127.0.0.1", String(server.port), file],
+    { timeoutMs: 30_000 },
+  );
+  equal(result.code, 0, result.stderr);
+  deepEqual(await listDir(out.path), [
+    "1.file",
+    "2.file",
+    "3.file",
+    "4.file",
+  ]);
+  for (const name of ["1.file", "2.file", "3.file"]) {
+    equal(await Deno.readTextFile(join(out.path, name)), "ERROR", name);
+  }
+  equal(await sha256File(join(out.path, "4.file")), await sha256File(file));
 });
 
 Deno.test("upload: a connection that sends nothing and closes gives an empty 1.file", async () => {

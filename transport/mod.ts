@@ -14,4 +14,5 @@ export * from "./snw_packet.ts";
 export * from "./rto.ts";
 export * from "./crc32.ts";
 export * from "./abortable.ts";
+export * from "./accept_errors.ts";
 export * from "./transfer_chunks.ts";

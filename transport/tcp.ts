@@ -16,6 +16,7 @@
  */
 
 import { abortable } from "./abortable.ts";
+import { isLostBeforeAccept } from "./accept_errors.ts";
 import { readExact, writeAll } from "./byte_io.ts";
 import { ConnectionLostError } from "./errors.ts";
 import { sizedChunks } from "./transfer_source.ts";
@@ -251,7 +252,7 @@ export class TcpTransportListener implements TransportListener {
         yield await this.accept();
       } catch (error) {
         if (this.#closed) return;
-        if (error instanceof Deno.errors.ConnectionAborted) continue;
+        if (isLostBeforeAccept(error)) continue;
         throw error;
       }
     }

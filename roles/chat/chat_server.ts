@@ -31,6 +31,7 @@ import { parseServerArgs, SERVER_HELP } from "./chat_options.ts";
 import { FileSpool } from "./file_spool.ts";
 import { DEFAULT_OUTBOX_LIMITS, Outbox } from "./outbox.ts";
 import { onStopSignal } from "../stop_signals.ts";
+import { isLostBeforeAccept } from "../../transport/accept_errors.ts";
 
 /** Options of {@linkcode ChatServer.listen}. */
 export interface ChatServerOptions {
@@ -168,6 +169,7 @@ export class ChatServer implements AsyncDisposable {
         conn = await this.#listener.accept();
       } catch (error) {
         if (this.#closing || error instanceof Deno.errors.BadResource) break;
+        if (isLostBeforeAccept(error)) continue; // that peer is gone already
         this.#warn(`chat server: accept failed: ${reasonOf(error)}`);
         await new Promise((resolve) => setTimeout(resolve, 100));
         continue;

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { isLostBeforeAccept } from "../../transport/accept_errors.ts";
 import { TransferTimeoutError } from "../../transport/errors.ts";
 import type {
   ChannelAcceptor,
@@ -132,10 +133,7 @@ export class ControlListener {
         conn = await this.listener.accept();
       } catch (error) {
         if (this.#closed) break;
-        if (
-          error instanceof Deno.errors.ConnectionAborted ||
-          error instanceof Deno.errors.ConnectionReset
-        ) continue;
+        if (isLostBeforeAccept(error)) continue;
         throw error;
       }
       (conn as Deno.TcpConn).setNoDelay(true);

@@ -33,6 +33,7 @@ import type {
   ReceivedCopy,
 } from "./repeat_copy_receiver.ts";
 import type { CopyStore, ReferenceFile } from "./repeat_copy_store.ts";
+import { isLostBeforeAccept } from "../../transport/accept_errors.ts";
 
 /** Options of {@linkcode SessionCopyReceiver}. */
 export interface SessionCopyReceiverOptions {
@@ -133,7 +134,7 @@ export class SessionCopyReceiver implements CopyReceiver {
       try {
         conn = await this.#listener.accept();
       } catch (error) {
-        if (error instanceof Deno.errors.ConnectionAborted) continue;
+        if (isLostBeforeAccept(error)) continue;
         throw error;
       }
       const copy = await this.#receiveOne(conn, n, progress);

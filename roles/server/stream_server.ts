@@ -26,6 +26,7 @@ import {
 } from "../stream/stream_options.ts";
 import { serveStreamClient, type StreamServerLog } from "./stream_session.ts";
 import { onStopSignal } from "../stop_signals.ts";
+import { isLostBeforeAccept } from "../../transport/accept_errors.ts";
 
 /** Options of {@linkcode serveStream}. */
 export interface StreamServerOptions {
@@ -55,11 +56,6 @@ export const verboseLog: StreamServerLog = {
   problem: printError,
 };
 
-function isTransientAcceptError(error: unknown): boolean {
-  return error instanceof Deno.errors.ConnectionAborted ||
-    error instanceof Deno.errors.ConnectionReset;
-}
-
 /**
  * Accepts and serves clients one at a time until `signal` aborts or the
  * listener closes.
@@ -85,7 +81,7 @@ export async function serveStream(options: StreamServerOptions): Promise<void> {
         conn = await listener.accept();
       } catch (error) {
         if (signal?.aborted || error instanceof Deno.errors.BadResource) break;
-        if (isTransientAcceptError(error)) continue;
+        if (isLostBeforeAccept(error)) continue;
         log.problem(
           `server: accept failed: ${
             error instanceof Error ? error.message : error

@@ -8,7 +8,12 @@
  */
 
 import { join } from "node:path";
-import { receiveUpload, type UploadOutcome } from "./upload_connection.ts";
+import { isLostBeforeAccept } from "../../transport/accept_errors.ts";
+import {
+  receiveUpload,
+  UPLOAD_ERROR_MARKER,
+  type UploadOutcome,
+} from "./upload_connection.ts";
 
 /** Options of {@linkcode UploadReceiver}. */
 export interface UploadReceiverOptions {
@@ -84,6 +89,14 @@ export class UploadReceiver {
         conn = await this.#listener.accept();
       } catch (error) {
         if (signal.aborted || error instanceof Deno.errors.BadResource) break;
+        if (isLostBeforeAccept(error)) {
+          // An established connection, reset before we took it: it still
+          // counts (seed 002), and like any reset upload it is an ERROR.
+          const task = this.#recordLost(++this.#accepted);
+          this.#inFlight.add(task);
+          task.finally(() => this.#inFlight.delete(task));
+          continue;
+        }
         this.#options.log?.(
           `accept failed: ${error instanceof Error ? error.message : error}`,
         );
@@ -101,6 +114,19 @@ export class UploadReceiver {
     }
     this.shutdown();
     await Promise.all(this.#inFlight);
+  }
+
+  async #recordLost(id: number): Promise<void> {
+    const name = `${id}.file`;
+    const marked = await Deno.writeFile(
+      join(this.#options.dir, name),
+      UPLOAD_ERROR_MARKER,
+    ).then(() => true, () => false);
+    this.#options.log?.(
+      `${name}: ${
+        marked ? "ERROR" : "ERROR marker not written"
+      } (the connection was reset before it was accepted)`,
+    );
   }
 
   async #receive(id: number, conn: Deno.Conn): Promise<void> {
