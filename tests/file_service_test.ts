@@ -812,22 +812,41 @@ Deno.test("file service over snw: SIGTERM stops the origin mid-upload and the ca
   );
 });
 
-Deno.test("file service: killing the origin mid-upload leaves no partial file", async () => {
-  await using rig = await FileServiceRig.start("tcp");
+/**
+ * A client whose `put big.bin` (8 MiB, from the rig's client folder)
+ * stands paused after 1 MiB in a proxy in front of the origin; disposing it
+ * ends the client and the proxy.
+ */
+async function pausedPut(rig: FileServiceRig, seed: number) {
   const dir = await rig.clientDir();
-  await writeTestFile(join(dir, "big.bin"), 8 * MiB, 3);
-  await using proxy = PausingProxy.start({
+  await writeTestFile(join(dir, "big.bin"), 8 * MiB, seed);
+  const proxy = PausingProxy.start({
     targetPort: rig.originPort,
     direction: "to-target",
     pauseAfter: MiB,
   });
-  await using client = startRole(
+  const client = startRole(
     "client",
     rig.clientArgs(dir, { server: proxy.port }),
     { stdin: true },
   );
   await client.write("put big.bin\n");
   await proxy.paused;
+  return {
+    dir,
+    proxy,
+    client,
+    async [Symbol.asyncDispose]() {
+      await client[Symbol.asyncDispose]();
+      await proxy[Symbol.asyncDispose]();
+    },
+  };
+}
+
+Deno.test("file service: killing the origin mid-upload leaves no partial file", async () => {
+  await using rig = await FileServiceRig.start("tcp");
+  await using paused = await pausedPut(rig, 3);
+  const { client, proxy } = paused;
   await rig.origin.stdout.waitFor("listening"); // still up mid-transfer
   rig.origin.kill("SIGKILL");
   await rig.origin.child.status;
@@ -905,20 +924,8 @@ Deno.test("file service: killing the cache mid-delivery leaves no partial file",
 
 Deno.test("file service: a signal mid-put interrupts it (exit 1); the origin discards the upload and keeps serving", async () => {
   await using rig = await FileServiceRig.start("tcp");
-  const dir = await rig.clientDir();
-  await writeTestFile(join(dir, "big.bin"), 8 * MiB, 7);
-  await using proxy = PausingProxy.start({
-    targetPort: rig.originPort,
-    direction: "to-target",
-    pauseAfter: MiB,
-  });
-  await using client = startRole(
-    "client",
-    rig.clientArgs(dir, { server: proxy.port }),
-    { stdin: true },
-  );
-  await client.write("put big.bin\n");
-  await proxy.paused;
+  await using paused = await pausedPut(rig, 7);
+  const { client, dir, proxy } = paused;
   client.kill("SIGTERM");
   const done = await client.finished();
   equal(done.code, 1);
