@@ -85,20 +85,23 @@ export class CacheServer {
    * @returns The cache.
    */
   static async start(options: CacheServerOptions): Promise<CacheServer> {
-    const store = await CacheStore.open({
-      dir: options.dir,
-      maxBytes: options.maxBytes,
-      log: options.log,
-    });
-    let control: ControlListener;
+    // The port first: a second instance started by mistake on the same
+    // port fails here, before the store removes the first one's temporary
+    // files.
+    const control = ControlListener.bind(
+      options.transport,
+      options.hostname ?? "0.0.0.0",
+      options.port,
+    );
+    let store: CacheStore;
     try {
-      control = ControlListener.bind(
-        options.transport,
-        options.hostname ?? "0.0.0.0",
-        options.port,
-      );
+      store = await CacheStore.open({
+        dir: options.dir,
+        maxBytes: options.maxBytes,
+        log: options.log,
+      });
     } catch (error) {
-      await store.close();
+      control.close();
       throw error;
     }
     const server = new CacheServer(options, control, store);

@@ -80,12 +80,14 @@ export class OriginServer {
    */
   static async start(options: OriginServerOptions): Promise<OriginServer> {
     await Deno.mkdir(options.dir, { recursive: true });
-    await removeTempFiles(options.dir);
     const control = ControlListener.bind(
       options.transport,
       options.hostname ?? "0.0.0.0",
       options.port,
     );
+    // Only once the port is ours: a second instance started by mistake on
+    // the same port fails to bind before it can touch the first one's files.
+    await removeTempFiles(options.dir);
     const server = new OriginServer(options, control);
     server.#serving = control.serve((conn) => server.#handle(conn));
     return server;
