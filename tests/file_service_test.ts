@@ -813,27 +813,33 @@ Deno.test("file service over snw: SIGTERM stops the origin mid-upload and the ca
 });
 
 /**
- * A client whose `put big.bin` (8 MiB, from the rig's client folder)
- * stands paused after 1 MiB in a proxy in front of the origin; disposing it
- * ends the client and the proxy.
+ * A client in `dir` whose `command` stands paused after 1 MiB in a proxy in
+ * front of the origin (a put) or the cache (a get); disposing it ends the
+ * client and the proxy.
  */
-async function pausedPut(rig: FileServiceRig, seed: number) {
-  const dir = await rig.clientDir();
-  await writeTestFile(join(dir, "big.bin"), 8 * MiB, seed);
+async function pausedCommand(
+  rig: FileServiceRig,
+  dir: string,
+  command: string,
+  toward: "origin" | "cache",
+) {
+  const upload = toward === "origin";
   const proxy = PausingProxy.start({
-    targetPort: rig.originPort,
-    direction: "to-target",
+    targetPort: upload ? rig.originPort : rig.cachePort,
+    direction: upload ? "to-target" : "from-target",
     pauseAfter: MiB,
   });
   const client = startRole(
     "client",
-    rig.clientArgs(dir, { server: proxy.port }),
+    rig.clientArgs(
+      dir,
+      upload ? { server: proxy.port } : { cache: proxy.port },
+    ),
     { stdin: true },
   );
-  await client.write("put big.bin\n");
+  await client.write(`${command}\n`);
   await proxy.paused;
   return {
-    dir,
     proxy,
     client,
     async [Symbol.asyncDispose]() {
@@ -841,6 +847,14 @@ async function pausedPut(rig: FileServiceRig, seed: number) {
       await proxy[Symbol.asyncDispose]();
     },
   };
+}
+
+/** A `put big.bin` (8 MiB, from the rig's client folder) paused at the origin. */
+async function pausedPut(rig: FileServiceRig, seed: number) {
+  const dir = await rig.clientDir();
+  await writeTestFile(join(dir, "big.bin"), 8 * MiB, seed);
+  const paused = await pausedCommand(rig, dir, "put big.bin", "origin");
+  return Object.assign(paused, { dir });
 }
 
 Deno.test("file service: killing the origin mid-upload leaves no partial file", async () => {
@@ -871,37 +885,16 @@ Deno.test("file service: killing the origin mid-upload leaves no partial file", 
 });
 
 /**
- * A client in `<rig>/down` whose `get big.bin` (8 MiB, put by another
- * client from `<rig>/up`) stands paused after 1 MiB in a proxy in front of
- * the cache; disposing it ends the client and the proxy.
+ * A `get big.bin` into `<rig>/down` (8 MiB, put by another client from
+ * `<rig>/up`) paused at the cache.
  */
 async function pausedGet(rig: FileServiceRig, seed: number) {
   const up = await rig.clientDir("up");
   const down = await rig.clientDir("down");
   await writeTestFile(join(up, "big.bin"), 8 * MiB, seed);
   await rig.session(up, "put big.bin\n");
-  const proxy = PausingProxy.start({
-    targetPort: rig.cachePort,
-    direction: "from-target",
-    pauseAfter: MiB,
-  });
-  const client = startRole(
-    "client",
-    rig.clientArgs(down, { cache: proxy.port }),
-    { stdin: true },
-  );
-  await client.write("get big.bin\n");
-  await proxy.paused;
-  return {
-    up,
-    down,
-    proxy,
-    client,
-    async [Symbol.asyncDispose]() {
-      await client[Symbol.asyncDispose]();
-      await proxy[Symbol.asyncDispose]();
-    },
-  };
+  const paused = await pausedCommand(rig, down, "get big.bin", "cache");
+  return Object.assign(paused, { up, down });
 }
 
 Deno.test("file service: killing the cache mid-delivery leaves no partial file", async () => {
