@@ -10,6 +10,7 @@ import {
   encodeSnwPacket,
   encodeSnwPacketInto,
   HEADER_SIZE,
+  isSnwDataPacket,
   MAX_PAYLOAD,
   SnwPacketError,
   SnwType,
@@ -172,4 +173,55 @@ Deno.test("snw packet: decoding leaves the datagram's bytes as they were, valid 
   const badBefore = bad.slice();
   throws(() => decodeSnwPacket(bad), SnwPacketError);
   deepEqual(bad, badBefore);
+});
+
+Deno.test("snw packet: isSnwDataPacket accepts only the intact DATA packet of that session and seq, and leaves the bytes as they were", () => {
+  const seq = 2 ** 32 + 5; // the high half of the seq counts too
+  const good = encodeSnwPacket(
+    SnwType.DATA,
+    7,
+    seq,
+    new Uint8Array(100).fill(3),
+  );
+  const before = good.slice();
+  equal(isSnwDataPacket(good, 7, seq), true);
+  deepEqual(good, before);
+  equal(isSnwDataPacket(good, 8, seq), false, "another session");
+  equal(isSnwDataPacket(good, 7, seq + 1), false, "another seq");
+  equal(isSnwDataPacket(good, 7, 5), false, "the same low 32 bits");
+  equal(isSnwDataPacket(good, 7, seq + 2 ** 32), false, "the same low 32 bits");
+  const ack = encodeSnwPacket(SnwType.ACK, 7, seq, new Uint8Array(100).fill(3));
+  equal(isSnwDataPacket(ack, 7, seq), false, "not DATA");
+  equal(isSnwDataPacket(good.subarray(0, good.length - 1), 7, seq), false);
+  equal(isSnwDataPacket(good.subarray(0, HEADER_SIZE - 1), 7, seq), false);
+  for (let at = 0; at < good.length; at++) {
+    const bad = good.slice();
+    bad[at] ^= 0x10;
+    equal(isSnwDataPacket(bad, 7, seq), false, `byte ${at} flipped`);
+    equal(bad[at], good[at] ^ 0x10, "the bytes are left as they were");
+  }
+  deepEqual(good, before);
+});
+
+Deno.test("snw packet: fuzz — isSnwDataPacket agrees with decodeSnwPacket", () => {
+  const random = seededRandom(2027);
+  const base = encodeSnwPacket(SnwType.DATA, 5, 9, new Uint8Array(40).fill(1));
+  let accepted = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const bytes = base.slice(0, base.length - Math.floor(random() * 3));
+    if (i % 4 !== 0) {
+      bytes[Math.floor(random() * bytes.length)] ^= 1 + random() * 255;
+    }
+    let decoded = false;
+    try {
+      const packet = decodeSnwPacket(bytes);
+      decoded = packet.type === SnwType.DATA && packet.session === 5 &&
+        packet.seq === 9;
+    } catch {
+      // rejected
+    }
+    equal(isSnwDataPacket(bytes, 5, 9), decoded, `datagram ${i}`);
+    if (decoded) accepted++;
+  }
+  ok(accepted > 1000, `only ${accepted} intact datagrams were tried`);
 });

@@ -12,6 +12,7 @@ import {
   decodeSnwPacket,
   encodeLenPayload,
   encodeSnwPacket,
+  SNW_WORDS,
   SnwType,
 } from "../transport/snw_packet.ts";
 import { SnwSender } from "../transport/snw_sender.ts";
@@ -65,6 +66,8 @@ function harness(
   options: {
     chunkSize?: number;
     drop?: (seq: number, attempt: number) => boolean;
+    /** Answers a DATA packet (default: `sender.answer(seq)`). */
+    answer?: (sender: SnwSender, seq: number) => void;
     timeoutMs?: number;
     rto?: RtoEstimator;
   } = {},
@@ -101,7 +104,9 @@ function harness(
         at: performance.now(),
       });
       if (!options.drop?.(packet.seq, attempt)) {
-        setTimeout(() => sender.answer(packet.seq), 0);
+        const answer = options.answer ??
+          ((sender: SnwSender, seq: number) => sender.answer(seq));
+        setTimeout(() => answer(sender, packet.seq), 0);
       }
       return Promise.resolve();
     },
@@ -180,6 +185,36 @@ Deno.test("snw sender: a peer that closes having received the last packet ends t
   cut.sender.peerClosed(3, new Error("closed early"));
   await rejects(cut.sender.done, /closed early/);
   ok(cut.closed(), "the source was closed");
+});
+
+Deno.test("snw sender: answerDatagram takes the outstanding packet's ACK datagram, and nothing else", async () => {
+  const ack = (session: number, seq: number) =>
+    encodeSnwPacket(SnwType.ACK, session, seq, SNW_WORDS.ACK);
+  const refused: string[] = [];
+  const { sender, sent } = harness([3500], {
+    answer: (sender, seq) => {
+      const corrupt = ack(9, seq);
+      corrupt[21] ^= 1; // its CRC
+      const wrong: [string, Uint8Array][] = [
+        ["FIN", encodeSnwPacket(SnwType.FIN, 9, seq, SNW_WORDS.FIN)],
+        ["the previous seq", ack(9, seq - 1)],
+        ["the next seq", ack(9, seq + 1)],
+        ["another session", ack(10, seq)],
+        ["a corrupt CRC", corrupt],
+        ["a longer datagram", concatBytes([ack(9, seq), new Uint8Array(1)])],
+      ];
+      for (const [what, datagram] of wrong) {
+        if (sender.answerDatagram(datagram)) refused.push(what);
+      }
+      ok(sender.answerDatagram(ack(9, seq)), `the ACK of ${seq}`);
+      equal(sender.answerDatagram(ack(9, seq)), false, "a duplicate ACK");
+    },
+  });
+  sender.start();
+  await sender.done;
+  deepEqual(refused, [], "taken as the ACK");
+  deepEqual(sent.map((p) => p.seq), [2, 3, 4, 5]);
+  deepEqual(concatBytes(sent.map((p) => p.payload)), expectedBytes(3500));
 });
 
 /** A byte stream fed by a batcher, and its BYOB reader. */

@@ -37,6 +37,8 @@ import {
   decodeSnwPacket,
   encodeLenPayload,
   encodeSnwPacket,
+  HEADER_SIZE,
+  isSnwDataPacket,
   MAX_PAYLOAD,
   MAX_TAG_BYTES,
   SNW_WORDS,
@@ -178,6 +180,9 @@ export class SnwConn implements TransportConn {
   #lastFinSeq = -1;
   #heldSeq = -1;
   #incoming?: IncomingState;
+  /** The ACK of seq `#nextAckSeq`, encoded ahead for the fast path. */
+  #nextAck?: Uint8Array;
+  #nextAckSeq = -1;
   #watchdog?: ReturnType<typeof setInterval>;
   #ready: IncomingTransfer[] = [];
   #receivers: TransferWaiter[] = [];
@@ -382,6 +387,49 @@ export class SnwConn implements TransportConn {
       case SnwType.CLOSE:
         return this.#onPeerClose(packet.seq);
     }
+  }
+
+  /**
+   * The fast path for the datagram a running transfer waits for (called by
+   * the endpoint before decoding): the `ACK` of the packet we sent, or the
+   * next `DATA` packet of the transfer we receive, which is answered before
+   * anything else is done with it. Stop-and-wait moves one packet per round
+   * trip, so the time from a datagram's arrival to the answer's departure
+   * is what bounds goodput.
+   *
+   * @param datagram A datagram from the session's peer.
+   * @returns Whether it was handled; if not, decode it and {@linkcode deliver} it.
+   */
+  deliverExpected(datagram: Uint8Array): boolean {
+    if (this.#sender?.answerDatagram(datagram)) return true;
+    const incoming = this.#incoming;
+    const length = datagram.length - HEADER_SIZE;
+    const seq = this.#expected;
+    if (
+      incoming === undefined || this.#heldSeq >= 0 ||
+      length >= incoming.remaining || // the last one is answered with FIN
+      incoming.batcher.desiredSize - length <= 0 || // held for the reader
+      !isSnwDataPacket(datagram, this.session, seq)
+    ) return false;
+    void this.#transmit(
+      this.#nextAckSeq === seq
+        ? this.#nextAck!
+        : encodeSnwPacket(SnwType.ACK, this.session, seq, SNW_WORDS.ACK),
+    );
+    this.#expected = seq + 1;
+    incoming.remaining -= length;
+    incoming.dataPackets++;
+    incoming.lastProgress = performance.now();
+    incoming.batcher.push(datagram.subarray(HEADER_SIZE));
+    // A new datagram for each answer: a send still pending keeps its own.
+    this.#nextAck = encodeSnwPacket(
+      SnwType.ACK,
+      this.session,
+      seq + 1,
+      SNW_WORDS.ACK,
+    );
+    this.#nextAckSeq = seq + 1;
+    return true;
   }
 
   #onDataPacket(packet: SnwPacket): void {
@@ -629,6 +677,12 @@ class SnwEndpoint {
         continue; // e.g. an ICMP error reported on this socket
       }
       try {
+        const last = this.#last;
+        if (
+          last !== undefined && last.port === remote.port &&
+          last.hostname === remote.hostname &&
+          last.conn.deliverExpected(datagram)
+        ) continue;
         this.#dispatch(decodeSnwPacket(datagram), remote);
       } catch {
         // A bad datagram (SnwPacketError: dropped as if lost) or a session's

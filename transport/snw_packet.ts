@@ -200,14 +200,7 @@ export function decodeSnwPacket(bytes: Uint8Array): SnwPacket {
       `payload length ${length} does not match datagram of ${bytes.length} bytes`,
     );
   }
-  // The CRC covers the datagram with its CRC field zeroed: zero it in place
-  // for one pass over the bytes (one native call, not three), then put it
-  // back, so the caller's bytes are unchanged.
-  const expected = view.getUint32(18);
-  view.setUint32(18, 0);
-  const actual = crc32(bytes);
-  view.setUint32(18, expected);
-  if (actual !== expected) throw new SnwPacketError("checksum mismatch");
+  if (!checksumMatches(bytes)) throw new SnwPacketError("checksum mismatch");
   const seqHigh = view.getUint32(8);
   if (seqHigh >= 2 ** 21) throw new SnwPacketError("seq out of range");
   return {
@@ -216,6 +209,67 @@ export function decodeSnwPacket(bytes: Uint8Array): SnwPacket {
     seq: seqHigh * 2 ** 32 + view.getUint32(12),
     payload: bytes.subarray(HEADER_SIZE),
   };
+}
+
+/**
+ * Whether the CRC field of a datagram matches its bytes.
+ *
+ * The CRC covers the datagram with its CRC field zeroed: the field is zeroed
+ * in place for one pass over the bytes (one native call, not three), then
+ * put back, so the caller's bytes are unchanged.
+ */
+function checksumMatches(bytes: Uint8Array): boolean {
+  const b18 = bytes[18], b19 = bytes[19], b20 = bytes[20], b21 = bytes[21];
+  bytes[18] =
+    bytes[19] =
+    bytes[20] =
+    bytes[21] =
+      0;
+  const actual = crc32(bytes);
+  bytes[18] = b18;
+  bytes[19] = b19;
+  bytes[20] = b20;
+  bytes[21] = b21;
+  return actual === ((b18 << 24) | (b19 << 16) | (b20 << 8) | b21) >>> 0;
+}
+
+function readUint32(bytes: Uint8Array, at: number): number {
+  return ((bytes[at] << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) |
+    bytes[at + 3]) >>> 0;
+}
+
+/**
+ * Whether `bytes` is a valid `DATA` packet of `session` with sequence
+ * number `seq`: the check {@linkcode decodeSnwPacket} makes, for the one
+ * packet a receiver expects next, without building a packet object (the
+ * receiver's fast path: it answers before anything else).
+ *
+ * @example
+ * ```ts
+ * import { encodeSnwPacket, isSnwDataPacket, SnwType } from "./snw_packet.ts";
+ * import { equal } from "node:assert/strict";
+ * const bytes = encodeSnwPacket(SnwType.DATA, 7, 3, new Uint8Array(10));
+ * equal(isSnwDataPacket(bytes, 7, 3), true);
+ * equal(isSnwDataPacket(bytes, 7, 4), false);
+ * ```
+ *
+ * @param bytes A datagram.
+ * @param session The expected session id.
+ * @param seq The expected sequence number.
+ * @returns True only for an intact DATA packet with that session and seq.
+ */
+export function isSnwDataPacket(
+  bytes: Uint8Array,
+  session: number,
+  seq: number,
+): boolean {
+  return bytes.length >= HEADER_SIZE && bytes[0] === MAGIC_0 &&
+    bytes[1] === MAGIC_1 && bytes[2] === VERSION &&
+    bytes[3] === SnwType.DATA && readUint32(bytes, 4) === session >>> 0 &&
+    readUint32(bytes, 12) === seq >>> 0 &&
+    readUint32(bytes, 8) === Math.floor(seq / 2 ** 32) &&
+    ((bytes[16] << 8) | bytes[17]) === bytes.length - HEADER_SIZE &&
+    checksumMatches(bytes);
 }
 
 const encoder = new TextEncoder();

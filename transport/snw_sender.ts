@@ -21,7 +21,12 @@
  * @module
  */
 
-import { encodeSnwPacketInto, HEADER_SIZE, SnwType } from "./snw_packet.ts";
+import {
+  encodeSnwPacketInto,
+  HEADER_SIZE,
+  SNW_WORDS,
+  SnwType,
+} from "./snw_packet.ts";
 import type { RtoEstimator } from "./rto.ts";
 
 /**
@@ -115,6 +120,9 @@ export class SnwSender {
   #timer?: ReturnType<typeof setTimeout>;
   #timerAt = Infinity;
   #finished = false;
+  /** The ACK that answers the outstanding packet, byte for byte. */
+  readonly #expectedAck = new Uint8Array(HEADER_SIZE + SNW_WORDS.ACK.length);
+  #expectedAckSeq = -1;
 
   /**
    * Creates the sender; nothing is sent before {@linkcode start}.
@@ -163,6 +171,28 @@ export class SnwSender {
     this.#advance(now);
     this.#init.onProgress?.();
     return true;
+  }
+
+  /**
+   * The fast path for the datagram a running transfer waits for: if
+   * `datagram` is, byte for byte, the `ACK` of the outstanding packet, it
+   * is answered without being decoded (an intact ACK has exactly these
+   * bytes, so its CRC needs no check).
+   *
+   * @param datagram A datagram from the session's peer.
+   * @returns Whether it was that ACK (else decode it and call `answer`).
+   */
+  answerDatagram(datagram: Uint8Array): boolean {
+    const current = this.#current;
+    const expected = this.#expectedAck;
+    if (
+      current === undefined || this.#expectedAckSeq !== current.seq ||
+      datagram.length !== expected.length
+    ) return false;
+    for (let i = datagram.length - 1; i >= 0; i--) {
+      if (datagram[i] !== expected[i]) return false;
+    }
+    return this.answer(current.seq);
   }
 
   /**
@@ -215,6 +245,14 @@ export class SnwSender {
       };
       void this.#init.transmit(prepared.datagram);
       this.#armTimer(now + wait, now);
+      encodeSnwPacketInto(
+        this.#expectedAck,
+        SnwType.ACK,
+        this.#init.session,
+        prepared.seq,
+        SNW_WORDS.ACK,
+      );
+      this.#expectedAckSeq = prepared.seq;
       this.#prepare();
     } else if (this.#allSent()) {
       this.#finish();
