@@ -416,10 +416,7 @@ export class SnwConn implements TransportConn {
         ? this.#nextAck!
         : encodeSnwPacket(SnwType.ACK, this.session, seq, SNW_WORDS.ACK),
     );
-    this.#expected = seq + 1;
-    incoming.remaining -= length;
-    incoming.dataPackets++;
-    incoming.lastProgress = performance.now();
+    this.#count(incoming, length);
     incoming.batcher.push(datagram.subarray(HEADER_SIZE));
     // A new datagram for each answer: a send still pending keeps its own.
     this.#nextAck = encodeSnwPacket(
@@ -430,6 +427,14 @@ export class SnwConn implements TransportConn {
     );
     this.#nextAckSeq = seq + 1;
     return true;
+  }
+
+  /** Counts the in-order DATA packet of `length` bytes as received. */
+  #count(incoming: IncomingState, length: number): void {
+    this.#expected++;
+    incoming.remaining -= length;
+    incoming.dataPackets++;
+    incoming.lastProgress = performance.now();
   }
 
   #onDataPacket(packet: SnwPacket): void {
@@ -462,11 +467,8 @@ export class SnwConn implements TransportConn {
       );
       return;
     }
-    this.#expected++;
     const length = packet.payload.length;
-    incoming.remaining -= length;
-    incoming.dataPackets++;
-    incoming.lastProgress = performance.now();
+    this.#count(incoming, length);
     // The answer goes out before the payload is copied and queued: the
     // sender's next packet is then on its way while this one is handled.
     if (incoming.remaining === 0) {
