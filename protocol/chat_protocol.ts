@@ -293,6 +293,55 @@ export function fileNameProblem(name: string): string | undefined {
   return undefined;
 }
 
+/**
+ * The name under which a recipient saves a received file:
+ * `<recipient>_<file name>` (SPEC §4).
+ *
+ * @example
+ * ```ts
+ * import { savedFileName } from "./chat_protocol.ts";
+ * console.log(savedFileName("bob", "photo.png")); // "bob_photo.png"
+ * ```
+ *
+ * @param recipient The recipient's username.
+ * @param fileName The file name as sent.
+ * @returns The saved name.
+ */
+export function savedFileName(recipient: string, fileName: string): string {
+  return `${recipient}_${fileName}`;
+}
+
+/**
+ * Explains why some of `recipients` could not save a file named `fileName`
+ * (its saved name, {@linkcode savedFileName}, would be longer than a file
+ * name may be), or returns `undefined` when all can. A sender checks this
+ * before sending, as a recipient would otherwise drop the file unseen.
+ *
+ * @example
+ * ```ts
+ * import { savedNameProblem } from "./chat_protocol.ts";
+ * console.log(savedNameProblem(["bob"], "a".repeat(252))); // "bob would save it as ..."
+ * ```
+ *
+ * @param recipients The recipients' usernames.
+ * @param fileName The file name as sent.
+ * @returns The reason, or `undefined`.
+ */
+export function savedNameProblem(
+  recipients: readonly string[],
+  fileName: string,
+): string | undefined {
+  for (const recipient of recipients) {
+    const bytes = byteLength(savedFileName(recipient, fileName));
+    if (bytes > MAX_FILE_NAME_BYTES) {
+      return `${recipient} would save it as "${
+        savedFileName(recipient, "…")
+      }", ${bytes} bytes, over the ${MAX_FILE_NAME_BYTES}-byte limit of file names`;
+    }
+  }
+  return undefined;
+}
+
 function checkList(type: string, users: readonly string[]): void {
   const min = type.startsWith("send_") ? 1 : 0;
   const max = type.startsWith("forward_") ? 1 : MAX_LIST_USERS;

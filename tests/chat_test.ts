@@ -237,6 +237,14 @@ Deno.test("chat: files reach one and three recipients byte-exact as <user>_<name
         MAX_FILE_BYTES + 1
       } bytes exceed the ${MAX_FILE_BYTES}-byte file limit`,
     );
+    // A name bob cannot save as bob_<name> (257 bytes): refused before
+    // sending, as bob would drop the file unseen.
+    const long = `${"n".repeat(249)}.bin`;
+    await Deno.writeFile(join(dirs.alice, long), new Uint8Array(10));
+    await alice.write(`file 1 bob ${long}\n`);
+    await alice.stderr.waitFor(
+      `chat: cannot send "${long}": bob would save it as "bob_…", 257 bytes, over the 255-byte limit of file names`,
+    );
     await alice.write(`msg 1 bob ${"x".repeat(70_000)}\n`);
     await alice.stderr.waitFor(
       "chat: message not sent: 70000 bytes exceed the 65536-byte limit",

@@ -27,6 +27,8 @@ import {
   fileNameProblem,
   MAX_FILE_BYTES,
   MAX_TEXT_BYTES,
+  savedFileName,
+  savedNameProblem,
   sortUsernames,
   usernameProblem,
 } from "../../protocol/chat_protocol.ts";
@@ -228,7 +230,8 @@ export class ChatClient {
   /** Sends a local file; local problems are reported and nothing is sent. */
   async #sendFile(users: string[], path: string): Promise<void> {
     const fileName = basename(path);
-    const problem = unsafeNameReason(fileName) ?? fileNameProblem(fileName);
+    const problem = unsafeNameReason(fileName) ?? fileNameProblem(fileName) ??
+      savedNameProblem(users, fileName);
     if (problem) {
       this.#warn(`chat: cannot send "${path}": ${problem}`);
       return;
@@ -299,7 +302,7 @@ export class ChatClient {
               download.file = await PartialFile.create(
                 confinedPath(
                   this.#directory,
-                  `${this.#username}_${header.fileName}`,
+                  savedFileName(this.#username, header.fileName),
                 ),
               );
             } catch (error) {

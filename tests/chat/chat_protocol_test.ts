@@ -18,6 +18,8 @@ import {
   encodeMessage,
   MAX_MESSAGE_BYTES,
   messageText,
+  savedFileName,
+  savedNameProblem,
   sortUsernames,
   usernameProblem,
 } from "../../protocol/chat_protocol.ts";
@@ -502,4 +504,18 @@ Deno.test("input lines: CRLF, a last line without newline, and over-long lines",
     "b",
   ]);
   deepEqual(await read([]), []);
+});
+
+Deno.test("chat protocol: a file name every recipient can save as <user>_<name> within 255 bytes, counted in UTF-8", () => {
+  equal(savedFileName("bob", "a.txt"), "bob_a.txt");
+  const fits = "x".repeat(251); // "bob_" + 251 = 255 bytes
+  equal(savedNameProblem(["bob"], fits), undefined);
+  equal(
+    savedNameProblem(["bob", "carol"], fits),
+    'carol would save it as "carol_…", 257 bytes, over the 255-byte limit of file names',
+  );
+  // 83 three-byte characters: 249 bytes, 253 with "bob_"; "é" adds 2 more
+  const wide = "€".repeat(83);
+  equal(savedNameProblem(["bob"], wide), undefined);
+  ok(savedNameProblem(["bob"], `${wide}éé`)?.includes("257 bytes"));
 });
