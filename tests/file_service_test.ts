@@ -884,6 +884,40 @@ Deno.test("file service: killing the origin mid-upload leaves no partial file", 
   deepEqual(await listDir(rig.originDir), []);
 });
 
+Deno.test("file service: a second origin or cache started on the same port and folder fails before it touches the running one's temporary files", async () => {
+  await using rig = await FileServiceRig.start("tcp");
+  // What a transfer in progress holds: a temporary file in each folder.
+  const inFlight = ".big.bin.part-0123abcd";
+  for (const dir of [rig.originDir, rig.cacheDir]) {
+    await Deno.writeFile(join(dir, inFlight), new Uint8Array(10));
+  }
+  const second = {
+    origin: ["server", [String(rig.originPort), "tcp", "--dir", rig.originDir]],
+    cache: ["cache", [
+      String(rig.cachePort),
+      "127.0.0.1",
+      String(rig.originPort),
+      "tcp",
+      "--dir",
+      rig.cacheDir,
+    ]],
+  } as const;
+  for (const [what, [role, args]] of Object.entries(second)) {
+    await using twin = startRole(role, [...args]);
+    const done = await twin.finished();
+    ok(done.code !== 0, `a second ${what} started: ${done.stdout}`);
+    match(done.stderr, /in use/i, what);
+  }
+  for (const dir of [rig.originDir, rig.cacheDir]) {
+    ok((await listDir(dir)).includes(inFlight), `removed from ${dir}`);
+  }
+  // The running pair still serves.
+  const dir = await rig.clientDir();
+  await Deno.writeTextFile(join(dir, "a.txt"), "still here\n");
+  const run = await rig.session(dir, "put a.txt\nget a.txt\n");
+  equal(run.code, 0, run.stderr);
+});
+
 /**
  * A `get big.bin` into `<rig>/down` (8 MiB, put by another client from
  * `<rig>/up`) paused at the cache.
