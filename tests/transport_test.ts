@@ -554,3 +554,56 @@ Deno.test("snw acceptor: an OPEN flood keeps at most 256 unclaimed sessions, dro
   attacker.close();
   await reading;
 });
+
+Deno.test("snw acceptor: a second OPEN with a tag still unclaimed replaces the first, which is dropped without a CLOSE", async () => {
+  const snw = createSnwTransport();
+  using control = Deno.listen({ hostname: HOST, port: 0 });
+  using acceptor = snw.channels({ hostname: HOST, port: control.addr.port });
+  ok(acceptor instanceof SnwChannelAcceptor);
+  const impostor = Deno.listenDatagram({
+    transport: "udp",
+    hostname: HOST,
+    port: 0,
+  });
+  const answers: number[] = [];
+  const reading = (async () => {
+    const buffer = new Uint8Array(65536);
+    while (true) {
+      try {
+        const [bytes] = await impostor.receive(buffer);
+        answers.push(decodeSnwPacket(bytes).type);
+      } catch {
+        return; // closed
+      }
+    }
+  })();
+  await impostor.send(
+    encodeSnwPacket(SnwType.OPEN, 7, 0, new TextEncoder().encode("dup")),
+    { transport: "udp", hostname: HOST, port: control.addr.port },
+  );
+  const deadline = Date.now() + 5_000;
+  while (answers.length === 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  deepEqual(answers, [SnwType.ACK]);
+  equal(acceptor.unclaimed, 1);
+  using client = await Deno.connect({
+    hostname: HOST,
+    port: control.addr.port,
+  });
+  using server = await control.accept();
+  await using opened = await snw.openChannel(client, "dup");
+  equal(acceptor.unclaimed, 1, "replaced, not added");
+  await using accepted = await acceptor.accept(server, "dup");
+  equal(acceptor.unclaimed, 0);
+  const [, received] = await Promise.all([
+    opened.send(2, new TextEncoder().encode("ok")),
+    accepted.receive().then((incoming) => readAll(incoming.readable)),
+  ]);
+  equal(new TextDecoder().decode(received), "ok");
+  await new Promise((resolve) => setTimeout(resolve, 100)); // any late CLOSE
+  deepEqual(answers, [SnwType.ACK], "the replaced session got no CLOSE");
+  acceptor.close();
+  impostor.close();
+  await reading;
+});
