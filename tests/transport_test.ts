@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { deepEqual, equal, ok, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
-import { LossyRelay, parseRelayArgs } from "../bench/relay.ts";
+import { LossyRelay, parseRelayArgs, RELAY_USAGE } from "../bench/relay.ts";
 import { UsageError } from "../roles/cli.ts";
 import { seededRandom } from "../bench/seeded_random.ts";
 import {
@@ -485,6 +485,67 @@ Deno.test("relay command line: help, defaults, and bad values as usage errors", 
     ]
   ) {
     throws(() => parseRelayArgs(args), UsageError, args.join(" "));
+  }
+});
+
+Deno.test("relay command line: --help exits 0, a bad value exits 2 with the reason and usage, good options start it", async () => {
+  const relay = (args: string[], stdout: "piped" | "null" = "piped") =>
+    new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--unstable-net",
+        new URL("../bench/relay.ts", import.meta.url).pathname,
+        ...args,
+      ],
+      stdout,
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    });
+  const help = await relay(["--help"]).output();
+  equal(help.code, 0);
+  equal(new TextDecoder().decode(help.stdout), `${RELAY_USAGE}\n`);
+  const bad = await relay(["--target-port", "9", "--drop", "2"]).output();
+  equal(bad.code, 2);
+  const stderr = new TextDecoder().decode(bad.stderr);
+  ok(stderr.startsWith("relay: "), stderr);
+  equal(stderr.split("\n")[1], RELAY_USAGE.split("\n")[0]);
+  const target = Deno.listenDatagram({
+    transport: "udp",
+    hostname: HOST,
+    port: 0,
+  });
+  const targetPort = (target.addr as Deno.NetAddr).port;
+  const sender = Deno.listenDatagram({
+    transport: "udp",
+    hostname: HOST,
+    port: 0,
+  });
+  const child = relay(["--target-port", String(targetPort)]).spawn();
+  try {
+    const reader = child.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    const { value } = await reader.read();
+    const port =
+      /^relay listening on 127\.0\.0\.1:(\d+) -> 127\.0\.0\.1:(\d+)\n/
+        .exec(value ?? "");
+    ok(port, value);
+    equal(Number(port[2]), targetPort);
+    await reader.cancel();
+    // It forwards what it gets.
+    await sender.send(new TextEncoder().encode("hi"), {
+      transport: "udp",
+      hostname: HOST,
+      port: Number(port[1]),
+    });
+    const [bytes] = await target.receive();
+    equal(new TextDecoder().decode(bytes), "hi");
+  } finally {
+    child.kill();
+    await child.status;
+    await child.stderr.cancel();
+    target.close();
+    sender.close();
   }
 });
 
