@@ -607,6 +607,42 @@ Deno.test("chat server: a stop removes every spooled file (files queued to a sta
   deepEqual(await treeOf(tmp.path), []);
 });
 
+Deno.test("chat server: a spool folder that cannot be made costs that one file (said on stderr); the server goes on and the next upload tries again", async () => {
+  await using tmp = await tempDir();
+  const later = join(tmp.path, "made-later");
+  await using server = await startChatServer([], { TMPDIR: later });
+  using bob = await RawPeer.join(server.port, "bob");
+  using alice = await RawPeer.join(server.port, "alice");
+  await server.process.stdout.waitFor("join: alice\n");
+  const send = (fileName: string, fill: number) =>
+    alice.write(encodeFile(
+      { type: "send_file", users: ["bob"], fileName },
+      new Uint8Array(1000).fill(fill),
+    ));
+  await send("lost.bin", 1);
+  await server.process.stderr.waitFor(
+    /chat server: cannot spool "lost\.bin" from alice: .+\n/,
+  );
+  await server.process.stdout.waitFor("file: alice\n");
+  await Deno.mkdir(later);
+  await send("kept.bin", 2);
+  const start = await bob.next();
+  ok(start?.kind === "file-start", JSON.stringify(start));
+  equal(start.header.fileName, "kept.bin");
+  const data = await bob.next();
+  ok(data?.kind === "file-data");
+  deepEqual(data.bytes, new Uint8Array(1000).fill(2));
+  equal((await bob.next())?.kind, "file-end");
+  // Still serving: a message goes through.
+  await alice.write(encodeMessage({
+    type: "send_message",
+    users: ["bob"],
+    text: "after",
+  }));
+  const message = await bob.nextMessage();
+  equal(message?.type, "forward_message");
+});
+
 function peakRssKiB(pid: number): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   return Number(status.match(/VmHWM:\s+(\d+) kB/)?.[1] ?? 0);
