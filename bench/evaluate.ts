@@ -277,7 +277,8 @@ export async function runEvaluation(
       if (config.sizes.length === 0) continue;
       const slug = configSlug(config);
       log(`== ${slug}`);
-      await using rig = await FileServiceRig.start({
+      if (stopping) throw new Error("interrupted");
+      const started = FileServiceRig.start({
         transport: config.transport,
         dir: join(work, slug),
         relayDrop: config.lossPercent === undefined
@@ -286,6 +287,10 @@ export async function runEvaluation(
         seed: 1000 + (config.lossPercent ?? 0),
         env: { SOCKKIT_SNW_TIMEOUT_MS: SNW_TIMEOUT_MS },
       });
+      startingRigs.add(started);
+      await using rig = await started.finally(() =>
+        startingRigs.delete(started)
+      );
       activeRigs.add(rig);
       // The client, cache and origin keep their control connections between
       // commands: a get of this file just before each capture makes every
@@ -472,14 +477,25 @@ export async function rerenderFromCsv(
  * `interruptCaptures`).
  */
 const activeRigs = new Set<FileServiceRig>();
+/** Rigs whose roles are still starting (a signal then waits for them). */
+const startingRigs = new Set<Promise<FileServiceRig>>();
 const activeWorkDirs = new Set<string>();
+/** A signal came: no new rig is started, and the run's own error is moot. */
+let stopping = false;
 
 function stopOnSignal(): void {
   const stop = async () => {
+    if (stopping) return;
+    stopping = true;
     console.error(
       "evaluate: interrupted, stopping the roles and captures",
     );
     interruptCaptures();
+    // A rig started just before the signal is stopped too, once its roles
+    // are up (else they would outlive us and refill the folder removed).
+    for (const started of await Promise.allSettled([...startingRigs])) {
+      if (started.status === "fulfilled") activeRigs.add(started.value);
+    }
     await Promise.allSettled([...activeRigs].map((rig) => rig.close()));
     for (const dir of activeWorkDirs) {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -519,6 +535,7 @@ async function main(args: string[]): Promise<number> {
     );
     return 0;
   } catch (error) {
+    if (stopping) return await new Promise<never>(() => {}); // the signal exits
     console.error(`evaluate: ${(error as Error).message}`);
     return 1;
   }

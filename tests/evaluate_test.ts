@@ -472,3 +472,62 @@ Deno.test({
     }
   },
 });
+
+Deno.test("evaluate: SIGINT while its roles start stops them, removes its temporary folder and exits 130", async () => {
+  await using dir = await tempDir("sockkit-evaluate-signal-");
+  const tmp = `${dir.path}/tmp`;
+  await Deno.mkdir(tmp);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      `${ROOT}bench/evaluate.ts`,
+      "--no-capture",
+      "--sizes",
+      "16K",
+      "--runs",
+      "100",
+      "--out",
+      `${dir.path}/results`,
+    ],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", TMPDIR: tmp },
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), 50_000);
+  try {
+    // Interrupt while the first rig's roles start (a rig not yet running
+    // must be stopped too, or its roles outlive the run).
+    const lines = child.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    let seen = "";
+    while (!/== tcp\n/.test(seen)) {
+      const { done, value } = await lines.read();
+      if (done) throw new Error(`evaluate ended early: ${seen}`);
+      seen += value;
+    }
+    const [work] = [...Deno.readDirSync(tmp)].map((entry) => entry.name);
+    ok(work?.startsWith("sockkit-evaluate-"), `temporary folder: ${work}`);
+    child.kill("SIGINT");
+    await lines.cancel();
+    const status = await child.status;
+    const stderr = new TextDecoder().decode(
+      await new Response(child.stderr).arrayBuffer(),
+    );
+    equal(status.code, 130, stderr);
+    match(stderr, /evaluate: interrupted, stopping the roles and captures/);
+    deepEqual(
+      [...Deno.readDirSync(tmp)].map((entry) => entry.name),
+      [],
+      `left in TMPDIR (${stderr})`,
+    );
+    // No role still runs from the removed folder.
+    const ps = await new Deno.Command("pgrep", { args: ["-f", work] })
+      .output();
+    equal(new TextDecoder().decode(ps.stdout), "", "roles still running");
+  } finally {
+    clearTimeout(timer);
+  }
+});
