@@ -549,12 +549,16 @@ Deno.test("relay command line: --help exits 0, a bad value exits 2 with the reas
   }
 });
 
-Deno.test("snw acceptor: an OPEN flood keeps at most 256 unclaimed sessions, drops the oldest without CLOSEs, ignores oversize tags", async () => {
+/**
+ * An SNW channel acceptor next to a TCP control listener, and a raw UDP
+ * socket that sends it OPENs and records the type of each answer.
+ */
+function acceptorAndRawPeer() {
   const snw = createSnwTransport();
-  using control = Deno.listen({ hostname: HOST, port: 0 });
-  using acceptor = snw.channels({ hostname: HOST, port: control.addr.port });
+  const control = Deno.listen({ hostname: HOST, port: 0 });
+  const acceptor = snw.channels({ hostname: HOST, port: control.addr.port });
   ok(acceptor instanceof SnwChannelAcceptor);
-  const attacker = Deno.listenDatagram({
+  const socket = Deno.listenDatagram({
     transport: "udp",
     hostname: HOST,
     port: 0,
@@ -564,20 +568,38 @@ Deno.test("snw acceptor: an OPEN flood keeps at most 256 unclaimed sessions, dro
     hostname: HOST,
     port: control.addr.port,
   };
-  const open = (session: number, tag: Uint8Array) =>
-    attacker.send(encodeSnwPacket(SnwType.OPEN, session, 0, tag), target);
   const answers: number[] = [];
   const reading = (async () => {
     const buffer = new Uint8Array(65536);
     while (true) {
       try {
-        const [bytes] = await attacker.receive(buffer);
+        const [bytes] = await socket.receive(buffer);
         answers.push(decodeSnwPacket(bytes).type);
       } catch {
         return; // closed
       }
     }
   })();
+  return {
+    snw,
+    control,
+    acceptor,
+    answers,
+    /** Sends an OPEN of `session` with `tag` from the raw socket. */
+    open: (session: number, tag: Uint8Array) =>
+      socket.send(encodeSnwPacket(SnwType.OPEN, session, 0, tag), target),
+    async [Symbol.asyncDispose]() {
+      acceptor.close();
+      socket.close();
+      control.close();
+      await reading;
+    },
+  };
+}
+
+Deno.test("snw acceptor: an OPEN flood keeps at most 256 unclaimed sessions, drops the oldest without CLOSEs, ignores oversize tags", async () => {
+  await using peer = acceptorAndRawPeer();
+  const { snw, control, acceptor, answers, open } = peer;
   // An oversize tag (more than 64 bytes) is not a channel: no answer.
   await open(1, new Uint8Array(65).fill(0x61));
   // In bursts of 50, each answered before the next (so that the socket's
@@ -611,37 +633,12 @@ Deno.test("snw acceptor: an OPEN flood keeps at most 256 unclaimed sessions, dro
     await channel.send(2, new TextEncoder().encode("ok"));
     await real;
   }
-  acceptor.close();
-  attacker.close();
-  await reading;
 });
 
 Deno.test("snw acceptor: a second OPEN with a tag still unclaimed replaces the first, which is dropped without a CLOSE", async () => {
-  const snw = createSnwTransport();
-  using control = Deno.listen({ hostname: HOST, port: 0 });
-  using acceptor = snw.channels({ hostname: HOST, port: control.addr.port });
-  ok(acceptor instanceof SnwChannelAcceptor);
-  const impostor = Deno.listenDatagram({
-    transport: "udp",
-    hostname: HOST,
-    port: 0,
-  });
-  const answers: number[] = [];
-  const reading = (async () => {
-    const buffer = new Uint8Array(65536);
-    while (true) {
-      try {
-        const [bytes] = await impostor.receive(buffer);
-        answers.push(decodeSnwPacket(bytes).type);
-      } catch {
-        return; // closed
-      }
-    }
-  })();
-  await impostor.send(
-    encodeSnwPacket(SnwType.OPEN, 7, 0, new TextEncoder().encode("dup")),
-    { transport: "udp", hostname: HOST, port: control.addr.port },
-  );
+  await using peer = acceptorAndRawPeer();
+  const { snw, control, acceptor, answers, open } = peer;
+  await open(7, new TextEncoder().encode("dup"));
   const deadline = Date.now() + 5_000;
   while (answers.length === 0 && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 5));
@@ -664,7 +661,4 @@ Deno.test("snw acceptor: a second OPEN with a tag still unclaimed replaces the f
   equal(new TextDecoder().decode(received), "ok");
   await new Promise((resolve) => setTimeout(resolve, 100)); // any late CLOSE
   deepEqual(answers, [SnwType.ACK], "the replaced session got no CLOSE");
-  acceptor.close();
-  impostor.close();
-  await reading;
 });
