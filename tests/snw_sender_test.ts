@@ -187,34 +187,66 @@ Deno.test("snw sender: a peer that closes having received the last packet ends t
   ok(cut.closed(), "the source was closed");
 });
 
-Deno.test("snw sender: answerDatagram takes the outstanding packet's ACK datagram, and nothing else", async () => {
-  const ack = (session: number, seq: number) =>
-    encodeSnwPacket(SnwType.ACK, session, seq, SNW_WORDS.ACK);
+Deno.test("snw sender: answerDatagram takes the outstanding packet's answer datagram (ACK, FIN for the last), and nothing else", async () => {
+  const answer =
+    (type: typeof SnwType.ACK | typeof SnwType.FIN) =>
+    (session: number, seq: number) =>
+      encodeSnwPacket(
+        type,
+        session,
+        seq,
+        type === SnwType.FIN ? SNW_WORDS.FIN : SNW_WORDS.ACK,
+      );
   const refused: string[] = [];
   const { sender, sent } = harness([3500], {
     answer: (sender, seq) => {
-      const corrupt = ack(9, seq);
+      const last = seq === 5; // 3500 bytes in packets 2, 3, 4 and 5
+      const right = answer(last ? SnwType.FIN : SnwType.ACK);
+      const other = answer(last ? SnwType.ACK : SnwType.FIN);
+      const corrupt = right(9, seq);
       corrupt[21] ^= 1; // its CRC
       const wrong: [string, Uint8Array][] = [
-        ["FIN", encodeSnwPacket(SnwType.FIN, 9, seq, SNW_WORDS.FIN)],
-        ["the previous seq", ack(9, seq - 1)],
-        ["the next seq", ack(9, seq + 1)],
-        ["another session", ack(10, seq)],
+        ["the other word", other(9, seq)],
+        ["the previous seq", right(9, seq - 1)],
+        ["the next seq", right(9, seq + 1)],
+        ["another session", right(10, seq)],
         ["a corrupt CRC", corrupt],
-        ["a longer datagram", concatBytes([ack(9, seq), new Uint8Array(1)])],
+        ["a longer datagram", concatBytes([right(9, seq), new Uint8Array(1)])],
       ];
       for (const [what, datagram] of wrong) {
-        if (sender.answerDatagram(datagram)) refused.push(what);
+        if (sender.answerDatagram(datagram)) refused.push(`${what} (${seq})`);
       }
-      ok(sender.answerDatagram(ack(9, seq)), `the ACK of ${seq}`);
-      equal(sender.answerDatagram(ack(9, seq)), false, "a duplicate ACK");
+      ok(sender.answerDatagram(right(9, seq)), `the answer of ${seq}`);
+      equal(sender.answerDatagram(right(9, seq)), false, "a duplicate");
     },
   });
   sender.start();
   await sender.done;
-  deepEqual(refused, [], "taken as the ACK");
+  deepEqual(refused, [], "taken as the answer");
   deepEqual(sent.map((p) => p.seq), [2, 3, 4, 5]);
   deepEqual(concatBytes(sent.map((p) => p.payload)), expectedBytes(3500));
+});
+
+Deno.test("snw sender: the last packet answered with ACK (the receiver wants more bytes), or another with FIN (it wants fewer), fails the transfer", async () => {
+  for (const [word, at] of [["ACK", 5], ["FIN", 3]] as const) {
+    const { sender } = harness([3500], {
+      answer: (sender, seq) => {
+        if (seq === at) sender.answer(seq, word === "FIN");
+        else sender.answer(seq, seq === 5);
+      },
+    });
+    sender.start();
+    await rejects(
+      sender.done,
+      word === "ACK" ? /expects more bytes than were sent/ : /expects fewer/,
+    );
+  }
+  // the words the receiver should use: done
+  const { sender } = harness([3500], {
+    answer: (sender, seq) => sender.answer(seq, seq === 5),
+  });
+  sender.start();
+  await sender.done;
 });
 
 /** A byte stream fed by a batcher, and its BYOB reader. */

@@ -347,6 +347,77 @@ Deno.test("snw: receiver gives up with exactly 'Data transmission terminated pre
   await receiverGiveUp(2, "Data transmission terminated prematurely.");
 });
 
+Deno.test("snw: a send whose last packet is answered with ACK, not FIN (the receiver wants more bytes), fails instead of ending as if all arrived", async () => {
+  const peer = new RawPeer();
+  // A receiver that answers everything with ACK, as one whose LEN said more.
+  const answering = (async () => {
+    while (true) {
+      let next;
+      try {
+        next = await peer.next();
+      } catch {
+        return; // closed
+      }
+      const { packet, addr } = next;
+      if (packet.type === SnwType.CLOSE) return;
+      await peer.socket.send(
+        encodeSnwPacket(SnwType.ACK, packet.session, packet.seq, SNW_WORDS.ACK),
+        addr,
+      );
+    }
+  })();
+  const snw = createSnwTransport({ timeoutMs: 2000 });
+  try {
+    await using conn = await snw.connect({ hostname: HOST, port: peer.port });
+    await rejects(
+      conn.send(2500, new Uint8Array(2500)),
+      /answered the last packet with ACK, not FIN: it expects more bytes/,
+    );
+  } finally {
+    await peer[Symbol.asyncDispose]();
+    await answering;
+  }
+});
+
+Deno.test("snw: a peer that sends on without waiting for a held ACK gets nothing more accepted; the receive buffer bound holds", async () => {
+  const bound = 16 * 1024;
+  const snw = createSnwTransport({
+    timeoutMs: 5000,
+    receiveBufferBytes: bound,
+  });
+  using listener = snw.listen({ hostname: HOST, port: 0 });
+  await using peer = new RawPeer();
+  const port = listener.addr.port;
+  await peer.send(SnwType.OPEN, 0, new Uint8Array(0), port);
+  equal((await peer.next()).packet.type, SnwType.ACK);
+  await using conn = await listener.accept();
+  const size = 400_000;
+  await peer.send(SnwType.LEN, 1, encodeLenPayload(size), port);
+  const incoming = await conn.receive(); // nobody reads yet
+  // Every DATA at once, never waiting for an answer (paced only so that the
+  // socket's receive buffer does not overflow).
+  for (let seq = 2; seq < 2 + size / 1000 - 1; seq++) {
+    await peer.send(SnwType.DATA, seq, new Uint8Array(1000), port);
+    if (seq % 8 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  // What a reader finds queued, reading until nothing more comes in 200 ms.
+  const reader = incoming.readable.getReader();
+  let queued = 0;
+  while (true) {
+    const timeout = new Promise<null>((resolve) =>
+      setTimeout(() => resolve(null), 200)
+    );
+    const read = await Promise.race([reader.read(), timeout]);
+    if (read === null || read.done) break;
+    queued += read.value.length;
+  }
+  ok(queued <= bound + 2 * 1000, `${queued} bytes were queued`);
+  ok(queued >= bound, `only ${queued} bytes were queued`);
+  reader.releaseLock();
+  conn.close();
+});
+
 for (const transport of TRANSPORTS) {
   Deno.test(`${transport.name}: a peer that dies mid-transfer gives an error, never a hang`, async () => {
     using listener = transport.listen({ hostname: HOST, port: 0 });

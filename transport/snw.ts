@@ -374,7 +374,7 @@ export class SnwConn implements TransportConn {
     switch (packet.type) {
       case SnwType.ACK:
       case SnwType.FIN: {
-        this.#sender?.answer(packet.seq);
+        this.#sender?.answer(packet.seq, packet.type === SnwType.FIN);
         return;
       }
       case SnwType.LEN:
@@ -461,6 +461,10 @@ export class SnwConn implements TransportConn {
     }
     const incoming = this.#incoming;
     if (!incoming) return; // DATA without LEN: ignore
+    // Our ACK of the previous packet is held until the reader takes data:
+    // a peer that sends on regardless is not answered (it sends again once
+    // we answer), so the buffer bound holds against it too.
+    if (this.#heldSeq >= 0) return;
     if (packet.payload.length > incoming.remaining) {
       this.#fail(
         new ConnectionLostError("the SNW peer sent more bytes than announced"),

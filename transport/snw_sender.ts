@@ -28,6 +28,7 @@ import {
   SnwType,
 } from "./snw_packet.ts";
 import type { RtoEstimator } from "./rto.ts";
+import { ConnectionLostError } from "./errors.ts";
 
 /**
  * A timer that fires less than this many ms before the outstanding packet's
@@ -85,6 +86,14 @@ interface Outstanding {
   /** The wait before its next retransmission. */
   wait: number;
   retransmitted: boolean;
+  /** The last packet of a transfer: the receiver answers it with `FIN`. */
+  final: boolean;
+}
+
+/** A packet encoded ahead, waiting to be sent. */
+interface Prepared extends SnwOutgoingPacket {
+  /** The last packet of a transfer. */
+  final: boolean;
 }
 
 /**
@@ -107,7 +116,7 @@ export class SnwSender {
   readonly #init: SnwSenderInit;
   #nextSeq: number;
   #current?: Outstanding;
-  #prepared?: SnwOutgoingPacket;
+  #prepared?: Prepared;
   readonly #buffers: [Uint8Array, Uint8Array];
   #turn = 0;
   // The source: the chunk being cut and a payload's worth of leftovers.
@@ -115,12 +124,14 @@ export class SnwSender {
   #offset = 0;
   readonly #partial: Uint8Array;
   #fill = 0;
+  /** Bytes of the source cut into packets so far. */
+  #cut = 0;
   #fetching = false;
   #sourceDone = false;
   #timer?: ReturnType<typeof setTimeout>;
   #timerAt = Infinity;
   #finished = false;
-  /** The ACK that answers the outstanding packet, byte for byte. */
+  /** The ACK (or FIN) that answers the outstanding packet, byte for byte. */
   readonly #expectedAck = new Uint8Array(HEADER_SIZE + SNW_WORDS.ACK.length);
   #expectedAckSeq = -1;
 
@@ -132,7 +143,12 @@ export class SnwSender {
   constructor(init: SnwSenderInit) {
     this.#init = init;
     this.#nextSeq = init.firstSeq;
-    this.#prepared = init.first;
+    // A transfer's LEN is its last packet when it announces 0 bytes (an
+    // OPEN has no source and is answered with ACK).
+    this.#prepared = {
+      ...init.first,
+      final: init.chunks !== undefined && init.size === 0,
+    };
     this.#sourceDone = init.chunks === undefined;
     const payloadBytes = Math.min(init.chunkSize, Math.max(init.size, 1));
     this.#buffers = [
@@ -159,12 +175,28 @@ export class SnwSender {
   /**
    * An `ACK` or `FIN` arrived.
    *
+   * A transfer's last packet must be answered with `FIN` and every other
+   * one with `ACK`: the other word means the receiver's idea of the size
+   * differs from ours, and the transfer fails rather than end as if all
+   * had arrived.
+   *
    * @param seq The seq it answers.
+   * @param fin Whether it is a `FIN` (unchecked when omitted).
    * @returns Whether it answered this sender's outstanding packet.
    */
-  answer(seq: number): boolean {
+  answer(seq: number, fin?: boolean): boolean {
     const current = this.#current;
     if (this.#finished || current?.seq !== seq) return false;
+    if (fin !== undefined && fin !== current.final) {
+      this.fail(
+        new ConnectionLostError(
+          fin
+            ? "the SNW receiver answered FIN before the last packet: it expects fewer bytes than are sent"
+            : "the SNW receiver answered the last packet with ACK, not FIN: it expects more bytes than were sent",
+        ),
+      );
+      return true;
+    }
     const now = performance.now();
     if (!current.retransmitted) this.#init.rto.sample(now - current.sentAt);
     this.#current = undefined;
@@ -175,12 +207,13 @@ export class SnwSender {
 
   /**
    * The fast path for the datagram a running transfer waits for: if
-   * `datagram` is, byte for byte, the `ACK` of the outstanding packet, it
-   * is answered without being decoded (an intact ACK has exactly these
-   * bytes, so its CRC needs no check).
+   * `datagram` is, byte for byte, the answer the outstanding packet expects
+   * (`ACK`, or `FIN` for a transfer's last packet), it is taken without
+   * being decoded (an intact answer has exactly these bytes, so its CRC
+   * needs no check).
    *
    * @param datagram A datagram from the session's peer.
-   * @returns Whether it was that ACK (else decode it and call `answer`).
+   * @returns Whether it was that answer (else decode it and call `answer`).
    */
   answerDatagram(datagram: Uint8Array): boolean {
     const current = this.#current;
@@ -242,15 +275,16 @@ export class SnwSender {
         firstSentAt: now,
         wait,
         retransmitted: false,
+        final: prepared.final,
       };
       void this.#init.transmit(prepared.datagram);
       this.#armTimer(now + wait, now);
       encodeSnwPacketInto(
         this.#expectedAck,
-        SnwType.ACK,
+        prepared.final ? SnwType.FIN : SnwType.ACK,
         this.#init.session,
         prepared.seq,
-        SNW_WORDS.ACK,
+        prepared.final ? SNW_WORDS.FIN : SNW_WORDS.ACK,
       );
       this.#expectedAckSeq = prepared.seq;
       this.#prepare();
@@ -291,6 +325,7 @@ export class SnwSender {
       }
     }
     this.#fill = 0; // a payload from the chunk itself left it at 0
+    this.#cut += payload.length;
     const seq = this.#nextSeq++;
     const datagram = encodeSnwPacketInto(
       this.#buffers[this.#turn ^= 1],
@@ -299,7 +334,7 @@ export class SnwSender {
       seq,
       payload,
     );
-    this.#prepared = { datagram, seq };
+    this.#prepared = { datagram, seq, final: this.#cut === this.#init.size };
     // Every byte of the chunk is copied: the source may reuse its memory.
     if (this.#chunk && this.#offset >= this.#chunk.length) this.#fetch();
   }
