@@ -12,6 +12,7 @@ import {
   HEADER_SIZE,
   isSnwDataPacket,
   MAX_PAYLOAD,
+  SNW_WORDS,
   SnwPacketError,
   SnwType,
   tableCrc32,
@@ -70,7 +71,7 @@ Deno.test("snw packet: a seq beyond 2^53 - 1 is rejected, not rounded", () => {
   throws(() => decodeSnwPacket(bytes), /seq out of range/);
 });
 
-Deno.test("snw packet: LEN, ACK and FIN stay readable as ASCII in the datagram", () => {
+Deno.test("snw packet: LEN, ACK, FIN, CLOSE and WAIT stay readable as ASCII in the datagram", () => {
   const text = (bytes: Uint8Array) => new TextDecoder("latin1").decode(bytes);
   const len = encodeSnwPacket(SnwType.LEN, 1, 1, encodeLenPayload(12345));
   ok(text(len).includes("LEN:12345"));
@@ -82,6 +83,13 @@ Deno.test("snw packet: LEN, ACK and FIN stay readable as ASCII in the datagram",
     new TextEncoder().encode("ACK"),
   );
   ok(text(ack).endsWith("ACK"));
+  for (const word of ["FIN", "CLOSE", "WAIT"] as const) {
+    const bytes = encodeSnwPacket(SnwType[word], 1, 7, SNW_WORDS[word]);
+    ok(text(bytes).endsWith(word));
+    const packet = decodeSnwPacket(bytes);
+    equal(packet.type, SnwType[word]);
+    equal(packet.seq, 7);
+  }
   equal(crc32(new TextEncoder().encode("123456789")), 0xcbf43926);
 });
 

@@ -168,6 +168,35 @@ Deno.test("snw sender: without answers it gives up after the timeout and closes 
   ok(closed(), "the source was closed");
 });
 
+Deno.test("snw sender: a WAIT for the outstanding packet starts its give-up timeout again, for as long as WAITs come", async () => {
+  const rto = new RtoEstimator({ initialMs: 10, minMs: 10, maxMs: 20 });
+  let started = 0;
+  let waits = 0;
+  const { sender, sent } = harness([3000], {
+    rto,
+    timeoutMs: 120,
+    answer: (sender, seq) => {
+      // The receiver holds packet 3 for 400 ms (over three timeouts).
+      if (seq === 3 && performance.now() - started < 400) {
+        sender.wait(seq);
+        waits++;
+      } else sender.answer(seq);
+    },
+  });
+  started = performance.now();
+  sender.start();
+  await sender.done;
+  ok(performance.now() - started >= 400, "answered before the hold ended");
+  ok(waits >= 10, `${waits} WAITs`);
+  deepEqual(
+    concatBytes(
+      sent.filter((p, i) => sent.findIndex((q) => q.seq === p.seq) === i)
+        .map((p) => p.payload),
+    ),
+    expectedBytes(3000),
+  );
+});
+
 Deno.test("snw sender: a peer that closes having received the last packet ends the transfer well, otherwise it fails", async () => {
   const whole = harness([1500], { drop: (seq) => seq === 3 });
   whole.sender.start();

@@ -25,6 +25,7 @@ import {
   type Transport,
   type TransportConn,
 } from "../transport/mod.ts";
+import { concatBytes } from "./_helpers/bytes.ts";
 import { tempDir } from "./_helpers/files.ts";
 import { runRole } from "./_helpers/role_process.ts";
 
@@ -345,6 +346,41 @@ Deno.test("snw: receiver gives up with exactly 'Did not receive data. Terminatin
 
 Deno.test("snw: receiver gives up with exactly 'Data transmission terminated prematurely.' after an ACK", async () => {
   await receiverGiveUp(2, "Data transmission terminated prematurely.");
+});
+
+Deno.test("snw: a reader that pauses longer than the give-up timeout does not end the transfer: the receiver answers the held packet with WAIT", async () => {
+  const snw = createSnwTransport({
+    timeoutMs: 400,
+    receiveBufferBytes: 16 * 1024,
+    reportGiveUp: () => {},
+  });
+  using listener = snw.listen({ hostname: HOST, port: 0 });
+  const body = Uint8Array.from({ length: 100_000 }, (_, i) => (i * 7) % 251);
+  const server = (async () => {
+    await using conn = await listener.accept();
+    const incoming = await conn.receive();
+    const reader = incoming.readable.getReader();
+    const parts: Uint8Array[] = [];
+    let got = 0;
+    let paused = false;
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value.slice());
+      got += value.length;
+      if (!paused && got >= 20_000) {
+        paused = true; // 3.5 give-up timeouts with the buffer full
+        await new Promise((resolve) => setTimeout(resolve, 1400));
+      }
+    }
+    return digest(concatBytes(parts));
+  })();
+  await using conn = await snw.connect({
+    hostname: HOST,
+    port: listener.addr.port,
+  });
+  await conn.send(body.length, body);
+  equal(await server, digest(body));
 });
 
 Deno.test("snw: a send whose last packet is answered with ACK, not FIN (the receiver wants more bytes), fails instead of ending as if all arrived", async () => {

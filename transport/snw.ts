@@ -377,6 +377,9 @@ export class SnwConn implements TransportConn {
         this.#sender?.answer(packet.seq, packet.type === SnwType.FIN);
         return;
       }
+      case SnwType.WAIT:
+        this.#sender?.wait(packet.seq);
+        return;
       case SnwType.LEN:
       case SnwType.DATA:
         return this.#onDataPacket(packet);
@@ -440,8 +443,10 @@ export class SnwConn implements TransportConn {
   #onDataPacket(packet: SnwPacket): void {
     const seq = packet.seq;
     if (seq < this.#expected) {
-      // A duplicate: our answer was lost (unless we hold it on purpose).
-      if (seq !== this.#heldSeq) {
+      // A duplicate: our answer was lost; or we hold it on purpose, and say
+      // so, so that the sender does not give up on a slow reader.
+      if (seq === this.#heldSeq) this.#answer(SnwType.WAIT, seq);
+      else {
         this.#answer(seq === this.#lastFinSeq ? SnwType.FIN : SnwType.ACK, seq);
       }
       return;
@@ -553,8 +558,15 @@ export class SnwConn implements TransportConn {
     this.#fail(new TransferTimeoutError(line));
   }
 
-  #answer(type: typeof SnwType.ACK | typeof SnwType.FIN, seq: number): void {
-    const word = type === SnwType.FIN ? SNW_WORDS.FIN : SNW_WORDS.ACK;
+  #answer(
+    type: typeof SnwType.ACK | typeof SnwType.FIN | typeof SnwType.WAIT,
+    seq: number,
+  ): void {
+    const word = type === SnwType.FIN
+      ? SNW_WORDS.FIN
+      : type === SnwType.WAIT
+      ? SNW_WORDS.WAIT
+      : SNW_WORDS.ACK;
     void this.#transmit(encodeSnwPacket(type, this.session, seq, word));
   }
 

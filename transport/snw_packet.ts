@@ -42,6 +42,11 @@ export const SnwType = {
   FIN: 5,
   /** The peer closed the session; payload `CLOSE`. */
   CLOSE: 6,
+  /**
+   * The packet with the same seq arrived, but its `ACK` is held until the
+   * receiver's reader takes data (flow control); payload `WAIT`.
+   */
+  WAIT: 7,
 } as const;
 
 /** One of the values of {@linkcode SnwType}. */
@@ -190,7 +195,7 @@ export function decodeSnwPacket(bytes: Uint8Array): SnwPacket {
     throw new SnwPacketError(`unsupported version ${bytes[2]}`);
   }
   const type = bytes[3];
-  if (type < SnwType.OPEN || type > SnwType.CLOSE) {
+  if (type < SnwType.OPEN || type > SnwType.WAIT) {
     throw new SnwPacketError(`unknown packet type ${type}`);
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
@@ -299,10 +304,12 @@ export function decodeLenPayload(payload: Uint8Array): number {
   return size;
 }
 
-/** The fixed payloads of ACK, FIN and CLOSE. */
-export const SNW_WORDS: Readonly<Record<"ACK" | "FIN" | "CLOSE", Uint8Array>> =
-  {
-    ACK: encoder.encode("ACK"),
-    FIN: encoder.encode("FIN"),
-    CLOSE: encoder.encode("CLOSE"),
-  };
+/** The fixed payloads of ACK, FIN, CLOSE and WAIT. */
+export const SNW_WORDS: Readonly<
+  Record<"ACK" | "FIN" | "CLOSE" | "WAIT", Uint8Array>
+> = {
+  ACK: encoder.encode("ACK"),
+  FIN: encoder.encode("FIN"),
+  CLOSE: encoder.encode("CLOSE"),
+  WAIT: encoder.encode("WAIT"),
+};

@@ -81,7 +81,7 @@ interface Outstanding {
   seq: number;
   /** When it was last transmitted. */
   sentAt: number;
-  /** When it was first transmitted (for the give-up timeout). */
+  /** When it was first transmitted, or last said to be held (for the give-up timeout). */
   firstSentAt: number;
   /** The wait before its next retransmission. */
   wait: number;
@@ -203,6 +203,20 @@ export class SnwSender {
     this.#advance(now);
     this.#init.onProgress?.();
     return true;
+  }
+
+  /**
+   * A `WAIT` arrived: the receiver has the packet with this seq but holds
+   * its `ACK` until its reader takes data. The peer is alive, so the
+   * give-up timeout starts again; retransmissions go on (with their
+   * backoff), each answered by another `WAIT` until the `ACK` comes.
+   *
+   * @param seq The seq it answers.
+   */
+  wait(seq: number): void {
+    const current = this.#current;
+    if (this.#finished || current?.seq !== seq) return;
+    current.firstSentAt = performance.now();
   }
 
   /**

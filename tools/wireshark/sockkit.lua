@@ -2,7 +2,7 @@
 --
 --   * SNW ("sockkit_snw"): stop-and-wait over UDP (docs/snw.md). 22-byte
 --     header "SW" | ver | type | session u32 | seq u64 | len u16 | CRC-32 u32,
---     then the payload (LEN:<bytes>, file bytes, ACK, FIN, CLOSE, channel tag).
+--     then the payload (LEN:<bytes>, file bytes, ACK, FIN, CLOSE, WAIT, channel tag).
 --     The CRC-32 (IEEE) over the header with a zeroed CRC field plus payload
 --     is verified when the whole datagram was captured.
 --   * File-service control ("sockkit_fs", protocol/file_service.ts): over TCP,
@@ -56,7 +56,7 @@ end
 ---------------------------------------------------------------------------
 
 local SNW_HEADER = 22
-local snw_types = { [1] = "OPEN", [2] = "LEN", [3] = "DATA", [4] = "ACK", [5] = "FIN", [6] = "CLOSE" }
+local snw_types = { [1] = "OPEN", [2] = "LEN", [3] = "DATA", [4] = "ACK", [5] = "FIN", [6] = "CLOSE", [7] = "WAIT" }
 
 local snw = Proto("sockkit_snw", "sockkit SNW (stop-and-wait over UDP)")
 local sf = {
