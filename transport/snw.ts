@@ -558,16 +558,10 @@ export class SnwConn implements TransportConn {
     this.#fail(new TransferTimeoutError(line));
   }
 
-  #answer(
-    type: typeof SnwType.ACK | typeof SnwType.FIN | typeof SnwType.WAIT,
-    seq: number,
-  ): void {
-    const word = type === SnwType.FIN
-      ? SNW_WORDS.FIN
-      : type === SnwType.WAIT
-      ? SNW_WORDS.WAIT
-      : SNW_WORDS.ACK;
-    void this.#transmit(encodeSnwPacket(type, this.session, seq, word));
+  #answer(type: keyof typeof ANSWER_WORDS, seq: number): void {
+    void this.#transmit(
+      encodeSnwPacket(type, this.session, seq, ANSWER_WORDS[type]),
+    );
   }
 
   /**
@@ -644,6 +638,13 @@ export class SnwConn implements TransportConn {
     await this.#closing;
   }
 }
+
+/** The payload of each answer a receiver sends. */
+const ANSWER_WORDS = {
+  [SnwType.ACK]: SNW_WORDS.ACK,
+  [SnwType.FIN]: SNW_WORDS.FIN,
+  [SnwType.WAIT]: SNW_WORDS.WAIT,
+} as const;
 
 /** How many closed sessions an endpoint remembers. */
 const MAX_RETIRED = 4096;
