@@ -104,7 +104,7 @@ interface Prepared extends SnwOutgoingPacket {
  * ```ts ignore
  * const sender = new SnwSender({ session, first, firstSeq, chunkSize, size,
  *   chunks, timeoutMs, rto, transmit, giveUp });
- * sender.start();          // the session calls sender.answer(seq) on ACK/FIN
+ * sender.start(); // the session calls sender.answer(seq, isFin) on ACK/FIN, sender.wait(seq) on WAIT
  * await sender.done;
  * ```
  */
