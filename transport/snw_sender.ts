@@ -131,9 +131,11 @@ export class SnwSender {
   #timer?: ReturnType<typeof setTimeout>;
   #timerAt = Infinity;
   #finished = false;
-  /** The ACK (or FIN) that answers the outstanding packet, byte for byte. */
+  /**
+   * The ACK (or FIN) that answers the outstanding packet, byte for byte
+   * (encoded whenever a packet becomes the outstanding one).
+   */
   readonly #expectedAck = new Uint8Array(HEADER_SIZE + SNW_WORDS.ACK.length);
-  #expectedAckSeq = -1;
 
   /**
    * Creates the sender; nothing is sent before {@linkcode start}.
@@ -232,10 +234,9 @@ export class SnwSender {
   answerDatagram(datagram: Uint8Array): boolean {
     const current = this.#current;
     const expected = this.#expectedAck;
-    if (
-      current === undefined || this.#expectedAckSeq !== current.seq ||
-      datagram.length !== expected.length
-    ) return false;
+    if (current === undefined || datagram.length !== expected.length) {
+      return false;
+    }
     for (let i = datagram.length - 1; i >= 0; i--) {
       if (datagram[i] !== expected[i]) return false;
     }
@@ -300,7 +301,6 @@ export class SnwSender {
         prepared.seq,
         prepared.final ? SNW_WORDS.FIN : SNW_WORDS.ACK,
       );
-      this.#expectedAckSeq = prepared.seq;
       this.#prepare();
     } else if (this.#allSent()) {
       this.#finish();
