@@ -411,7 +411,7 @@ export class SnwConn implements TransportConn {
     if (
       incoming === undefined || this.#heldSeq >= 0 ||
       length >= incoming.remaining || // the last one is answered with FIN
-      incoming.batcher.desiredSize - length <= 0 || // held for the reader
+      !this.#hasRoom(incoming, length) || // its ACK is held for the reader
       !isSnwDataPacket(datagram, this.session, seq)
     ) return false;
     void this.#transmit(
@@ -430,6 +430,14 @@ export class SnwConn implements TransportConn {
     );
     this.#nextAckSeq = seq + 1;
     return true;
+  }
+
+  /**
+   * Whether a payload of `length` bytes leaves room in the transfer's
+   * buffer, so that its ACK goes out now (else it is held for the reader).
+   */
+  #hasRoom(incoming: IncomingState, length: number): boolean {
+    return incoming.batcher.desiredSize - length > 0;
   }
 
   /** Counts the in-order DATA packet of `length` bytes as received. */
@@ -482,7 +490,7 @@ export class SnwConn implements TransportConn {
     // sender's next packet is then on its way while this one is handled.
     if (incoming.remaining === 0) {
       this.#finishIncoming(seq, packet.payload);
-    } else if (incoming.batcher.desiredSize - length > 0) {
+    } else if (this.#hasRoom(incoming, length)) {
       this.#answer(SnwType.ACK, seq);
       incoming.batcher.push(packet.payload);
     } else {
