@@ -94,7 +94,13 @@ export class FileSpool {
       this.#writer?.close();
     } catch { /* already closed */ }
     this.#writer = undefined;
-    Deno.remove(this.path).catch(() => {});
+    // Synchronous: an unlink is quick, and a server that closes must not
+    // leave a removal running behind it.
+    try {
+      Deno.removeSync(this.path);
+    } catch {
+      // already gone (the server's stop removes the whole folder)
+    }
   }
 
   /** Drops the caller's reference after a failed upload (nobody else holds one). */
