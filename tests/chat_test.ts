@@ -14,6 +14,7 @@ import {
   MAX_FILE_BYTES,
 } from "../protocol/chat_protocol.ts";
 import { ChatConnection } from "../roles/chat/chat_connection.ts";
+import { ChatServer } from "../roles/chat/chat_server.ts";
 import { CLIENT_HELP, SERVER_HELP } from "../roles/chat/chat_options.ts";
 import { INPUT_HELP } from "../roles/chat/user_input.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
@@ -559,6 +560,50 @@ Deno.test("chat server: a stalled client is dropped when its queue overflows; ot
     type: "response_users_list",
     users: ["listener", "sender"],
   });
+});
+
+Deno.test("chat server: a stalled client is dropped when the files queued to it pass its byte bound (the spool it can hold stays bounded)", async () => {
+  const printed: string[] = [];
+  const warned: string[] = [];
+  await using server = ChatServer.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    maxClients: 10,
+    maxQueuedFileBytes: 16_000_000,
+    print: (line) => printed.push(line),
+    warn: (line) => warned.push(line),
+  });
+  const serving = server.serve();
+  const port = server.addr.port;
+  {
+    using _stalled = await RawPeer.join(port, "stalled"); // never reads
+    using sender = await RawPeer.join(port, "sender");
+    await waitUntil(() => server.users.length === 2, "both joined");
+    // 8 files of 6 MB: far fewer than the 32 files of the count bound, but
+    // 48 MB, more than the byte bound plus what the socket buffers take.
+    const content = new Uint8Array(6_000_000).fill(3);
+    for (let i = 0; i < 8 && server.users.includes("stalled"); i++) {
+      await sender.write(encodeFile(
+        { type: "send_file", users: ["stalled"], fileName: `f${i}.bin` },
+        content,
+      ));
+    }
+    await waitUntil(
+      () => printed.includes("disconnected: stalled"),
+      "stalled dropped",
+      20_000,
+    );
+    ok(
+      warned.some((line) =>
+        line ===
+          'chat server: dropping "stalled": files queued over 16000000 bytes (client too slow)'
+      ),
+      warned.join("\n"),
+    );
+    deepEqual(server.users, ["sender"]);
+  }
+  await server.close();
+  await serving;
 });
 
 /** Every path under `dir`, relative, sorted. */

@@ -29,7 +29,7 @@ import { unsafeNameReason } from "../file_names.ts";
 import { ChatConnection } from "./chat_connection.ts";
 import { parseServerArgs, SERVER_HELP } from "./chat_options.ts";
 import { FileSpool } from "./file_spool.ts";
-import { DEFAULT_OUTBOX_LIMITS, Outbox } from "./outbox.ts";
+import { DEFAULT_OUTBOX_LIMITS, Outbox, type OutboxLimits } from "./outbox.ts";
 import { onStopSignal } from "../stop_signals.ts";
 import { isLostBeforeAccept } from "../../transport/accept_errors.ts";
 
@@ -51,6 +51,8 @@ export interface ChatServerOptions {
   maxQueuedBytes?: number;
   /** Most files queued to one client (default 32). */
   maxQueuedFiles?: number;
+  /** Most bytes of files queued to one client (default 1 GiB). */
+  maxQueuedFileBytes?: number;
 }
 
 /** How long a closing connection waits to flush and for the peer's EOF. */
@@ -98,7 +100,7 @@ export class ChatServer implements AsyncDisposable {
   readonly #print: (line: string) => void;
   readonly #warn: (line: string) => void;
   readonly #joinTimeoutMs: number;
-  readonly #limits: { maxQueuedBytes: number; maxQueuedFiles: number };
+  readonly #limits: OutboxLimits;
   readonly #members = new Map<string, Member>();
   readonly #peers = new Set<Peer>();
   readonly #handlers = new Set<Promise<void>>();
@@ -118,6 +120,8 @@ export class ChatServer implements AsyncDisposable {
         DEFAULT_OUTBOX_LIMITS.maxQueuedBytes,
       maxQueuedFiles: options.maxQueuedFiles ??
         DEFAULT_OUTBOX_LIMITS.maxQueuedFiles,
+      maxQueuedFileBytes: options.maxQueuedFileBytes ??
+        DEFAULT_OUTBOX_LIMITS.maxQueuedFileBytes,
     };
   }
 

@@ -17,12 +17,18 @@ export interface OutboxLimits {
   maxQueuedBytes: number;
   /** Most queued file sends. */
   maxQueuedFiles: number;
+  /**
+   * Most bytes of queued files, the one being written included: what a
+   * stalled client can keep in the server's spool.
+   */
+  maxQueuedFileBytes: number;
 }
 
-/** Default bounds: 8 MiB of messages, 32 files. */
+/** Default bounds: 8 MiB of messages, 32 files, 1 GiB of files. */
 export const DEFAULT_OUTBOX_LIMITS: OutboxLimits = {
   maxQueuedBytes: 8 * 1024 * 1024,
   maxQueuedFiles: 32,
+  maxQueuedFileBytes: 1024 * 1024 * 1024,
 };
 
 /** Consecutive queued frames are merged into writes of up to this size. */
@@ -43,6 +49,7 @@ export class Outbox {
   #head = 0;
   #queuedBytes = 0;
   #queuedFiles = 0;
+  #queuedFileBytes = 0;
   #writing = false;
   #closed = false;
   #idle: Array<() => void> = [];
@@ -107,8 +114,17 @@ export class Outbox {
       );
       return false;
     }
+    if (
+      this.#queuedFileBytes + spool.size > this.#limits.maxQueuedFileBytes
+    ) {
+      this.#fail(
+        `files queued over ${this.#limits.maxQueuedFileBytes} bytes (client too slow)`,
+      );
+      return false;
+    }
     spool.acquire();
     this.#queuedFiles++;
+    this.#queuedFileBytes += spool.size;
     this.#queue.push({ kind: "file", header, spool });
     this.#kick();
     return true;
@@ -136,6 +152,7 @@ export class Outbox {
     this.#head = 0;
     this.#queuedBytes = 0;
     this.#queuedFiles = 0;
+    this.#queuedFileBytes = 0;
     try {
       this.#conn.close();
     } catch {
@@ -191,6 +208,7 @@ export class Outbox {
           await this.#writeFile(item.header, item.spool);
         } finally {
           this.#queuedFiles--;
+          this.#queuedFileBytes -= item.spool.size;
           item.spool.release();
         }
         continue;
