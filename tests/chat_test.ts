@@ -18,7 +18,11 @@ import { ChatServer } from "../roles/chat/chat_server.ts";
 import { CLIENT_HELP, SERVER_HELP } from "../roles/chat/chat_options.ts";
 import { INPUT_HELP } from "../roles/chat/user_input.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
-import { runRole, startRole } from "./_helpers/role_process.ts";
+import {
+  type RoleProcess,
+  runRole,
+  startRole,
+} from "./_helpers/role_process.ts";
 import { RawPeer, startChatServer, waitUntil } from "./chat/chat_peers.ts";
 import { seededRandom as random } from "../bench/seeded_random.ts";
 
@@ -267,6 +271,62 @@ Deno.test("chat: files reach one and three recipients byte-exact as <user>_<name
     );
   } finally {
     for (const client of clients) await client[Symbol.asyncDispose]();
+  }
+});
+
+Deno.test("chat client: a stop signal during a download quits as end of input does and removes the file still arriving; a second one ends it at once", async () => {
+  await using server = await startChatServer();
+  await using root = await tempDir();
+  const dirs = { bob: join(root.path, "bob"), carol: join(root.path, "carol") };
+  const clients: Record<string, RoleProcess> = {};
+  for (const user of ["bob", "carol"] as const) {
+    await Deno.mkdir(dirs[user]);
+    clients[user] = startRole("chat", clientArgs(user, server.port), {
+      stdin: true,
+      cwd: dirs[user],
+    });
+    await server.process.stdout.waitFor(`join: ${user}\n`);
+  }
+  const { bob, carol } = clients;
+  const partSize = (dir: string) =>
+    [...Deno.readDirSync(dir)].filter((entry) => entry.name.includes(".part-"))
+      .reduce(
+        (sum, entry) => sum + Deno.statSync(join(dir, entry.name)).size,
+        0,
+      );
+  try {
+    using alice = await RawPeer.join(server.port, "alice");
+    await alice.write(encodeFile(
+      { type: "send_file", users: ["bob", "carol"], fileName: "big.bin" },
+      new Uint8Array(64_000_000).fill(9),
+    ));
+    // Both mid-download, then the server frozen: the rest never arrives.
+    await waitUntil(
+      () => partSize(dirs.bob) > 0 && partSize(dirs.carol) > 0,
+      "both downloads under way",
+      30_000,
+    );
+    server.process.kill("SIGSTOP");
+    const started = performance.now();
+    carol.kill("SIGINT");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    carol.kill("SIGTERM"); // the second: no drain
+    bob.kill("SIGINT");
+    const carolDone = await carol.finished(10_000);
+    const carolMs = performance.now() - started;
+    const bobDone = await bob.finished(10_000);
+    for (const done of [carolDone, bobDone]) {
+      equal(done.code, 0, done.stderr);
+      ok(done.stdout.endsWith("quitting\n"), done.stdout);
+    }
+    ok(carolMs < 2_500, `the second signal ended carol after ${carolMs} ms`);
+    deepEqual([...Deno.readDirSync(dirs.bob)], []);
+    deepEqual([...Deno.readDirSync(dirs.carol)], []);
+  } finally {
+    server.process.kill("SIGCONT");
+    for (const client of Object.values(clients)) {
+      await client[Symbol.asyncDispose]();
+    }
   }
 });
 

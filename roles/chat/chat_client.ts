@@ -13,8 +13,13 @@
  * Received files are written to `.<name>.part-<random>` and renamed to
  * `<own username>_<filename>` in the working directory when complete.
  *
- * Exit codes: 0 after `quit` or end of input; 1 when the server refused or
- * dropped the client, or the connection failed; 2 for usage errors.
+ * SIGINT, SIGTERM and SIGHUP act as end of input (a second one closes the
+ * connection at once); a file still arriving is removed, not left as a
+ * `.part-` file.
+ *
+ * Exit codes: 0 after `quit`, end of input or a stop signal; 1 when the
+ * server refused or dropped the client, or the connection failed; 2 for
+ * usage errors.
  *
  * @module
  */
@@ -36,6 +41,7 @@ import { writeAll } from "../../transport/byte_io.ts";
 import { printError, printLine, UsageError } from "../cli.ts";
 import { confinedPath, unsafeNameReason } from "../file_names.ts";
 import { PartialFile } from "../partial_file.ts";
+import { onStopSignal } from "../stop_signals.ts";
 import { ChatConnection } from "./chat_connection.ts";
 import { CLIENT_HELP, parseClientArgs } from "./chat_options.ts";
 import { inputLines } from "./input_lines.ts";
@@ -111,6 +117,9 @@ export class ChatClient {
   readonly #quitDrainMs: number;
   #quitting = false;
   #refused = false;
+  /** The user's input while {@linkcode ChatClient.run} reads it. */
+  #input?: ReadableStreamDefaultReader<Uint8Array>;
+  #stops = 0;
 
   /**
    * Creates the session.
@@ -140,7 +149,8 @@ export class ChatClient {
    * @returns The exit code.
    */
   async run(input: ReadableStream<Uint8Array>): Promise<number> {
-    const reader = input.getReader();
+    const reader = this.#input = input.getReader();
+    if (this.#stops > 0) reader.cancel().catch(() => {});
     let received: Promise<number> | undefined;
     try {
       try {
@@ -177,6 +187,22 @@ export class ChatClient {
       this.#link.close();
       await received;
     }
+  }
+
+  /**
+   * Stops the session (a stop signal): the first call ends the user's input,
+   * so the client quits as at end of input (a file being sent is finished
+   * first; one still arriving gets the quit's drain time); a second call
+   * closes the connection at once. A file that has not fully arrived is
+   * removed either way.
+   */
+  stop(): void {
+    if (this.#stops++ === 0) {
+      this.#input?.cancel().catch(() => {});
+      return;
+    }
+    this.#quitting = true;
+    this.#link.close();
   }
 
   async #readInput(
@@ -434,5 +460,10 @@ export async function runChatClient(args: string[]): Promise<number> {
   const client = new ChatClient(new ChatConnection(conn), options.user, {
     directory: Deno.cwd(),
   });
-  return await client.run(Deno.stdin.readable);
+  const forgetSignals = onStopSignal(() => client.stop());
+  try {
+    return await client.run(Deno.stdin.readable);
+  } finally {
+    forgetSignals();
+  }
 }
