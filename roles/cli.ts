@@ -76,7 +76,11 @@ export function parsePort(text: string | undefined, allowZero = true): number {
   }
   const port = Number(text);
   if (port > 65535 || (!allowZero && port === 0)) {
-    throw new UsageError(`invalid port "${text}": must be 1-65535`);
+    throw new UsageError(
+      `invalid port "${text}": must be ${
+        allowZero ? "0-65535 (0: any free port)" : "1-65535"
+      }`,
+    );
   }
   return port;
 }

@@ -64,6 +64,15 @@ Deno.test("chat: bad arguments are usage errors (exit 2); an unreachable server 
     // A one-line reason, then the usage.
     match(result.stderr, /^chat: [^\n]+\nusage:\n/);
   }
+  // The range named is the one accepted: the server takes 0 (any free port).
+  match(
+    (await runRole("chat", ["server", "-p", "70000"])).stderr,
+    /^chat: invalid port "70000": must be 0-65535 \(0: any free port\)\n/,
+  );
+  match(
+    (await runRole("chat", ["client", "-u", "a", "-p", "0"])).stderr,
+    /^chat: invalid port "0": must be 1-65535\n/,
+  );
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = listener.addr.port;
   listener.close();
