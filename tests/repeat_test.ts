@@ -15,7 +15,7 @@ import { resetQueuedConnections } from "./_helpers/reset_peers.ts";
 import { LossyRelay, type RelayOptions } from "../bench/relay.ts";
 import { seededRandom } from "../bench/seeded_random.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
-import { runRole } from "./_helpers/role_process.ts";
+import { runRole, startRole } from "./_helpers/role_process.ts";
 import {
   decodeRepeatHeader,
   decodeRepeatReceipt,
@@ -577,6 +577,53 @@ Deno.test("repeat: usage errors exit 2, a missing reference or file exits 1", as
   ], { cwd: dir.path });
   equal(noFile.code, 1);
   ok(noFile.stderr.includes('Cannot read "missing.txt"'), noFile.stderr);
+});
+
+Deno.test("repeat server: a stop signal mid-copy ends the run with exit 1 and a line, and leaves no temporary file (tcp, snw, udp)", async () => {
+  await using dir = await tempDir();
+  await writeTestFile(join(dir.path, "ref.bin"), 20_000_000, 6);
+  const copies = join(dir.path, "copies");
+  for (const transport of ["tcp", "snw", "udp"]) {
+    await Deno.remove(copies, { recursive: true }).catch(() => {});
+    const args = ["--times", "3", "--transport", transport];
+    await using server = await startRepeatServer(
+      "ref.bin",
+      [...args, "--dir", "copies"],
+      { cwd: dir.path },
+    );
+    await using client = startRole("client", [
+      "repeat",
+      "127.0.0.1",
+      String(server.port),
+      "ref.bin",
+      ...args,
+    ], { cwd: dir.path });
+    const parts = () => {
+      try {
+        return [...Deno.readDirSync(copies)].filter((entry) =>
+          entry.name.includes(".part-")
+        ).length;
+      } catch {
+        return 0; // not made yet
+      }
+    };
+    const deadline = Date.now() + 20_000;
+    while (parts() === 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    client.kill("SIGSTOP"); // the copy stays under way
+    ok(parts() > 0, `${transport}: a copy under way`);
+    server.process.kill("SIGTERM");
+    const done = await server.process.finished();
+    equal(done.code, 1, `${transport}: ${done.stderr}`);
+    match(
+      done.stderr,
+      /^server: interrupted after [0-2] of 3 copies$/m,
+      transport,
+    );
+    equal(parts(), 0, `${transport}: temporary files left`);
+    client.kill("SIGKILL");
+  }
 });
 
 Deno.test("repeat over tcp: stray and reset connections are ignored and use up no copy number", async () => {

@@ -78,16 +78,23 @@ export class CopyWriter {
   #buffer = new Uint8Array(0);
   #bufferStart = 0;
   #bufferFill = 0;
+  readonly #onEnd?: () => void;
 
   /**
    * Creates the writer; {@linkcode CopyStore.open} does this.
    *
    * @param partial The temporary file, or `undefined` to only hash.
    * @param storedAs The final file name.
+   * @param onEnd Called once the copy was stored or discarded.
    */
-  constructor(partial: PartialFile | undefined, storedAs: string | undefined) {
+  constructor(
+    partial: PartialFile | undefined,
+    storedAs: string | undefined,
+    onEnd?: () => void,
+  ) {
     this.#partial = partial;
     this.#storedAs = storedAs;
+    this.#onEnd = onEnd;
   }
 
   /** Bytes written so far. */
@@ -153,7 +160,11 @@ export class CopyWriter {
     let sha256: string | undefined;
     if (!this.#outOfOrder) sha256 = this.#hash.digest("hex");
     if (partial) {
-      await partial.commit();
+      try {
+        await partial.commit();
+      } finally {
+        this.#onEnd?.();
+      }
       if (this.#outOfOrder && complete) {
         sha256 = (await hashFile(partial.finalPath)).sha256;
       }
@@ -163,7 +174,11 @@ export class CopyWriter {
 
   /** Removes the temporary file (a broken copy). */
   async discard(): Promise<void> {
-    await this.#partial?.discard();
+    try {
+      await this.#partial?.discard();
+    } finally {
+      this.#onEnd?.();
+    }
   }
 
   async #flush(): Promise<void> {
@@ -191,6 +206,9 @@ export class CopyStore {
   /** The directory. */
   readonly dir: string;
   readonly #width: number;
+  /** The temporary files of copies under way. */
+  readonly #partials = new Set<PartialFile>();
+  #closed = false;
 
   /**
    * Creates the store (the directory must exist; see
@@ -248,6 +266,12 @@ export class CopyStore {
     name: string,
   ): Promise<{ writer: CopyWriter; refused?: string }> {
     const storedAs = this.copyName(n, name);
+    if (this.#closed) {
+      return {
+        writer: new CopyWriter(undefined, undefined),
+        refused: "the server is stopping",
+      };
+    }
     let path: string;
     try {
       path = confinedPath(this.dir, storedAs);
@@ -271,6 +295,31 @@ export class CopyStore {
         }`,
       };
     }
-    return { writer: new CopyWriter(partial, storedAs) };
+    if (this.#closed) { // closed while the file was being created
+      await partial.discard();
+      return {
+        writer: new CopyWriter(undefined, undefined),
+        refused: "the server is stopping",
+      };
+    }
+    this.#partials.add(partial);
+    return {
+      writer: new CopyWriter(
+        partial,
+        storedAs,
+        () => this.#partials.delete(partial),
+      ),
+    };
+  }
+
+  /**
+   * Stops storing (a stop signal): removes the temporary files of the
+   * copies under way; copies opened from now on are not stored.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const partials = [...this.#partials];
+    this.#partials.clear();
+    await Promise.all(partials.map((partial) => partial.discard()));
   }
 }

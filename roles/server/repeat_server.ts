@@ -8,7 +8,9 @@
  * reference file by SHA-256, times each receipt from connection setup to
  * close, prints the exact lines of the assignment plus the error count and
  * rate, and exits 0 after copy `N` (a measurement with incorrect copies is
- * still a successful run). Before the lines it prints where it listens:
+ * still a successful run). A stop signal ends the run early: the copy under
+ * way is not stored (no temporary file is left), `server: interrupted after
+ * <k> of <N> copies` goes to stderr, exit 1. Before the lines it prints where it listens:
  * `Listening on <address>:<port> (<transport>)` — on stdout, or on stderr
  * with `--json`, whose stdout is one JSON summary only.
  *
@@ -46,6 +48,7 @@ import {
   type RepeatTransportName,
 } from "../repeat/repeat_options.ts";
 import { SessionCopyReceiver } from "./repeat_session_receiver.ts";
+import { onStopSignal } from "../stop_signals.ts";
 
 /** Parsed arguments of `server repeat`. */
 export interface RepeatServerOptions {
@@ -129,7 +132,8 @@ function openReceiver(
  *
  * @param args The service's command-line arguments.
  * @returns The exit code: 0 after the run (whatever its error rate), 1 when
- *   the reference cannot be read or the port cannot be bound.
+ *   the reference cannot be read, the port cannot be bound, or a stop
+ *   signal (SIGINT, SIGTERM, SIGHUP) ended the run early.
  */
 export async function runRepeatServer(args: string[]): Promise<number> {
   const options = parseRepeatServerArgs(args);
@@ -155,24 +159,43 @@ export async function runRepeatServer(args: string[]): Promise<number> {
   const events: CopyEvent[] = [];
   let displayName = basename(options.reference);
   let named = false;
-  for await (
-    const event of receiver.copies(options.times, {
-      started: (n, name) => out(serverLines.starting(name, n)),
-      finished: (n, name) => out(serverLines.finishing(name, n)),
-      warn: (message) => printError(`server: ${message}`),
-    })
-  ) {
-    events.push(event);
-    if (event.kind === "lost") {
-      out(serverLines.lost(event.name, event.number));
-      continue;
+  const copies = receiver.copies(options.times, {
+    started: (n, name) => out(serverLines.starting(name, n)),
+    finished: (n, name) => out(serverLines.finishing(name, n)),
+    warn: (message) => printError(`server: ${message}`),
+  });
+  // A stop signal ends the run where it is: the copy under way is not
+  // stored (its temporary file is removed) and the run counts as failed.
+  const stop = Promise.withResolvers<undefined>();
+  const forgetSignals = onStopSignal(() => stop.resolve(undefined));
+  try {
+    while (true) {
+      const pending = copies.next();
+      pending.catch(() => {}); // after a stop it settles unread
+      const next = await Promise.race([pending, stop.promise]);
+      if (next === undefined) {
+        await store.close();
+        printError(
+          `server: interrupted after ${events.length} of ${options.times} copies`,
+        );
+        return EXIT_FAILURE;
+      }
+      if (next.done) break;
+      const event = next.value;
+      events.push(event);
+      if (event.kind === "lost") {
+        out(serverLines.lost(event.name, event.number));
+        continue;
+      }
+      const copy = event.copy;
+      if (!named) {
+        displayName = copy.name;
+        named = true;
+      }
+      out(serverLines.time(copy.name, copy.number, copy.ms));
     }
-    const copy = event.copy;
-    if (!named) {
-      displayName = copy.name;
-      named = true;
-    }
-    out(serverLines.time(copy.name, copy.number, copy.ms));
+  } finally {
+    forgetSignals();
   }
 
   const times = events.flatMap((e) => e.kind === "received" ? [e.copy.ms] : []);
