@@ -626,6 +626,46 @@ Deno.test("repeat server: a stop signal mid-copy ends the run with exit 1 and a 
   }
 });
 
+Deno.test("repeat client over udp: copies without a receipt are said on stderr; none for the first 3 stops the run with exit 1", async () => {
+  await using dir = await tempDir();
+  await writeTestFile(join(dir.path, "f.bin"), 3000, 2);
+  // A port that takes datagrams and never answers.
+  const silent = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  const port = (silent.addr as Deno.NetAddr).port;
+  const result = await runRole("client", [
+    "repeat",
+    "127.0.0.1",
+    String(port),
+    "f.bin",
+    "--times",
+    "10",
+    "--transport",
+    "udp",
+    "--idle-timeout",
+    "100",
+  ], { cwd: dir.path, timeoutMs: 20_000 }).finally(() => silent.close());
+  equal(result.code, 1, result.stderr);
+  equal(result.stdout.match(/^I am finishing sending file/gm)?.length, 3);
+  for (const n of [1, 2, 3]) {
+    ok(
+      result.stderr.includes(
+        `client: copy ${n}: no receipt from 127.0.0.1:${port} (udp)`,
+      ),
+      result.stderr,
+    );
+  }
+  ok(
+    result.stderr.includes(
+      `client: no receipt for any of the first 3 copies: is a receiver running at 127.0.0.1:${port} (udp)? Stopping.`,
+    ),
+    result.stderr,
+  );
+});
+
 Deno.test("repeat over tcp: stray and reset connections are ignored and use up no copy number", async () => {
   await using dir = await tempDir();
   await writeTestFile(join(dir.path, "xyz.txt"), 2000, 4);

@@ -120,6 +120,13 @@ function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/**
+ * Over raw udp, a run whose first this many copies all went unanswered
+ * stops (exit 1): nobody is receiving, and each copy would wait for its
+ * receipt in vain.
+ */
+const NO_RECEIVER_COPIES = 3;
+
 function openSender(
   options: RepeatClientOptions,
   address: string,
@@ -174,6 +181,7 @@ export async function runRepeatClient(args: string[]): Promise<number> {
   const out = options.json ? () => {} : printLine;
   const sender = openSender(options, address);
   const copies: { copy: number; ms: number; receipt?: RepeatReceipt }[] = [];
+  const noReceipts = () => copies.every((c) => !c.receipt);
   for (let n = 1; n <= options.times; n++) {
     using file = await Deno.open(options.file, { read: true });
     out(clientLines.connecting(address));
@@ -198,6 +206,18 @@ export async function runRepeatClient(args: string[]): Promise<number> {
     const ms = performance.now() - started;
     copies.push({ copy: n, ms, receipt });
     out(clientLines.time(name, n, ms));
+    if (!receipt) {
+      // Only raw udp goes on without one (tcp and snw fail the copy).
+      printError(
+        `client: copy ${n}: no receipt from ${address}:${options.port} (${options.transport}); its time includes the wait for it`,
+      );
+      if (n === Math.min(NO_RECEIVER_COPIES, options.times) && noReceipts()) {
+        printError(
+          `client: no receipt for any of the first ${n} copies: is a receiver running at ${address}:${options.port} (${options.transport})? Stopping.`,
+        );
+        return EXIT_FAILURE;
+      }
+    }
   }
   const average = averageMs(copies.map((c) => c.ms));
   out(clientLines.average(name, average));
