@@ -1,16 +1,17 @@
 /**
  * The signals that stop a role gracefully, in one place: SIGINT (Ctrl-C),
- * SIGTERM (`kill`) and SIGHUP (the terminal went away). A role stopped by
- * one of them removes its temporary files and exits 0 instead of dying
- * with a `.part-` file left behind. Windows has only SIGINT.
+ * SIGTERM (`kill`), SIGHUP (the terminal went away) and SIGQUIT (Ctrl-\;
+ * the upload seed's stop signal). A role stopped by one of them removes its
+ * temporary files instead of dying with a `.part-` file left behind; a
+ * server exits 0. Windows has only SIGINT.
  *
  * @module
  */
 
-/** SIGINT, SIGTERM and SIGHUP (only SIGINT on Windows). */
+/** SIGINT, SIGTERM, SIGHUP and SIGQUIT (only SIGINT on Windows). */
 export const STOP_SIGNALS: readonly Deno.Signal[] = Deno.build.os === "windows"
   ? ["SIGINT"]
-  : ["SIGINT", "SIGTERM", "SIGHUP"];
+  : ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"];
 
 /**
  * Calls `handler` on each of `signals` until the returned function is

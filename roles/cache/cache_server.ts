@@ -18,7 +18,7 @@
  *   evictions).
  *
  * Prints `cache listening on <host>:<port> (<transport>), origin
- * <srvHost>:<srvPort>, files in "<dir>"` once ready; SIGINT/SIGTERM/SIGHUP stop it
+ * <srvHost>:<srvPort>, files in "<dir>"` once ready; SIGINT/SIGTERM/SIGHUP/SIGQUIT stop it
  * with exit code 0.
  *
  * @module
@@ -72,7 +72,7 @@ export function parseByteSize(text: string): number {
 }
 
 /**
- * Runs the cache until SIGINT, SIGTERM or SIGHUP.
+ * Runs the cache until SIGINT, SIGTERM, SIGHUP or SIGQUIT.
  *
  * @param args `<port> <srvHost> <srvPort> tcp|snw` and options.
  * @returns The exit code.

@@ -13,7 +13,7 @@
  * Received files are written to `.<name>.part-<random>` and renamed to
  * `<own username>_<filename>` in the working directory when complete.
  *
- * SIGINT, SIGTERM and SIGHUP act as end of input (a second one closes the
+ * SIGINT, SIGTERM, SIGHUP and SIGQUIT act as end of input (a second one closes the
  * connection at once); a file still arriving is removed, not left as a
  * `.part-` file.
  *

@@ -479,7 +479,7 @@ export class ChatServer implements AsyncDisposable {
 
 /**
  * Runs `chat server [-p|--port PORT] [-a|--address ADDRESS] [--max-clients N]`
- * until SIGINT/SIGTERM/SIGHUP.
+ * until SIGINT/SIGTERM/SIGHUP/SIGQUIT.
  *
  * @param args The arguments after `server`.
  * @returns The exit code.

@@ -13,7 +13,7 @@
  * terminal, each command read is echoed after the prompt, so the output of
  * a piped session reads exactly like the interactive transcript. A failed
  * command prints one `Error: ...` line on stderr and the session goes on.
- * SIGINT, SIGTERM or SIGHUP at the prompt ends the session as end of input
+ * SIGINT, SIGTERM, SIGHUP or SIGQUIT at the prompt ends the session as end of input
  * does; during a command it interrupts the command (a download's temporary
  * file is removed), prints `Error: interrupted` and exits 1.
  * Exit code 0 after `quit`, 2 on bad arguments.

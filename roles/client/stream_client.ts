@@ -318,7 +318,7 @@ export async function streamClient(
   let upload: { file: Deno.FsFile; size: number } | undefined;
   let download: PartialFile | undefined;
   let channel: StreamConnection | undefined;
-  // SIGINT/SIGTERM/SIGHUP end the transfer through the normal error path, so a
+  // SIGINT/SIGTERM/SIGHUP/SIGQUIT end the transfer through the normal error path, so a
   // download's temporary file is removed
   const stop = new AbortController();
   const forgetSignals = onStopSignal(() => {

@@ -1,6 +1,6 @@
 /**
  * Graceful stop of the file service's servers (origin and cache): SIGINT,
- * SIGTERM and SIGHUP end the process with exit code 0 after the server
+ * SIGTERM, SIGHUP and SIGQUIT end the process with exit code 0 after the server
  * closed.
  *
  * @module
@@ -9,7 +9,7 @@
 import { onStopSignal } from "../stop_signals.ts";
 
 /**
- * Resolves on the first stop signal (SIGINT, SIGTERM or SIGHUP), then
+ * Resolves on the first stop signal (SIGINT, SIGTERM, SIGHUP or SIGQUIT), then
  * removes its listeners.
  *
  * @returns The signal's name.

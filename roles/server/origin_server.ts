@@ -12,7 +12,7 @@
  * - `--log`: one line per request on stdout.
  *
  * Prints `origin server listening on <host>:<port> (<transport>), files in
- * "<dir>"` once ready; SIGINT/SIGTERM/SIGHUP stop it with exit code 0.
+ * "<dir>"` once ready; SIGINT/SIGTERM/SIGHUP/SIGQUIT stop it with exit code 0.
  *
  * @module
  */
@@ -29,7 +29,7 @@ import { stopSignal } from "../file_service/file_shutdown.ts";
 import { OriginServer } from "./origin_service.ts";
 
 /**
- * Runs the file-service origin server until SIGINT, SIGTERM or SIGHUP.
+ * Runs the file-service origin server until SIGINT, SIGTERM, SIGHUP or SIGQUIT.
  *
  * @param args `<port> tcp|snw` and options.
  * @returns The exit code.

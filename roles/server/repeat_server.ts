@@ -133,7 +133,7 @@ function openReceiver(
  * @param args The service's command-line arguments.
  * @returns The exit code: 0 after the run (whatever its error rate), 1 when
  *   the reference cannot be read, the port cannot be bound, or a stop
- *   signal (SIGINT, SIGTERM, SIGHUP) ended the run early.
+ *   signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT) ended the run early.
  */
 export async function runRepeatServer(args: string[]): Promise<number> {
   const options = parseRepeatServerArgs(args);

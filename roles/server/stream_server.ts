@@ -6,7 +6,7 @@
  * It serves one client at a time, forever: the next client waits in the
  * listen backlog. With `-v` it prints exactly the six lines of SPEC §5 on
  * stdout (and problems with clients on stderr); without `-v` it prints
- * nothing at all. SIGINT/SIGTERM/SIGHUP end it with exit status 0 after discarding
+ * nothing at all. SIGINT/SIGTERM/SIGHUP/SIGQUIT end it with exit status 0 after discarding
  * an upload in progress.
  *
  * @module
@@ -113,7 +113,7 @@ function listen(hostname: string, port: number): Deno.Listener {
 }
 
 /**
- * Runs the streaming GET/PUT/DEL server until SIGINT, SIGTERM or SIGHUP.
+ * Runs the streaming GET/PUT/DEL server until SIGINT, SIGTERM, SIGHUP or SIGQUIT.
  *
  * @param args `<port> [-v] [--dir DIR] [--block-size N] [--idle-timeout SEC] [--host ADDR]`.
  * @returns The exit code (0 after a signal).

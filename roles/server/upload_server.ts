@@ -26,11 +26,7 @@ import {
   type UploadServerOptions,
 } from "../upload/upload_args.ts";
 import { UploadReceiver } from "./upload_receiver.ts";
-import { onStopSignal, STOP_SIGNALS } from "../stop_signals.ts";
-
-/** The signals that stop the receiver with exit code 0: the seed's SIGQUIT and SIGTERM, and every role's {@linkcode STOP_SIGNALS}. */
-export const UPLOAD_STOP_SIGNALS: readonly Deno.Signal[] =
-  Deno.build.os === "windows" ? STOP_SIGNALS : ["SIGQUIT", ...STOP_SIGNALS];
+import { onStopSignal } from "../stop_signals.ts";
 
 /** Where the receiver listens: every IPv4 interface. */
 const ALL_INTERFACES = "0.0.0.0";
@@ -110,10 +106,8 @@ export async function runUploadServer(args: string[]): Promise<number> {
     idleTimeoutMs: options.idleTimeoutMs,
     log: options.verbose ? safePrintLine : undefined,
   });
-  const forgetSignals = onStopSignal(
-    () => receiver.shutdown(),
-    UPLOAD_STOP_SIGNALS,
-  );
+  // The seed's SIGQUIT and SIGTERM are among every role's stop signals.
+  const forgetSignals = onStopSignal(() => receiver.shutdown());
   try {
     safePrintLine(
       `upload receiver listening on ${ALL_INTERFACES}:${options.port}, saving to ${options.dir}`,
