@@ -408,6 +408,41 @@ Deno.test("upload client: a server that accepts but never reads gives ERROR: aft
   }
 });
 
+Deno.test("upload client: a stop signal mid-upload gives one ERROR: line and exit 1, at once", async () => {
+  await using src = await tempDir();
+  const file = join(src.path, "big.bin");
+  await Deno.writeFile(file, new Uint8Array(0));
+  await Deno.truncate(file, 64 * MiB); // more than the socket buffers take
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = listener.accept();
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    const client = startRole("client", [
+      "127.0.0.1",
+      String(listener.addr.port),
+      file,
+      "--timeout-ms",
+      "30000",
+    ]);
+    const conn = signal === "SIGTERM"
+      ? await accepted
+      : await listener.accept();
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300)); // stalled now
+      const started = Date.now();
+      client.kill(signal);
+      const result = await client.finished(20_000);
+      equal(result.code, 1, result.stderr);
+      equal(
+        result.stderr,
+        `ERROR: interrupted by ${signal} before the upload was complete\n`,
+      );
+      ok(Date.now() - started < 5_000, "ended at once");
+    } finally {
+      conn.close();
+    }
+  }
+});
+
 Deno.test("upload client: exit 0 means the server stored the file (it waits for the server's close)", async () => {
   await using src = await tempDir();
   await using out = await tempDir();

@@ -9,6 +9,10 @@
  *   command line (including an invalid port), 1 for a missing or unreadable
  *   file, a host that does not resolve, a refused connection, the connect
  *   timeout, no send progress for the timeout, or a lost connection.
+ * - SIGINT, SIGTERM, SIGHUP and SIGQUIT close the connection and end the
+ *   client with `ERROR: interrupted by <signal> before the upload was
+ *   complete`, exit code 1. (The server cannot tell a closed connection from
+ *   a finished upload: the seed's protocol has no length.)
  * - The connect timeout and the send-progress timeout are both 10 s by
  *   default (`--timeout SEC` / `--timeout-ms MS` sets both).
  *
@@ -24,6 +28,7 @@ import {
 } from "./upload_client_args.ts";
 import { connectWithin, UploadError } from "./upload_connect.ts";
 import { sendUpload } from "./upload_sender.ts";
+import { onStopSignal } from "../stop_signals.ts";
 
 async function openSource(path: string): Promise<Deno.FsFile> {
   let file: Deno.FsFile;
@@ -71,13 +76,22 @@ export async function runUploadClient(args: string[]): Promise<number> {
     return 0;
   }
   const started = performance.now();
+  // A stop signal ends the upload: the connection is closed and the run
+  // fails with an `ERROR:` line (before: death by the signal, silently).
+  let stoppedBy: Deno.Signal | undefined;
+  let conn: Deno.TcpConn | undefined;
+  const forgetSignals = onStopSignal((signal) => {
+    stoppedBy ??= signal;
+    try {
+      conn?.close();
+    } catch {
+      // already closed
+    }
+  });
   try {
     using file = await openSource(options.file);
-    const conn = await connectWithin(
-      options.host,
-      options.port,
-      options.timeoutMs,
-    );
+    conn = await connectWithin(options.host, options.port, options.timeoutMs);
+    if (stoppedBy) conn.close();
     const bytes = await sendUpload(conn, file, options.timeoutMs);
     if (options.verbose) {
       const ms = Math.round(performance.now() - started);
@@ -87,8 +101,14 @@ export async function runUploadClient(args: string[]): Promise<number> {
     }
     return 0;
   } catch (error) {
-    printError(`ERROR: ${describeFailure(error)}`);
+    printError(
+      stoppedBy
+        ? `ERROR: interrupted by ${stoppedBy} before the upload was complete`
+        : `ERROR: ${describeFailure(error)}`,
+    );
     return EXIT_FAILURE;
+  } finally {
+    forgetSignals();
   }
 }
 
