@@ -157,6 +157,22 @@ export async function runMain(
  * `parseArgs` of `node:util` whose failures (unknown option, missing value)
  * become a {@linkcode UsageError} with the first line of its message.
  *
+ * An option that takes a value takes the next argument even when that
+ * starts with `-`, as getopt does (`--times -1`, `-u -x`): `parseArgs`
+ * alone calls that ambiguous, so the value's own check can say what is
+ * wrong with it (`invalid --times "-1"`), or a name like `-x` can be given.
+ *
+ * @example
+ * ```ts
+ * import { parseCommandLine } from "./cli.ts";
+ * import { equal } from "node:assert/strict";
+ * const { values } = parseCommandLine({
+ *   args: ["--times", "-1"],
+ *   options: { times: { type: "string" } },
+ * });
+ * equal(values.times, "-1");
+ * ```
+ *
  * @param config The `parseArgs` configuration.
  * @returns What `parseArgs` returns.
  * @throws {UsageError} When the arguments do not fit `config`.
@@ -165,9 +181,37 @@ export function parseCommandLine<T extends ParseArgsConfig>(
   config: T,
 ): ReturnType<typeof parseArgs<T>> {
   try {
-    return parseArgs(config);
+    return parseArgs(
+      config.args ? { ...config, args: attachDashValues(config) } : config,
+    );
   } catch (error) {
     if (!(error instanceof TypeError)) throw error;
     throw new UsageError(error.message.split("\n")[0], { cause: error });
   }
+}
+
+/** `--name value` as `--name=value` where the value starts with `-`. */
+function attachDashValues(config: ParseArgsConfig): string[] {
+  const args = config.args ?? [];
+  const takesValue = new Map<string, string>();
+  for (const [name, option] of Object.entries(config.options ?? {})) {
+    if (option.type !== "string") continue;
+    takesValue.set(`--${name}`, name);
+    if (option.short) takesValue.set(`-${option.short}`, name);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    const name = takesValue.get(arg);
+    const value = args[i + 1];
+    if (name !== undefined && value?.startsWith("-")) {
+      out.push(`--${name}=${value}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
 }

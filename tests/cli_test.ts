@@ -4,7 +4,8 @@
  * `make build`'s launchers run from any directory.
  */
 
-import { deepEqual, equal, match, ok } from "node:assert/strict";
+import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
+import { parseCommandLine, UsageError } from "../roles/cli.ts";
 import { fileURLToPath } from "node:url";
 import { resolveClient, resolveServer } from "../roles/invocation.ts";
 import { VERSION } from "../version.ts";
@@ -135,4 +136,24 @@ Deno.test("make build: launchers in dist/ run from another directory", async () 
   } finally {
     await Deno.remove(elsewhere, { recursive: true });
   }
+});
+
+Deno.test("parseCommandLine: a value starting with - is taken as the value (as getopt does), up to --", () => {
+  const options = {
+    times: { type: "string" },
+    user: { type: "string", short: "u" },
+    json: { type: "boolean" },
+  } as const;
+  const parsed = parseCommandLine({
+    args: ["--times", "-1", "-u", "-x", "--json", "--", "--times", "-2"],
+    options,
+    allowPositionals: true,
+  });
+  deepEqual(parsed.values, { times: "-1", user: "-x", json: true });
+  deepEqual(parsed.positionals, ["--times", "-2"]);
+  // A missing value is still an error, with parseArgs' first line.
+  throws(
+    () => parseCommandLine({ args: ["--times"], options }),
+    (error) => error instanceof UsageError && /--times/.test(error.message),
+  );
 });
