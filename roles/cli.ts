@@ -56,6 +56,29 @@ export function printLine(line: string): void {
   Deno.stdout.writeSync(new TextEncoder().encode(line + "\n"));
 }
 
+/**
+ * `text` with control characters (C0, DEL, C1) shown as `\xNN`, for log
+ * lines that quote what a peer sent: a request cannot then move the
+ * cursor, recolour or clear the operator's terminal, or forge a line.
+ *
+ * @example
+ * ```ts
+ * import { printable } from "./cli.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(printable("GET a\x1b[2J.txt"), "GET a\\x1b[2J.txt");
+ * ```
+ *
+ * @param text Any text.
+ * @returns The text, safe to print as one line.
+ */
+export function printable(text: string): string {
+  return text.replace(
+    // deno-lint-ignore no-control-regex -- matching them is the point
+    /[\u0000-\u001f\u007f-\u009f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+}
+
 /** Writes one line to stderr. */
 export function printError(line: string): void {
   Deno.stderr.writeSync(new TextEncoder().encode(line + "\n"));

@@ -738,6 +738,13 @@ async function abuseServer(
     await peer.send(new Uint8Array([0xff, 0xfe, 0x00, 0x81]));
     match(await peer.readToEnd(), /^ERROR: /);
   }
+  // a name with a terminal escape (clear screen)
+  {
+    using peer = await RawPeer.connect(port);
+    equal(await peer.readText(5), "READY");
+    await peer.send("GET a\x1b[2Jb");
+    match(await peer.readToEnd(), /^ERROR: /);
+  }
   // a size above 2^53-1 is refused
   {
     using peer = await RawPeer.connect(port);
@@ -828,6 +835,9 @@ Deno.test("stream server: survives garbage, bad sizes, disconnects and stalls; -
   await waitForLines(server.stdout, "server waiting on port", 12);
   const out = server.stdout.text;
   match(out, /server receiving request: HELLO there\n/);
+  // What a client sent is logged with its control characters escaped.
+  ok(out.includes("server receiving request: GET a\\x1b[2Jb\n"), out);
+  ok(!out.includes("\x1b") && !server.stderr.text.includes("\x1b"));
   match(out, /server receiving 4294967301 bytes\n/);
   match(out, /server receiving 1000 bytes\n/);
   match(out, /server sending 33554432 bytes\n/);

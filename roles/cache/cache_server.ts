@@ -24,7 +24,7 @@
  * @module
  */
 
-import { parsePort, printLine, UsageError } from "../cli.ts";
+import { parsePort, printable, printLine, UsageError } from "../cli.ts";
 import {
   DEFAULT_CONNECT_TIMEOUT_SEC,
   DEFAULT_TIMEOUT_SEC,
@@ -110,7 +110,9 @@ export async function runCacheServer(args: string[]): Promise<number> {
       "connect-timeout",
       DEFAULT_CONNECT_TIMEOUT_SEC,
     ),
-    log: values.log ? (line) => printLine(`cache: ${line}`) : undefined,
+    log: values.log
+      ? (line) => printLine(`cache: ${printable(line)}`)
+      : undefined,
   });
   const { files, bytes } = cache.contents;
   printLine(

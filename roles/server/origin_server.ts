@@ -17,7 +17,7 @@
  * @module
  */
 
-import { parsePort, printLine } from "../cli.ts";
+import { parsePort, printable, printLine } from "../cli.ts";
 import {
   DEFAULT_TIMEOUT_SEC,
   parseRoleArgs,
@@ -50,7 +50,9 @@ export async function runOriginServer(args: string[]): Promise<number> {
     hostname,
     dir,
     idleMs,
-    log: values.log ? (line) => printLine(`origin: ${line}`) : undefined,
+    log: values.log
+      ? (line) => printLine(`origin: ${printable(line)}`)
+      : undefined,
   });
   printLine(
     `origin server listening on ${hostname}:${server.port} (${transport.name}), files in "${dir}"`,

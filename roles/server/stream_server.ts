@@ -15,6 +15,7 @@
 import {
   parseCommandLine,
   parsePort,
+  printable,
   printError,
   printLine,
   UsageError,
@@ -52,8 +53,8 @@ export const silentLog: StreamServerLog = {
 
 /** A log that prints `-v` lines on stdout and problems on stderr. */
 export const verboseLog: StreamServerLog = {
-  info: printLine,
-  problem: printError,
+  info: (line) => printLine(printable(line)),
+  problem: (line) => printError(printable(line)),
 };
 
 /**
