@@ -16,6 +16,7 @@ import { LossyRelay, type RelayOptions } from "../bench/relay.ts";
 import { seededRandom } from "../bench/seeded_random.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
 import { runRole, startRole } from "./_helpers/role_process.ts";
+import { transportByName } from "../transport/registry.ts";
 import {
   decodeRepeatHeader,
   decodeRepeatReceipt,
@@ -664,6 +665,45 @@ Deno.test("repeat client over udp: copies without a receipt are said on stderr; 
     ),
     result.stderr,
   );
+});
+
+Deno.test("repeat over tcp and snw: a peer that connects and sends nothing holds up no copy and is not timed into one", async () => {
+  await using dir = await tempDir();
+  await writeTestFile(join(dir.path, "f.bin"), 5000, 3);
+  for (const transport of ["tcp", "snw"] as const) {
+    const common = ["--times", "2", "--transport", transport];
+    await using server = await startRepeatServer(
+      "f.bin",
+      [...common, "--dir", "copies", "--idle-timeout", "5000"],
+      { cwd: dir.path, env: SNW_ENV },
+    );
+    const at = { hostname: "127.0.0.1", port: server.port };
+    // The silent peer comes first and is accepted before the client.
+    const silent = transport === "tcp"
+      ? await Deno.connect(at)
+      : await transportByName("snw").connect(at);
+    using _closeSilent = {
+      [Symbol.dispose]: () => silent.close(),
+    };
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const started = Date.now();
+    const client = await runRole("client", [
+      "repeat",
+      "127.0.0.1",
+      String(server.port),
+      "f.bin",
+      ...common,
+    ], { cwd: dir.path, env: SNW_ENV, timeoutMs: 30_000 });
+    equal(client.code, 0, `${transport}: ${client.stderr}`);
+    const done = await server.process.finished(30_000);
+    const ms = Date.now() - started;
+    equal(done.code, 0, `${transport}: ${done.stderr}`);
+    ok(ms < 4_000, `${transport}: the run took ${ms} ms`);
+    const times = [...done.stdout.matchAll(/to receive .* time is: ([\d.]+)/g)]
+      .map((match) => Number(match[1]));
+    equal(times.length, 2, done.stdout);
+    ok(times.every((t) => t < 3_000), `${transport}: ${times.join(", ")} ms`);
+  }
 });
 
 Deno.test("repeat over tcp: stray and reset connections are ignored and use up no copy number", async () => {

@@ -4,11 +4,14 @@
  * transfer of the copy header followed by the file bytes; the receiver
  * answers with a receipt transfer and closes.
  *
- * The copy number is the number of copies received so far plus one. A
- * connection that breaks before its copy header is complete is not a copy
- * (a warning, the number is not used); one that breaks after it is an
- * incorrect copy and its partial file is discarded. A copy that makes no
- * progress for the idle timeout is aborted.
+ * Connections are read up to their copy header concurrently; the copy
+ * number is given in the order headers arrive (the number of copies
+ * received so far plus one), and copies are then received one at a time.
+ * A connection that breaks or stalls before its copy header is complete is
+ * not a copy (a warning, the number is not used) and holds up no other
+ * connection; one that breaks after it is an incorrect copy and its partial
+ * file is discarded. A copy that makes no progress for the idle timeout is
+ * aborted.
  *
  * @module
  */
@@ -78,6 +81,11 @@ class IdleWatchdog implements Disposable {
     }, this.#ms);
   }
 
+  /** Stops counting until the next {@linkcode IdleWatchdog.kick}. */
+  pause(): void {
+    clearTimeout(this.#timer);
+  }
+
   [Symbol.dispose](): void {
     clearTimeout(this.#timer);
   }
@@ -94,7 +102,27 @@ function reason(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** Receives copies over a {@linkcode Transport}. */
+/** A connection whose copy header arrived, waiting for its copy number. */
+interface HeaderedCopy {
+  conn: TransportConn;
+  /** When the connection was accepted. */
+  startedAt: number;
+  watchdog: IdleWatchdog;
+  reader: ReadableStreamDefaultReader<Uint8Array>;
+  header: RepeatHeader;
+  /** File bytes that arrived with the header. */
+  rest: Uint8Array;
+}
+
+/**
+ * Receives copies over a {@linkcode Transport}.
+ *
+ * Connections are accepted and read up to their copy header concurrently,
+ * so a peer that connects and sends nothing (or half a header) costs the
+ * run nothing: the copies behind it are neither held up nor timed with its
+ * wait. A connection whose header arrived takes the next copy number, and
+ * copies are received one at a time in that order.
+ */
 export class SessionCopyReceiver implements CopyReceiver {
   readonly #listener: TransportListener;
   readonly #options: SessionCopyReceiverOptions;
@@ -128,35 +156,74 @@ export class SessionCopyReceiver implements CopyReceiver {
     total: number,
     progress: CopyProgress,
   ): AsyncGenerator<CopyEvent> {
-    let n = 1;
-    while (n <= total) {
-      let conn: TransportConn;
-      try {
-        conn = await this.#listener.accept();
-      } catch (error) {
-        if (isLostBeforeAccept(error)) continue;
-        throw error;
+    const waiting: HeaderedCopy[] = [];
+    const open = new Set<TransportConn>();
+    const reading = new Set<Promise<void>>();
+    let wake: (() => void) | undefined;
+    let acceptError: { error: unknown } | undefined;
+    let running = true;
+    const accepting = (async () => {
+      while (running) {
+        let conn: TransportConn;
+        try {
+          conn = await this.#listener.accept();
+        } catch (error) {
+          if (!running) return;
+          if (isLostBeforeAccept(error)) continue;
+          acceptError = { error };
+          wake?.();
+          return;
+        }
+        open.add(conn);
+        const read = this.#readHeader(conn, progress, () => running).then(
+          (copy) => {
+            if (copy) waiting.push(copy);
+            else open.delete(conn);
+            wake?.();
+          },
+        );
+        reading.add(read);
+        read.finally(() => reading.delete(read));
       }
-      const copy = await this.#receiveOne(conn, n, progress);
-      if (copy) {
-        yield { kind: "received", copy };
+    })();
+    try {
+      let n = 1;
+      while (n <= total) {
+        while (waiting.length === 0) {
+          if (acceptError) throw acceptError.error;
+          await new Promise<void>((resolve) => wake = resolve);
+        }
+        const copy = waiting.shift()!;
+        const received = await this.#receiveBody(copy, n, progress);
+        open.delete(copy.conn);
+        yield { kind: "received", copy: received };
         n++;
       }
+    } finally {
+      running = false;
+      // Connections still without a header, or whose copy was not wanted.
+      for (const conn of open) conn.close();
+      this.#listener.close();
+      await accepting;
+      await Promise.all(reading);
     }
   }
 
-  async #receiveOne(
+  /**
+   * Reads a connection's copy header; `undefined` (and a warning while the
+   * run is on) when it broke or stalled first.
+   */
+  async #readHeader(
     conn: TransportConn,
-    n: number,
     progress: CopyProgress,
-  ): Promise<ReceivedCopy | undefined> {
+    running: () => boolean,
+  ): Promise<HeaderedCopy | undefined> {
     const startedAt = performance.now();
     const peer = `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`;
-    const { store, reference, idleTimeoutMs } = this.#options;
-    let header: RepeatHeader | undefined;
-    let received = 0;
-    let result: Omit<ReceivedCopy, "ms"> | undefined;
-    const watchdog = new IdleWatchdog(idleTimeoutMs, () => conn.close());
+    const watchdog = new IdleWatchdog(
+      this.#options.idleTimeoutMs,
+      () => conn.close(),
+    );
     try {
       const transfer = await conn.receive({ signal: watchdog.signal });
       watchdog.kick();
@@ -180,12 +247,47 @@ export class SessionCopyReceiver implements CopyReceiver {
           `the transfer of ${transfer.size} bytes does not hold a copy of ${decoded.header.size} bytes`,
         );
       }
-      header = decoded.header;
+      watchdog.pause(); // its turn may come after another copy's
+      return {
+        conn,
+        startedAt,
+        watchdog,
+        reader,
+        header: decoded.header,
+        rest: prefix.subarray(decoded.length),
+      };
+    } catch (error) {
+      const why = watchdog.signal.aborted
+        ? reason(watchdog.signal.reason)
+        : reason(error);
+      if (running()) progress.warn(`ignored a connection from ${peer}: ${why}`);
+      watchdog[Symbol.dispose]();
+      try {
+        await conn[Symbol.asyncDispose]();
+      } catch {
+        // already closed
+      }
+      return undefined;
+    }
+  }
+
+  /** Receives the file bytes of a copy whose header arrived, as copy `n`. */
+  async #receiveBody(
+    copy: HeaderedCopy,
+    n: number,
+    progress: CopyProgress,
+  ): Promise<ReceivedCopy> {
+    const { conn, watchdog, reader, header } = copy;
+    const { store, reference } = this.#options;
+    let received = 0;
+    let result: Omit<ReceivedCopy, "ms"> | undefined;
+    watchdog.kick();
+    try {
       progress.started(n, header.name);
       const { writer, refused } = await store.open(n, header.name);
       if (refused) progress.warn(`copy ${n}: not stored: ${refused}`);
       try {
-        await writer.write(prefix.subarray(decoded.length));
+        await writer.write(copy.rest);
         while (true) {
           const { value, done } = await reader.read();
           if (done) break;
@@ -220,9 +322,7 @@ export class SessionCopyReceiver implements CopyReceiver {
       const why = watchdog.signal.aborted
         ? reason(watchdog.signal.reason)
         : reason(error);
-      if (!header) {
-        progress.warn(`ignored a connection from ${peer}: ${why}`);
-      } else if (result) {
+      if (result) {
         progress.warn(`copy ${n}: receipt not delivered: ${why}`);
       } else {
         progress.warn(
@@ -246,8 +346,7 @@ export class SessionCopyReceiver implements CopyReceiver {
         // already closed
       }
     }
-    if (!result) return undefined;
-    return { ...result, ms: performance.now() - startedAt };
+    return { ...result, ms: performance.now() - copy.startedAt };
   }
 
   /** Stops listening. */
