@@ -17,11 +17,13 @@
  * | `cache <port> <srvHost> <srvPort> tcp\|snw`              | cache    |
  * | `chat server [...]` / `chat client [...]`                | chat     |
  *
- * Rules for the positional forms, in order:
- * - server: second word `tcp`/`snw` → origin; no second word, or one that
- *   starts with `-` → stream; anything else is a directory → upload.
- * - client: third word `GET`/`PUT`/`DEL` (any case) → stream; fifth word
- *   `tcp`/`snw` → files; otherwise → upload.
+ * Rules for the positional forms, in order, counting only the words that
+ * are not options (an option and its value may stand anywhere, e.g.
+ * `client h 5000 del -v`):
+ * - server: second word `tcp`/`snw` → origin; no second word → stream;
+ *   anything else is a directory → upload.
+ * - client: third word `GET`/`PUT`/`DEL` (any case) and not exactly three
+ *   words → stream; fifth word `tcp`/`snw` → files; otherwise → upload.
  *
  * A directory literally named `tcp` is served with the explicit form
  * `server upload <port> tcp`.
@@ -53,6 +55,38 @@ export interface Invocation<S extends string> {
 }
 
 const TRANSPORT_WORDS = new Set(["tcp", "snw"]);
+/** The options of the positional services that take a value. */
+const VALUED_OPTIONS = new Set([
+  "--block-size",
+  "--connect-timeout",
+  "--dir",
+  "--host",
+  "--idle-timeout",
+  "--max-bytes",
+  "--timeout",
+  "--timeout-ms",
+]);
+
+/**
+ * The words of `args` that are not options or option values (all of them
+ * after `--`).
+ */
+function positionals(args: string[]): string[] {
+  const words: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") {
+      words.push(...args.slice(i + 1));
+      break;
+    }
+    if (arg.length > 1 && arg.startsWith("-") && !/^-\d/.test(arg)) {
+      if (VALUED_OPTIONS.has(arg)) i++; // its value follows
+      continue;
+    }
+    words.push(arg);
+  }
+  return words;
+}
 const STREAM_VERBS = new Set(["GET", "PUT", "DEL"]);
 
 function explicit<S extends string>(
@@ -82,13 +116,11 @@ function explicit<S extends string>(
 export function resolveServer(args: string[]): Invocation<ServerService> {
   const chosen = explicit(SERVER_SERVICES, args);
   if (chosen) return chosen;
-  const second = args[1];
+  const second = positionals(args)[1];
   if (second !== undefined && TRANSPORT_WORDS.has(second)) {
     return { service: "origin", args };
   }
-  if (second === undefined || second.startsWith("-")) {
-    return { service: "stream", args };
-  }
+  if (second === undefined) return { service: "stream", args };
   return { service: "upload", args };
 }
 
@@ -102,6 +134,7 @@ export function resolveServer(args: string[]): Invocation<ServerService> {
  * console.log(resolveClient(["h", "1", "h", "2", "snw"]).service); // "files"
  * console.log(resolveClient(["h", "1", "f"]).service); // "upload"
  * console.log(resolveClient(["h", "1", "del"]).service); // "upload"
+ * console.log(resolveClient(["h", "1", "del", "-v"]).service); // "upload"
  * ```
  *
  * @param args The command-line arguments.
@@ -110,15 +143,16 @@ export function resolveServer(args: string[]): Invocation<ServerService> {
 export function resolveClient(args: string[]): Invocation<ClientService> {
   const chosen = explicit(CLIENT_SERVICES, args);
   if (chosen) return chosen;
-  // Three arguments are the upload form even when the file is named like a
+  const words = positionals(args);
+  // Three words are the upload form even when the file is named like a
   // verb (`client h 5000 del`): the streaming form always has four.
   if (
-    args.length !== 3 && args[2] !== undefined &&
-    STREAM_VERBS.has(args[2].toUpperCase())
+    words.length !== 3 && words[2] !== undefined &&
+    STREAM_VERBS.has(words[2].toUpperCase())
   ) {
     return { service: "stream", args };
   }
-  if (args[4] !== undefined && TRANSPORT_WORDS.has(args[4])) {
+  if (words[4] !== undefined && TRANSPORT_WORDS.has(words[4])) {
     return { service: "files", args };
   }
   return { service: "upload", args };

@@ -18,6 +18,11 @@ Deno.test("invocation: each positional form of SPEC §0 resolves to its service"
     [["9000", "files"], "upload"],
     [["9000"], "stream"],
     [["9000", "-v"], "stream"],
+    [["9000", "--idle-timeout", "5"], "stream"],
+    // Options and their values do not count as words, wherever they stand.
+    [["9000", "-v", "saved"], "upload"],
+    [["9000", "--timeout", "5", "saved"], "upload"],
+    [["-v", "9000", "tcp"], "origin"],
     [["repeat", "9000", "ref.bin"], "repeat"],
     [["upload", "9000", "tcp"], "upload"],
     [["stream", "9000"], "stream"],
@@ -38,6 +43,11 @@ Deno.test("invocation: each positional form of SPEC §0 resolves to its service"
     [["h", "1", "del"], "upload"],
     [["h", "1", "GET"], "upload"],
     [["h", "1", "GET", "f", "extra"], "stream"],
+    [["h", "1", "del", "-v"], "upload"],
+    [["h", "1", "del", "--timeout", "5"], "upload"],
+    [["h", "1", "--timeout-ms", "900", "put"], "upload"],
+    [["h", "1", "GET", "f", "--block-size", "4096"], "stream"],
+    [["h", "1", "h", "2", "--dir", "d", "snw"], "files"],
     [["repeat", "h", "1", "f"], "repeat"],
     [["files", "h", "1", "h", "2", "tcp"], "files"],
   ];
