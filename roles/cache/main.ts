@@ -9,7 +9,9 @@ import { runCacheServer } from "./cache_server.ts";
 
 /** Usage text of the `cache` executable. */
 export const CACHE_USAGE = `usage:
-  cache <port> <srvHost> <srvPort> tcp|snw [--dir DIR] [--max-bytes N]   (alias: cache serve ...)
+  cache <port> <srvHost> <srvPort> tcp|snw [--dir DIR] [--max-bytes N]
+      [--timeout SEC] [--connect-timeout SEC] [--host ADDR] [--log]
+      (alias: cache serve ...)
   cache -h|--help | -V|--version`;
 
 /**

@@ -11,10 +11,17 @@ import { type ClientService, resolveClient } from "../invocation.ts";
 
 /** Usage text of the `client` executable. */
 export const CLIENT_USAGE = `usage:
-  client <srvHost> <srvPort> <cacheHost> <cachePort> tcp|snw [--dir DIR]   file service (alias: client files ...)
-  client <host> <port> <file> [--timeout SEC | --timeout-ms MS] [-v]     upload (alias: client upload ...)
-  client <host> <port> GET|PUT|DEL <file> [--dir DIR] [--block-size N]    streaming (alias: client stream ...)
-  client repeat <host> <port> <file> [--times N] [--transport tcp|udp|snw] [--json]
+  client <srvHost> <srvPort> <cacheHost> <cachePort> tcp|snw [--dir DIR]
+      [--timeout SEC] [--connect-timeout SEC]
+      file service (alias: client files ...)
+  client <host> <port> <file> [--timeout SEC | --timeout-ms MS] [-v]
+      upload (alias: client upload ...)
+  client <host> <port> GET|PUT|DEL <file> [--dir DIR] [--block-size N]
+      [--idle-timeout SEC] [--connect-timeout SEC]
+      streaming (alias: client stream ...)
+  client repeat <host> <port> <file> [--times N] [--transport tcp|udp|snw]
+      [--idle-timeout MS] [--json]
+      repeat-transfer sender
   client -h|--help | -V|--version`;
 
 // Services load on dispatch, so each form starts only what it needs.

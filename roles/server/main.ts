@@ -11,10 +11,15 @@ import { resolveServer, type ServerService } from "../invocation.ts";
 
 /** Usage text of the `server` executable. */
 export const SERVER_USAGE = `usage:
-  server <port> tcp|snw [--dir DIR]           file-service origin (alias: server origin ...)
-  server <port> <dir> [--timeout SEC | --timeout-ms MS] [-v]   upload receiver (alias: server upload ...)
-  server <port> [-v] [--dir DIR] [--block-size N] [--idle-timeout SEC]   streaming GET/PUT/DEL (alias: server stream ...)
-  server repeat <port> <reference-file> [--times N] [--transport tcp|udp|snw] [--dir DIR]
+  server <port> tcp|snw [--dir DIR] [--timeout SEC] [--host ADDR] [--log]
+      file-service origin (alias: server origin ...)
+  server <port> <dir> [--timeout SEC | --timeout-ms MS] [-v]
+      upload receiver (alias: server upload ...)
+  server <port> [-v] [--dir DIR] [--block-size N] [--idle-timeout SEC] [--host ADDR]
+      streaming GET/PUT/DEL (alias: server stream ...)
+  server repeat <port> <reference-file> [--times N] [--transport tcp|udp|snw]
+      [--dir DIR] [--idle-timeout MS] [--json]
+      repeat-transfer receiver
   server -h|--help | -V|--version`;
 
 // Services load on dispatch, so each form starts only what it needs.
