@@ -23,7 +23,7 @@ export const SERVER_HELP: string = [
   "Server",
   "-p PORT | --port=PORT The server port, defaults to 15000",
   "-a ADDRESS | --address=ADDRESS The server ip or hostname, defaults to localhost",
-  "--max-clients=N The most clients connected at a time (MAX_NUM_CLIENTS), defaults to 10",
+  "--max-clients=N The most users joined at a time (MAX_NUM_CLIENTS), defaults to 10",
   "-h | --help Print this help",
 ].join("\n");
 
