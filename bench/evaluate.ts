@@ -27,7 +27,7 @@
  */
 
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { parseCommandLine } from "../roles/cli.ts";
 import { writeTestFile } from "../tests/_helpers/files.ts";
 import {
   type CapturedPacket,
@@ -136,7 +136,7 @@ const MAX_SIZE = 1024 ** 3;
 export function parseSizes(text: string): number[] {
   const items = text.split(",").filter((s) => s.trim() !== "");
   if (items.length === 0) throw new EvaluateUsageError(`no sizes in "${text}"`);
-  return items.map((item) => {
+  const sizes = items.map((item) => {
     const m = /^(\d+)([KkMm]?)$/.exec(item.trim());
     if (!m) throw new EvaluateUsageError(`invalid size "${item}"`);
     const unit = m[2].toUpperCase() === "K"
@@ -150,16 +150,28 @@ export function parseSizes(text: string): number[] {
     }
     return size;
   });
+  return once(sizes, (size) => `size ${sizeLabel(size)} is given twice`);
+}
+
+/** `values`, refused when one is given twice (each names its runs' files). */
+function once(values: number[], twice: (value: number) => string): number[] {
+  const seen = new Set<number>();
+  for (const value of values) {
+    if (seen.has(value)) throw new EvaluateUsageError(twice(value));
+    seen.add(value);
+  }
+  return values;
 }
 
 function parseLoss(text: string): number[] {
-  return text.split(",").filter((s) => s.trim() !== "").map((item) => {
+  const losses = text.split(",").filter((s) => s.trim() !== "").map((item) => {
     const value = Number(item);
     if (!Number.isFinite(value) || value < 0 || value >= 100) {
       throw new EvaluateUsageError(`invalid loss "${item}" (percent 0-99)`);
     }
     return value;
   });
+  return once(losses, (loss) => `loss ${loss}% is given twice`);
 }
 
 /**
@@ -172,7 +184,7 @@ function parseLoss(text: string): number[] {
 export function parseEvaluateArgs(args: string[]): EvaluationOptions {
   let values;
   try {
-    ({ values } = parseArgs({
+    ({ values } = parseCommandLine({
       args,
       options: {
         quick: { type: "boolean" },
@@ -244,24 +256,36 @@ export async function runEvaluation(
   options: EvaluationOptions,
 ): Promise<EvaluationResult> {
   const log = options.log ?? ((line: string) => console.log(line));
-  const probe = options.noCapture
-    ? { ok: false as const, reason: "--no-capture was given" }
-    : await probeTshark();
-  const source: MetricSource = probe.ok ? "capture" : "program";
-  const fallbackReason = probe.ok ? undefined : probe.reason;
-  if (probe.ok) {
-    log(`capturing with ${probe.version}`);
-  } else {
-    log(
-      `NO PACKET CAPTURE: ${probe.reason}; falling back to the programs' own timing (labelled "program" in every output)`,
-    );
-  }
-  await Deno.mkdir(options.out, { recursive: true });
-  const pcapDir = join(options.out, "pcap");
-  await Deno.remove(pcapDir, { recursive: true }).catch(() => {});
-  if (source === "capture") await Deno.mkdir(pcapDir, { recursive: true });
   const work = await Deno.makeTempDir({ prefix: "sockkit-evaluate-" });
-  activeWorkDirs.add(work);
+  activeWorkDirs.add(work); // removed on a signal, with the probe's file
+  const dropWork = async () => {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+    activeWorkDirs.delete(work);
+  };
+  let probe: Awaited<ReturnType<typeof probeTshark>>;
+  let source: MetricSource;
+  let fallbackReason: string | undefined;
+  const pcapDir = join(options.out, "pcap");
+  try {
+    probe = options.noCapture
+      ? { ok: false, reason: "--no-capture was given" }
+      : await probeTshark("tshark", work);
+    source = probe.ok ? "capture" : "program";
+    fallbackReason = probe.ok ? undefined : probe.reason;
+    if (probe.ok) {
+      log(`capturing with ${probe.version}`);
+    } else {
+      log(
+        `NO PACKET CAPTURE: ${probe.reason}; falling back to the programs' own timing (labelled "program" in every output)`,
+      );
+    }
+    await Deno.mkdir(options.out, { recursive: true });
+    await Deno.remove(pcapDir, { recursive: true }).catch(() => {});
+    if (source === "capture") await Deno.mkdir(pcapDir, { recursive: true });
+  } catch (error) {
+    await dropWork();
+    throw error;
+  }
   const configurations: Array<Configuration & { sizes: number[] }> = [
     { transport: "tcp", sizes: options.sizes },
     { transport: "snw", sizes: options.sizes },
@@ -380,8 +404,7 @@ export async function runEvaluation(
       activeRigs.delete(rig);
     }
   } finally {
-    await Deno.remove(work, { recursive: true }).catch(() => {});
-    activeWorkDirs.delete(work);
+    await dropWork();
   }
   const files = await writeResults(options.out, runs, {
     date: new Date().toISOString(),

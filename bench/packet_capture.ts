@@ -38,9 +38,14 @@ export type TsharkProbe =
  * capabilities are needed).
  *
  * @param tshark The tshark executable (default `tshark`).
+ * @param dir Where the trial capture's file goes (default: the system's
+ *   temporary folder).
  * @returns Its version line, or why it cannot be used.
  */
-export async function probeTshark(tshark = "tshark"): Promise<TsharkProbe> {
+export async function probeTshark(
+  tshark = "tshark",
+  dir?: string,
+): Promise<TsharkProbe> {
   let version: string;
   try {
     const out = await new Deno.Command(tshark, {
@@ -63,7 +68,7 @@ export async function probeTshark(tshark = "tshark"): Promise<TsharkProbe> {
     }
     return { ok: false, reason: `cannot run tshark: ${error}` };
   }
-  const file = await Deno.makeTempFile({ suffix: ".pcapng" });
+  const file = await Deno.makeTempFile({ dir, suffix: ".pcapng" });
   try {
     const capture = await PacketCapture.start({
       filter: "udp port 9",
@@ -71,6 +76,11 @@ export async function probeTshark(tshark = "tshark"): Promise<TsharkProbe> {
       tshark,
     });
     await capture.stop();
+    // A tshark that could not open the interface may still have said
+    // "Capturing on" first; then it wrote no capture file.
+    if ((await Deno.stat(file)).size === 0) {
+      throw new CaptureUnavailableError("tshark wrote no capture");
+    }
   } catch (error) {
     return {
       ok: false,
@@ -82,6 +92,13 @@ export async function probeTshark(tshark = "tshark"): Promise<TsharkProbe> {
     await Deno.remove(file).catch(() => {});
   }
   return { ok: true, version };
+}
+
+/** The first line of tshark's stderr that says what went wrong. */
+function firstError(text: string): string {
+  return text.split("\n").map((line) => line.trim()).find((line) =>
+    line !== "" && !/Running as user|Capturing on/.test(line)
+  ) ?? "";
 }
 
 /** Options of {@linkcode PacketCapture.start}. */
@@ -187,9 +204,7 @@ export class PacketCapture {
           } catch { /* gone */ }
         }
         await status;
-        const errors = (await stderr).split("\n")
-          .filter((l) => l.trim() !== "" && !/Running as user/.test(l))
-          .join("; ");
+        const errors = firstError(await stderr);
         throw new CaptureUnavailableError(
           exited
             ? `tshark exited: ${errors || "no message"}`
@@ -203,10 +218,17 @@ export class PacketCapture {
       });
       clearTimeout(timer);
     }
-    // tshark reports "Capturing on" slightly before the filter is attached.
+    // tshark reports "Capturing on" slightly before the filter is attached,
+    // and, without the right to capture, just before it gives up.
     await new Promise((resolve) =>
       setTimeout(resolve, options.settleMs ?? 500)
     );
+    if (exited) {
+      const errors = firstError(await stderr);
+      throw new CaptureUnavailableError(
+        `tshark exited: ${errors || "no message"}`,
+      );
+    }
     return new PacketCapture(child, stderr, options.file);
   }
 

@@ -27,7 +27,11 @@ import {
   type RunRecord,
   runsCsv,
 } from "../bench/evaluation_report.ts";
-import { EvaluateUsageError, parseSizes } from "../bench/evaluate.ts";
+import {
+  EvaluateUsageError,
+  parseEvaluateArgs,
+  parseSizes,
+} from "../bench/evaluate.ts";
 import {
   PacketCapture,
   probeTshark,
@@ -214,6 +218,18 @@ Deno.test("evaluation report: the assignment's tables, CSV and plots", () => {
   for (const bad of [",,,", "", "0", "1025M", "99999999999999999999K", "1G"]) {
     throws(() => parseSizes(bad), EvaluateUsageError, `"${bad}"`);
   }
+  // A size or loss given twice would reuse one run's files: refused.
+  throws(() => parseSizes("16K,16384"), /size 16 KB is given twice/);
+  throws(
+    () => parseEvaluateArgs(["--loss", "5,05"]),
+    /loss 5% is given twice/,
+  );
+  throws(
+    () => parseEvaluateArgs(["--loss", "-5"]),
+    (error) =>
+      error instanceof EvaluateUsageError &&
+      error.message === 'invalid loss "-5" (percent 0-99)',
+  );
   const svg = lineChartSvg({
     title: "a < b",
     xLabel: "x",
@@ -471,6 +487,31 @@ Deno.test({
       match(await Deno.readTextFile(`${out}/${svg}`), /<svg[\s\S]*<\/svg>/);
     }
   },
+});
+
+Deno.test('tshark check: a tshark that says "Capturing on" and then may not capture is found out', async () => {
+  await using dir = await tempDir("sockkit-fake-tshark-");
+  // What an unprivileged tshark does: the start line, then the refusal.
+  const fake = `${dir.path}/tshark`;
+  await Deno.writeTextFile(
+    fake,
+    `#!/bin/sh
+if [ "$1" = --version ]; then echo "TShark (Wireshark) 9.9.9."; exit 0; fi
+echo "Capturing on 'Loopback: lo'" >&2
+sleep 0.1
+echo 'tshark: You do not have permission to capture on device "lo".' >&2
+exit 1
+`,
+  );
+  await Deno.chmod(fake, 0o755);
+  const probe = await probeTshark(fake, dir.path);
+  equal(probe.ok, false);
+  match(
+    probe.ok ? "" : probe.reason,
+    /^tshark cannot capture on loopback: tshark exited: tshark: You do not have permission to capture on device "lo"\.$/,
+  );
+  // Its trial capture file went into the folder given, and is gone.
+  deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["tshark"]);
 });
 
 Deno.test("evaluate: SIGINT while its roles start stops them, removes its temporary folder and exits 130", async () => {
