@@ -523,6 +523,13 @@ Deno.test("snw: an executable prints the give-up line on stderr (default reporte
     result.stderr.split("\n").includes("Did not receive ACK. Terminating."),
     result.stderr,
   );
+  // The command's own error says where the unanswered OPEN went.
+  ok(
+    result.stderr.includes(
+      `(no answer to the session's OPEN from 127.0.0.1 UDP port ${peer.port}: is an snw peer there?)`,
+    ),
+    result.stderr,
+  );
 });
 
 Deno.test("snw: a bad tuning variable is a clear error of the command, not a crash", async () => {

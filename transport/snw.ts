@@ -23,7 +23,8 @@
  * It gives up only when the peer makes no progress for
  * {@linkcode SnwOptions.timeoutMs} (default 1 s), failing the operation with
  * a {@linkcode TransferTimeoutError} whose message is exactly one of
- * {@linkcode SNW_GIVE_UP}.
+ * {@linkcode SNW_GIVE_UP} (for an unanswered `OPEN`, followed by where it
+ * went).
  *
  * @module
  */
@@ -1087,6 +1088,14 @@ async function connectSession(
   } catch (error) {
     await conn[Symbol.asyncDispose]();
     await endpoint.done;
+    if (error instanceof TransferTimeoutError) {
+      // Nobody answered the OPEN: say where it went (the usual cause is a
+      // peer on tcp, which has no UDP port open there).
+      throw new TransferTimeoutError(
+        `${error.message} (no answer to the session's OPEN from ${hostname} UDP port ${port}: is an snw peer there?)`,
+        { cause: error },
+      );
+    }
     throw error;
   }
   return conn;
