@@ -849,6 +849,29 @@ Deno.test("stream server: survives garbage, bad sizes, disconnects and stalls; -
   match(err, /No progress from the peer/);
 });
 
+Deno.test("stream server: --dir is made when missing; a file in its place is an error (exit 1)", async () => {
+  await using cwd = await tempDir();
+  const port = freePort();
+  await using server = await startSockkitServer(cwd.path, port, [
+    "--dir",
+    "made/here",
+  ]);
+  ok((await Deno.stat(join(cwd.path, "made", "here"))).isDirectory);
+  await Deno.writeTextFile(join(cwd.path, "afile"), "x");
+  const refused = await runRole("server", [
+    String(freePort()),
+    "--dir",
+    "afile",
+  ], { cwd: cwd.path });
+  equal(refused.code, 1);
+  equal(
+    refused.stderr,
+    'server: Cannot use directory "afile": not a directory\n',
+  );
+  server.kill("SIGTERM");
+  equal((await server.finished()).code, 0);
+});
+
 Deno.test("stream server: without -v it prints nothing at all, even for bad clients", async () => {
   await using serverDir = await tempDir();
   await using clientDir = await tempDir();

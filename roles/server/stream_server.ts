@@ -21,9 +21,9 @@ import {
   UsageError,
 } from "../cli.ts";
 import {
-  checkDirectory,
   parseBlockSize,
   parseIdleTimeout,
+  prepareDirectory,
 } from "../stream/stream_options.ts";
 import { serveStreamClient, type StreamServerLog } from "./stream_session.ts";
 import { onStopSignal } from "../stop_signals.ts";
@@ -140,7 +140,7 @@ export async function runStreamServer(args: string[]): Promise<number> {
   const port = parsePort(positionals[0], true);
   const blockSize = parseBlockSize(values["block-size"]);
   const idleTimeoutMs = parseIdleTimeout(values["idle-timeout"]);
-  const dir = await checkDirectory(values.dir ?? ".");
+  const dir = await prepareDirectory(values.dir ?? ".");
   const listener = listen(values.host ?? "0.0.0.0", port);
   const stop = new AbortController();
   const forgetSignals = onStopSignal(() => stop.abort());

@@ -64,21 +64,27 @@ export function parseIdleTimeout(text: string | undefined): number {
 }
 
 /**
- * Checks that `dir` is an existing directory.
+ * Makes `dir` when it is missing (as the other roles do with theirs) and
+ * checks that it is a directory.
  *
  * @param dir The directory files are served from or stored in.
  * @returns `dir`.
- * @throws {Error} When it is missing or not a directory.
+ * @throws {Error} When it cannot be made or is not a directory.
  */
-export async function checkDirectory(dir: string): Promise<string> {
-  let info: Deno.FileInfo;
+export async function prepareDirectory(dir: string): Promise<string> {
   try {
-    info = await Deno.stat(dir);
+    await Deno.mkdir(dir, { recursive: true });
   } catch (cause) {
-    throw new Error(`Cannot use directory "${dir}": no such directory`, {
-      cause,
-    });
+    if (!(cause instanceof Deno.errors.AlreadyExists)) {
+      throw new Error(
+        `Cannot use directory "${dir}": ${
+          cause instanceof Error ? cause.message : String(cause)
+        }`,
+        { cause },
+      );
+    }
   }
+  const info = await Deno.stat(dir);
   if (!info.isDirectory) {
     throw new Error(`Cannot use directory "${dir}": not a directory`);
   }
