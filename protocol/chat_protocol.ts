@@ -190,6 +190,8 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 // deno-lint-ignore no-control-regex
 const CONTROL_BUT_TAB = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 const WHITESPACE = /\s/u;
+/** C1 controls and invisible format characters (zero-width, bidi overrides). */
+const INVISIBLE = /[\p{Cc}\p{Cf}]/u;
 const COUNT = /^(0|[1-9][0-9]{0,5})$/;
 
 function byteLength(text: string): number {
@@ -220,6 +222,11 @@ export function usernameProblem(name: string): string | undefined {
   if (name.length === 0) return "empty username";
   if (WHITESPACE.test(name)) return "whitespace is not allowed";
   if (CONTROL.test(name)) return "control characters are not allowed";
+  if (INVISIBLE.test(name)) {
+    // "a\u200bb" would show as "ab", and U+202E reverses what follows: one
+    // user could pass for another.
+    return "invisible or format characters are not allowed";
+  }
   if (name.includes("/") || name.includes("\\")) {
     return "path separators are not allowed";
   }

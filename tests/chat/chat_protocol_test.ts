@@ -424,6 +424,14 @@ Deno.test("usernames: no whitespace, no separators, at most 32 bytes; lists sort
   ok(usernameProblem("a\tb"));
   ok(usernameProblem("../x"));
   ok(usernameProblem("é".repeat(17)));
+  // Names that would look like another: zero-width, bidi override, C1.
+  for (const name of ["a\u200bb", "\u202eelina", "bob\u2060", "a\u0085b"]) {
+    equal(
+      usernameProblem(name),
+      "invisible or format characters are not allowed",
+      JSON.stringify(name),
+    );
+  }
   deepEqual(sortUsernames(["bob", "Alice", "alice", "_x", "10", "9"]), [
     "10",
     "9",
