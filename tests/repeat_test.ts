@@ -15,7 +15,12 @@ import { resetQueuedConnections } from "./_helpers/reset_peers.ts";
 import { LossyRelay, type RelayOptions } from "../bench/relay.ts";
 import { seededRandom } from "../bench/seeded_random.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
-import { runRole, startRole } from "./_helpers/role_process.ts";
+import {
+  ROLE_FLAGS,
+  RoleProcess,
+  runRole,
+  startRole,
+} from "./_helpers/role_process.ts";
 import { transportByName } from "../transport/registry.ts";
 import {
   decodeRepeatHeader,
@@ -703,6 +708,64 @@ Deno.test("repeat over tcp and snw: a peer that connects and sends nothing holds
       .map((match) => Number(match[1]));
     equal(times.length, 2, done.stdout);
     ok(times.every((t) => t < 3_000), `${transport}: ${times.join(", ")} ms`);
+  }
+});
+
+Deno.test("repeat over tcp: more silent peers than the server has file descriptors delay the run but do not end it", async () => {
+  await using dir = await tempDir();
+  await writeTestFile(join(dir.path, "f.bin"), 3000, 3);
+  // The server with 64 descriptors, so 100 silent peers cannot all be held.
+  const main = new URL("../roles/server/main.ts", import.meta.url).pathname;
+  const child = new Deno.Command("sh", {
+    args: [
+      "-c",
+      'ulimit -n 64 && exec "$@"',
+      "sh",
+      Deno.execPath(),
+      "run",
+      ...ROLE_FLAGS,
+      main,
+      "repeat",
+      "0",
+      "f.bin",
+      "--times",
+      "2",
+      "--dir",
+      "copies",
+      "--idle-timeout",
+      "1000",
+    ],
+    cwd: dir.path,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  await using server = new RoleProcess(child, false);
+  const port = Number(
+    (await server.stdout.waitFor(/Listening on [\d.]+:(\d+) \(tcp\)\n/))[1],
+  );
+  const strays: Deno.Conn[] = [];
+  try {
+    for (let i = 0; i < 100; i++) {
+      strays.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+    }
+    const client = await runRole("client", [
+      "repeat",
+      "127.0.0.1",
+      String(port),
+      "f.bin",
+      "--times",
+      "2",
+      "--idle-timeout",
+      "20000",
+    ], { cwd: dir.path, timeoutMs: 40_000 });
+    equal(client.code, 0, client.stderr);
+    const done = await server.finished(40_000);
+    equal(done.code, 0, done.stderr);
+    match(done.stdout, /^0 of 2 incorrect \(0%\)$/m);
+    match(done.stderr, /server: accept failed: Too many open files/);
+  } finally {
+    for (const conn of strays) conn.close();
   }
 });
 

@@ -102,6 +102,12 @@ function reason(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/**
+ * Most connections read for their copy header at once; more wait in the
+ * listen queue until one of them has its header or is dropped.
+ */
+const MAX_HEADER_WAITS = 256;
+
 /** A connection whose copy header arrived, waiting for its copy number. */
 interface HeaderedCopy {
   conn: TransportConn;
@@ -162,18 +168,35 @@ export class SessionCopyReceiver implements CopyReceiver {
     let wake: (() => void) | undefined;
     let acceptError: { error: unknown } | undefined;
     let running = true;
+    let slotFreed: (() => void) | undefined;
+    let failing = false;
     const accepting = (async () => {
       while (running) {
+        // Connections waiting for their header are bounded: a flood of
+        // silent peers waits in the listen queue, not in our descriptors.
+        while (reading.size >= MAX_HEADER_WAITS && running) {
+          await new Promise<void>((resolve) => slotFreed = resolve);
+        }
+        if (!running) return;
         let conn: TransportConn;
         try {
           conn = await this.#listener.accept();
         } catch (error) {
           if (!running) return;
           if (isLostBeforeAccept(error)) continue;
-          acceptError = { error };
-          wake?.();
-          return;
+          if (error instanceof Deno.errors.BadResource) {
+            acceptError = { error };
+            wake?.();
+            return;
+          }
+          // E.g. out of file descriptors: wait and try again (said once
+          // per streak of failures).
+          if (!failing) progress.warn(`accept failed: ${reason(error)}`);
+          failing = true;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          continue;
         }
+        failing = false;
         open.add(conn);
         const read = this.#readHeader(conn, progress, () => running).then(
           (copy) => {
@@ -183,7 +206,10 @@ export class SessionCopyReceiver implements CopyReceiver {
           },
         );
         reading.add(read);
-        read.finally(() => reading.delete(read));
+        read.finally(() => {
+          reading.delete(read);
+          slotFreed?.();
+        });
       }
     })();
     try {
@@ -201,6 +227,7 @@ export class SessionCopyReceiver implements CopyReceiver {
       }
     } finally {
       running = false;
+      slotFreed?.();
       // Connections still without a header, or whose copy was not wanted.
       for (const conn of open) conn.close();
       this.#listener.close();
