@@ -7,6 +7,7 @@
  * @module
  */
 
+import { FullBacklogPort } from "./_helpers/full_backlog.ts";
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { join } from "node:path";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
@@ -434,13 +435,37 @@ Deno.test("upload client: a stop signal mid-upload gives one ERROR: line and exi
       equal(result.code, 1, result.stderr);
       equal(
         result.stderr,
-        `ERROR: interrupted by ${signal} before the upload was complete\n`,
+        `ERROR: interrupted by ${signal} before the server confirmed the upload\n`,
       );
       ok(Date.now() - started < 5_000, "ended at once");
     } finally {
       conn.close();
     }
   }
+});
+
+Deno.test("upload client: a stop signal while connecting ends it at once, not at the connect timeout", async () => {
+  await using src = await tempDir();
+  const file = join(src.path, "f.bin");
+  await Deno.writeFile(file, new Uint8Array(10));
+  await using blackhole = await FullBacklogPort.start(); // connects hang
+  const client = startRole("client", [
+    "127.0.0.1",
+    String(blackhole.port),
+    file,
+    "--timeout",
+    "30",
+  ]);
+  await new Promise((resolve) => setTimeout(resolve, 1000)); // connecting
+  const started = Date.now();
+  client.kill("SIGINT");
+  const result = await client.finished(20_000);
+  equal(result.code, 1, result.stderr);
+  equal(
+    result.stderr,
+    "ERROR: interrupted by SIGINT before the server confirmed the upload\n",
+  );
+  ok(Date.now() - started < 3_000, `ended after ${Date.now() - started} ms`);
 });
 
 Deno.test("upload client: exit 0 means the server stored the file (it waits for the server's close)", async () => {

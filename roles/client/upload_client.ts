@@ -9,9 +9,9 @@
  *   command line (including an invalid port), 1 for a missing or unreadable
  *   file, a host that does not resolve, a refused connection, the connect
  *   timeout, no send progress for the timeout, or a lost connection.
- * - SIGINT, SIGTERM, SIGHUP and SIGQUIT close the connection and end the
- *   client with `ERROR: interrupted by <signal> before the upload was
- *   complete`, exit code 1. (The server cannot tell a closed connection from
+ * - SIGINT, SIGTERM, SIGHUP and SIGQUIT end a connect under way, or close
+ *   the connection, and end the client with `ERROR: interrupted by
+ *   <signal> before the server confirmed the upload`, exit code 1. (The server cannot tell a closed connection from
  *   a finished upload: the seed's protocol has no length.)
  * - The connect timeout and the send-progress timeout are both 10 s by
  *   default (`--timeout SEC` / `--timeout-ms MS` sets both).
@@ -80,8 +80,11 @@ export async function runUploadClient(args: string[]): Promise<number> {
   // fails with an `ERROR:` line (before: death by the signal, silently).
   let stoppedBy: Deno.Signal | undefined;
   let conn: Deno.TcpConn | undefined;
+  const stopped = Promise.withResolvers<never>();
+  stopped.promise.catch(() => {});
   const forgetSignals = onStopSignal((signal) => {
     stoppedBy ??= signal;
+    stopped.reject(new Error("interrupted")); // ends a connect under way
     try {
       conn?.close();
     } catch {
@@ -90,8 +93,14 @@ export async function runUploadClient(args: string[]): Promise<number> {
   });
   try {
     using file = await openSource(options.file);
-    conn = await connectWithin(options.host, options.port, options.timeoutMs);
-    if (stoppedBy) conn.close();
+    const connecting = connectWithin(
+      options.host,
+      options.port,
+      options.timeoutMs,
+    );
+    // A connection made after the stop is closed as soon as it exists.
+    connecting.then((late) => stoppedBy && late.close(), () => {});
+    conn = await Promise.race([connecting, stopped.promise]);
     const bytes = await sendUpload(conn, file, options.timeoutMs);
     if (options.verbose) {
       const ms = Math.round(performance.now() - started);
@@ -103,7 +112,7 @@ export async function runUploadClient(args: string[]): Promise<number> {
   } catch (error) {
     printError(
       stoppedBy
-        ? `ERROR: interrupted by ${stoppedBy} before the upload was complete`
+        ? `ERROR: interrupted by ${stoppedBy} before the server confirmed the upload`
         : `ERROR: ${describeFailure(error)}`,
     );
     return EXIT_FAILURE;
