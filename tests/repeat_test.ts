@@ -628,8 +628,29 @@ Deno.test("repeat server: a stop signal mid-copy ends the run with exit 1 and a 
       transport,
     );
     equal(parts(), 0, `${transport}: temporary files left`);
+    // Nothing more is said of the copy the stop cut short.
+    ok(!/broken after|not stored/.test(done.stderr), done.stderr);
     client.kill("SIGKILL");
   }
+});
+
+Deno.test("repeat server: a stop signal while it hashes the reference ends it at once (exit 1)", async () => {
+  await using dir = await tempDir();
+  using big = await Deno.open(join(dir.path, "big.bin"), {
+    write: true,
+    create: true,
+  });
+  await big.truncate(8 * 1024 ** 3); // sparse: seconds to hash, no disk used
+  const server = startRole("server", ["repeat", "0", "big.bin"], {
+    cwd: dir.path,
+  });
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  const started = Date.now();
+  server.kill("SIGTERM");
+  const done = await server.finished(30_000);
+  equal(done.code, 1, done.stderr);
+  equal(done.stderr, "server: interrupted before the run started\n");
+  ok(Date.now() - started < 2_000, `ended after ${Date.now() - started} ms`);
 });
 
 Deno.test("repeat client over udp: copies without a receipt are said on stderr; none for the first 3 stops the run with exit 1", async () => {

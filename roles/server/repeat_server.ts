@@ -137,9 +137,37 @@ function openReceiver(
  */
 export async function runRepeatServer(args: string[]): Promise<number> {
   const options = parseRepeatServerArgs(args);
+  // A stop signal ends the run where it is: the copy under way is not
+  // stored (its temporary file is removed), nothing more is printed about
+  // it, and the run counts as failed.
+  const stop = Promise.withResolvers<undefined>();
+  let stopped = false;
+  const forgetSignals = onStopSignal(() => {
+    stopped = true;
+    stop.resolve(undefined);
+  });
+  try {
+    return await runUntil(options, stop.promise, () => stopped);
+  } finally {
+    forgetSignals();
+  }
+}
+
+async function runUntil(
+  options: RepeatServerOptions,
+  stop: Promise<undefined>,
+  stopped: () => boolean,
+): Promise<number> {
   let reference: ReferenceFile;
   try {
-    reference = await hashFile(options.reference);
+    const hashing = hashFile(options.reference);
+    hashing.catch(() => {}); // after a stop it settles unread
+    const hashed = await Promise.race([hashing, stop]);
+    if (hashed === undefined) {
+      printError("server: interrupted before the run started");
+      return EXIT_FAILURE;
+    }
+    reference = hashed;
   } catch (error) {
     printError(
       `server: Cannot read reference file "${options.reference}": ${
@@ -160,42 +188,34 @@ export async function runRepeatServer(args: string[]): Promise<number> {
   let displayName = basename(options.reference);
   let named = false;
   const copies = receiver.copies(options.times, {
-    started: (n, name) => out(serverLines.starting(name, n)),
-    finished: (n, name) => out(serverLines.finishing(name, n)),
-    warn: (message) => printError(`server: ${message}`),
+    started: (n, name) => stopped() || out(serverLines.starting(name, n)),
+    finished: (n, name) => stopped() || out(serverLines.finishing(name, n)),
+    warn: (message) => stopped() || printError(`server: ${message}`),
   });
-  // A stop signal ends the run where it is: the copy under way is not
-  // stored (its temporary file is removed) and the run counts as failed.
-  const stop = Promise.withResolvers<undefined>();
-  const forgetSignals = onStopSignal(() => stop.resolve(undefined));
-  try {
-    while (true) {
-      const pending = copies.next();
-      pending.catch(() => {}); // after a stop it settles unread
-      const next = await Promise.race([pending, stop.promise]);
-      if (next === undefined) {
-        await store.close();
-        printError(
-          `server: interrupted after ${events.length} of ${options.times} copies`,
-        );
-        return EXIT_FAILURE;
-      }
-      if (next.done) break;
-      const event = next.value;
-      events.push(event);
-      if (event.kind === "lost") {
-        out(serverLines.lost(event.name, event.number));
-        continue;
-      }
-      const copy = event.copy;
-      if (!named) {
-        displayName = copy.name;
-        named = true;
-      }
-      out(serverLines.time(copy.name, copy.number, copy.ms));
+  while (true) {
+    const pending = copies.next();
+    pending.catch(() => {}); // after a stop it settles unread
+    const next = await Promise.race([pending, stop]);
+    if (next === undefined) {
+      await store.close();
+      printError(
+        `server: interrupted after ${events.length} of ${options.times} copies`,
+      );
+      return EXIT_FAILURE;
     }
-  } finally {
-    forgetSignals();
+    if (next.done) break;
+    const event = next.value;
+    events.push(event);
+    if (event.kind === "lost") {
+      out(serverLines.lost(event.name, event.number));
+      continue;
+    }
+    const copy = event.copy;
+    if (!named) {
+      displayName = copy.name;
+      named = true;
+    }
+    out(serverLines.time(copy.name, copy.number, copy.ms));
   }
 
   const times = events.flatMap((e) => e.kind === "received" ? [e.copy.ms] : []);
