@@ -339,6 +339,33 @@ Deno.test("chat client: a stop signal during a download quits as end of input do
   }
 });
 
+Deno.test("chat client: two stop signals while a file is stuck on its way quit at once and say the file was not sent", async () => {
+  await using server = await startChatServer();
+  await using dir = await tempDir();
+  await writeTestFile(join(dir.path, "big.bin"), 64_000_000, 4);
+  await using alice = startRole("chat", clientArgs("alice", server.port), {
+    stdin: true,
+    cwd: dir.path,
+  });
+  await server.process.stdout.waitFor("join: alice\n");
+  server.process.kill("SIGSTOP"); // it reads nothing more: the send sticks
+  try {
+    await alice.write("file 1 bob big.bin\n");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    alice.kill("SIGINT"); // ends the input; the file would go on
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const started = Date.now();
+    alice.kill("SIGINT"); // at once
+    const done = await alice.finished(10_000);
+    equal(done.code, 0, done.stderr);
+    equal(done.stdout, "quitting\n");
+    equal(done.stderr, 'chat: "big.bin" was not sent: interrupted\n');
+    ok(Date.now() - started < 2_000, `ended after ${Date.now() - started} ms`);
+  } finally {
+    server.process.kill("SIGCONT");
+  }
+});
+
 Deno.test("chat: the 11th client is refused, a taken name is refused, a freed place can be used", async () => {
   await using server = await startChatServer();
   const port = server.port;

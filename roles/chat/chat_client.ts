@@ -120,6 +120,8 @@ export class ChatClient {
   /** The user's input while {@linkcode ChatClient.run} reads it. */
   #input?: ReadableStreamDefaultReader<Uint8Array>;
   #stops = 0;
+  /** The local path of the file being sent, while it is. */
+  #sending?: string;
 
   /**
    * Creates the session.
@@ -165,6 +167,11 @@ export class ChatClient {
         received.then((code) => ({ server: code })),
         typed.then((end) => ({ input: end })),
       ]);
+      if (this.#stops > 1) {
+        // Stopped at once (a second signal) while a file was being sent.
+        this.#print("quitting");
+        return 0;
+      }
       if ("server" in first) return first.server;
       if (first.input === "broken") {
         // The server's reason (if any) is still arriving on the receive side.
@@ -202,6 +209,9 @@ export class ChatClient {
       return;
     }
     this.#quitting = true;
+    if (this.#sending !== undefined) {
+      this.#warn(`chat: "${this.#sending}" was not sent: interrupted`);
+    }
     this.#link.close();
   }
 
@@ -292,8 +302,10 @@ export class ChatClient {
       };
       // Any failure from here on leaves the stream mid-frame: the caller
       // treats the connection as broken.
+      this.#sending = path;
       await this.#link.sendFile(header, fileChunks(file, info.size));
     } finally {
+      this.#sending = undefined;
       file.close();
     }
   }
