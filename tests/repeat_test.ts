@@ -653,7 +653,7 @@ Deno.test("repeat server: a stop signal while it hashes the reference ends it at
   ok(Date.now() - started < 2_000, `ended after ${Date.now() - started} ms`);
 });
 
-Deno.test("repeat client over udp: copies without a receipt are said on stderr; none for the first 3 stops the run with exit 1", async () => {
+Deno.test("repeat client over udp: copies without a receipt are said on stderr; none for the first 5 stops the run with exit 1", async () => {
   await using dir = await tempDir();
   await writeTestFile(join(dir.path, "f.bin"), 3000, 2);
   // A port that takes datagrams and never answers.
@@ -663,34 +663,50 @@ Deno.test("repeat client over udp: copies without a receipt are said on stderr; 
     port: 0,
   });
   const port = (silent.addr as Deno.NetAddr).port;
-  const result = await runRole("client", [
-    "repeat",
-    "127.0.0.1",
-    String(port),
-    "f.bin",
-    "--times",
-    "10",
-    "--transport",
-    "udp",
-    "--idle-timeout",
-    "100",
-  ], { cwd: dir.path, timeoutMs: 20_000 }).finally(() => silent.close());
-  equal(result.code, 1, result.stderr);
-  equal(result.stdout.match(/^I am finishing sending file/gm)?.length, 3);
-  for (const n of [1, 2, 3]) {
+  const run = (times: number) =>
+    runRole("client", [
+      "repeat",
+      "127.0.0.1",
+      String(port),
+      "f.bin",
+      "--times",
+      String(times),
+      "--transport",
+      "udp",
+      "--idle-timeout",
+      "50",
+    ], { cwd: dir.path, timeoutMs: 20_000 });
+  try {
+    const stopped = await run(10);
+    equal(stopped.code, 1, stopped.stderr);
+    equal(stopped.stdout.match(/^I am finishing sending file/gm)?.length, 5);
+    for (const n of [1, 2, 3, 4, 5]) {
+      ok(
+        stopped.stderr.includes(
+          `client: copy ${n}: no receipt from 127.0.0.1:${port} (udp)`,
+        ),
+        stopped.stderr,
+      );
+    }
     ok(
-      result.stderr.includes(
-        `client: copy ${n}: no receipt from 127.0.0.1:${port} (udp)`,
+      stopped.stderr.includes(
+        `client: no receipt for any of the first 5 copies from 127.0.0.1:${port} (udp): no receiver there, or every receipt was lost; stopping before the other 5\n`,
       ),
-      result.stderr,
+      stopped.stderr,
     );
+    ok(!stopped.stdout.includes("I am done"), stopped.stdout);
+    // A shorter run goes to its end, and fails there.
+    const short = await run(1);
+    equal(short.code, 1, short.stderr);
+    ok(
+      short.stderr.endsWith(
+        `client: no receipt for any of the 1 copy from 127.0.0.1:${port} (udp): no receiver there, or every receipt was lost\n`,
+      ),
+      short.stderr,
+    );
+  } finally {
+    silent.close();
   }
-  ok(
-    result.stderr.includes(
-      `client: no receipt for any of the first 3 copies: is a receiver running at 127.0.0.1:${port} (udp)? Stopping.`,
-    ),
-    result.stderr,
-  );
 });
 
 Deno.test("repeat over tcp and snw: a peer that connects and sends nothing holds up no copy and is not timed into one", async () => {
