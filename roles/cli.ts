@@ -129,9 +129,7 @@ export async function runMain(
   args: string[],
   main: (args: string[]) => Promise<number>,
 ): Promise<number> {
-  // Options are what comes before a "--".
-  const end = args.indexOf("--");
-  const options = end < 0 ? args : args.slice(0, end);
+  const options = optionWords(args);
   if (options.includes("-V") || options.includes("--version")) {
     printLine(`${name} ${VERSION}`);
     return 0;
@@ -174,6 +172,45 @@ export async function runMain(
     );
     return EXIT_FAILURE;
   }
+}
+
+/**
+ * Every option of the executables that takes a value, for the scans made
+ * before a service parses its own arguments (help and version here, the
+ * positional forms in invocation.ts): the word after one is its value.
+ */
+export const VALUED_OPTIONS: ReadonlySet<string> = new Set([
+  "--address",
+  "-a",
+  "--block-size",
+  "--connect-timeout",
+  "--dir",
+  "--host",
+  "--idle-timeout",
+  "--max-bytes",
+  "--max-clients",
+  "--port",
+  "-p",
+  "--timeout",
+  "--timeout-ms",
+  "--times",
+  "--transport",
+  "--user",
+  "-u",
+]);
+
+/**
+ * The words before a `--` that are not the values of options, so that
+ * `--dir -V` or `-u -h` are a directory and a name, not requests for the
+ * version or the help.
+ */
+function optionWords(args: string[]): string[] {
+  const words: string[] = [];
+  for (let i = 0; i < args.length && args[i] !== "--"; i++) {
+    if (VALUED_OPTIONS.has(args[i])) i++; // its value follows
+    else words.push(args[i]);
+  }
+  return words;
 }
 
 /**

@@ -31,6 +31,8 @@
  * @module
  */
 
+import { VALUED_OPTIONS } from "./cli.ts";
+
 /** Services of the `server` executable. */
 export const SERVER_SERVICES = [
   "origin",
@@ -55,17 +57,6 @@ export interface Invocation<S extends string> {
 }
 
 const TRANSPORT_WORDS = new Set(["tcp", "snw"]);
-/** The options of the positional services that take a value. */
-const VALUED_OPTIONS = new Set([
-  "--block-size",
-  "--connect-timeout",
-  "--dir",
-  "--host",
-  "--idle-timeout",
-  "--max-bytes",
-  "--timeout",
-  "--timeout-ms",
-]);
 
 /**
  * The words of `args` that are not options or option values (all of them

@@ -167,3 +167,21 @@ Deno.test("parseCommandLine: a value starting with - is taken as the value (as g
     (error) => error instanceof UsageError && /--times/.test(error.message),
   );
 });
+
+Deno.test("-h and -V given as an option's value are that value, not a request for help or version", async () => {
+  const transport = await runRole("client", [
+    "repeat",
+    "127.0.0.1",
+    "9",
+    "f.bin",
+    "--transport",
+    "-h",
+  ]);
+  equal(transport.code, 2, transport.stderr);
+  match(transport.stderr, /^client: .*"-h"/);
+  const dir = await runRole("server", ["9000", "tcp", "--dir", "-V", "-x"]);
+  equal(dir.code, 2, dir.stderr);
+  ok(!dir.stdout.includes("server "), dir.stdout);
+  // As a word of its own it still is.
+  equal((await runRole("server", ["9000", "tcp", "-V"])).code, 0);
+});
