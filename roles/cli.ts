@@ -57,15 +57,18 @@ export function printLine(line: string): void {
 }
 
 /**
- * `text` with control characters (C0, DEL, C1) shown as `\xNN`, for log
- * lines that quote what a peer sent: a request cannot then move the
- * cursor, recolour or clear the operator's terminal, or forge a line.
+ * `text` with control characters (C0, DEL, C1) shown as `\xNN`, and
+ * invisible format characters (bidi overrides, zero-width) and line
+ * separators as `\u{NNNN}`, for lines that quote what a peer sent: it
+ * cannot then move the cursor, recolour or clear the operator's terminal,
+ * reorder the line or forge another.
  *
  * @example
  * ```ts
  * import { printable } from "./cli.ts";
  * import { equal } from "node:assert/strict";
  * equal(printable("GET a\x1b[2J.txt"), "GET a\\x1b[2J.txt");
+ * equal(printable("a\u202eb"), "a\\u{202e}b");
  * ```
  *
  * @param text Any text.
@@ -74,8 +77,13 @@ export function printLine(line: string): void {
 export function printable(text: string): string {
   return text.replace(
     // deno-lint-ignore no-control-regex -- matching them is the point
-    /[\u0000-\u001f\u007f-\u009f]/g,
-    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+    /[\u0000-\u001f\u007f-\u009f\p{Cf}\u2028\u2029]/gu,
+    (c) => {
+      const code = c.codePointAt(0)!;
+      return code <= 0xff
+        ? `\\x${code.toString(16).padStart(2, "0")}`
+        : `\\u{${code.toString(16)}}`;
+    },
   );
 }
 

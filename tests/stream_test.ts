@@ -1023,6 +1023,24 @@ Deno.test("stream client: an error reply with CR/LF from a server that stays ope
   ]);
 });
 
+Deno.test("stream client: a server's error text is printed with its control and bidi characters escaped", async () => {
+  await using dir = await tempDir();
+  const outcome = await againstScriptedServer(
+    dir.path,
+    ["DEL", "f.bin"],
+    async (peer) => {
+      await peer.send("READY\n");
+      equal(await peer.readText(9), "DEL f.bin");
+      await peer.send("ERROR: gone\x1b[2J\u202eevil");
+      equal(await peer.readToEnd(), "");
+    },
+  );
+  expectOutcome(outcome, "fail", [
+    "client deleting file f.bin",
+    "server error: gone\\x1b[2J\\u{202e}evil",
+  ]);
+});
+
 Deno.test("stream client: a server that vanishes mid-download leaves the old file intact", async () => {
   await using dir = await tempDir();
   await Deno.writeTextFile(join(dir.path, "f.bin"), "old copy");

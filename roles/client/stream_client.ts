@@ -19,6 +19,7 @@ import {
   EXIT_FAILURE,
   parseCommandLine,
   parsePort,
+  printable,
   printError,
   printLine,
   UsageError,
@@ -346,7 +347,7 @@ export async function streamClient(
     if (stop.signal.aborted) {
       printError("client error: interrupted");
     } else if (error instanceof ServerReplyError) {
-      printError(`server error: ${error.message}`);
+      printError(`server error: ${printable(error.message)}`);
     } else {
       const message = error instanceof ClientSideError
         ? error.message
