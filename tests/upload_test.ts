@@ -13,7 +13,11 @@ import { join } from "node:path";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
 import { firstLine, freePort } from "./_helpers/ports.ts";
 import { resetQueuedConnections } from "./_helpers/reset_peers.ts";
-import { runRole, startRole } from "./_helpers/role_process.ts";
+import {
+  type RoleProcess,
+  runRole,
+  startRole,
+} from "./_helpers/role_process.ts";
 import {
   parseUploadServerArgs,
   UploadArgsError,
@@ -429,15 +433,7 @@ Deno.test("upload client: a stop signal mid-upload gives one ERROR: line and exi
       : await listener.accept();
     try {
       await new Promise((resolve) => setTimeout(resolve, 300)); // stalled now
-      const started = Date.now();
-      client.kill(signal);
-      const result = await client.finished(20_000);
-      equal(result.code, 1, result.stderr);
-      equal(
-        result.stderr,
-        `ERROR: interrupted by ${signal} before the server confirmed the upload\n`,
-      );
-      ok(Date.now() - started < 5_000, "ended at once");
+      await assertStoppedBy(client, signal, 5_000);
     } finally {
       conn.close();
     }
@@ -457,16 +453,29 @@ Deno.test("upload client: a stop signal while connecting ends it at once, not at
     "30",
   ]);
   await new Promise((resolve) => setTimeout(resolve, 1000)); // connecting
+  await assertStoppedBy(client, "SIGINT", 3_000);
+});
+
+/**
+ * Sends `signal` to an upload client and checks that it ends within
+ * `withinMs` with exit 1 and the one `ERROR:` line of an interruption.
+ */
+async function assertStoppedBy(
+  client: RoleProcess,
+  signal: Deno.Signal,
+  withinMs: number,
+): Promise<void> {
   const started = Date.now();
-  client.kill("SIGINT");
+  client.kill(signal);
   const result = await client.finished(20_000);
   equal(result.code, 1, result.stderr);
   equal(
     result.stderr,
-    "ERROR: interrupted by SIGINT before the server confirmed the upload\n",
+    `ERROR: interrupted by ${signal} before the server confirmed the upload\n`,
   );
-  ok(Date.now() - started < 3_000, `ended after ${Date.now() - started} ms`);
-});
+  const ms = Date.now() - started;
+  ok(ms < withinMs, `ended after ${ms} ms`);
+}
 
 Deno.test("upload client: exit 0 means the server stored the file (it waits for the server's close)", async () => {
   await using src = await tempDir();
