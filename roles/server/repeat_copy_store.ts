@@ -208,6 +208,8 @@ export class CopyStore {
   readonly #width: number;
   /** The temporary files of copies under way. */
   readonly #partials = new Set<PartialFile>();
+  /** Opens under way (a stop waits for them: they may create a file). */
+  readonly #opening = new Set<Promise<unknown>>();
   #closed = false;
 
   /**
@@ -261,7 +263,17 @@ export class CopyStore {
    *   name, a file that cannot be created), why (the writer then only
    *   hashes).
    */
-  async open(
+  open(
+    n: number,
+    name: string,
+  ): Promise<{ writer: CopyWriter; refused?: string }> {
+    const opening = this.#open(n, name);
+    this.#opening.add(opening);
+    opening.catch(() => {}).finally(() => this.#opening.delete(opening));
+    return opening;
+  }
+
+  async #open(
     n: number,
     name: string,
   ): Promise<{ writer: CopyWriter; refused?: string }> {
@@ -318,6 +330,7 @@ export class CopyStore {
    */
   async close(): Promise<void> {
     this.#closed = true;
+    await Promise.allSettled([...this.#opening]);
     const partials = [...this.#partials];
     this.#partials.clear();
     await Promise.all(partials.map((partial) => partial.discard()));

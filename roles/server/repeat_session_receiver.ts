@@ -103,10 +103,11 @@ function reason(error: unknown): string {
 }
 
 /**
- * Most connections read for their copy header at once; more wait in the
- * listen queue until one of them has its header or is dropped.
+ * File descriptors kept free for the copy under way (its file, the
+ * reference's hash) when accepting has run out of them: the connections
+ * waiting for their header are then held to fewer than the peak.
  */
-const MAX_HEADER_WAITS = 256;
+const RESERVED_DESCRIPTORS = 16;
 
 /** A connection whose copy header arrived, waiting for its copy number. */
 interface HeaderedCopy {
@@ -170,11 +171,14 @@ export class SessionCopyReceiver implements CopyReceiver {
     let running = true;
     let slotFreed: (() => void) | undefined;
     let failing = false;
+    // Connections read for their header at once: unbounded until accepting
+    // runs out of descriptors (tcp), then kept below that peak.
+    let limit = Infinity;
     const accepting = (async () => {
       while (running) {
-        // Connections waiting for their header are bounded: a flood of
-        // silent peers waits in the listen queue, not in our descriptors.
-        while (reading.size >= MAX_HEADER_WAITS && running) {
+        // Once descriptors ran out, connections waiting for their header
+        // are bounded: more of a flood waits in the listen queue.
+        while (reading.size >= limit && running) {
           await new Promise<void>((resolve) => slotFreed = resolve);
         }
         if (!running) return;
@@ -193,6 +197,7 @@ export class SessionCopyReceiver implements CopyReceiver {
           // per streak of failures).
           if (!failing) progress.warn(`accept failed: ${reason(error)}`);
           failing = true;
+          limit = Math.max(1, reading.size - RESERVED_DESCRIPTORS);
           await new Promise((resolve) => setTimeout(resolve, 100));
           continue;
         }
