@@ -57,11 +57,11 @@ export function printLine(line: string): void {
 }
 
 /**
- * `text` with control characters (C0, DEL, C1) shown as `\xNN`, and
- * invisible format characters (bidi overrides, zero-width) and line
- * separators as `\u{NNNN}`, for lines that quote what a peer sent: it
- * cannot then move the cursor, recolour or clear the operator's terminal,
- * reorder the line or forge another.
+ * `text` with control characters (C0, DEL, C1) shown as `\xNN`, and bidi
+ * controls and line separators as `\u{NNNN}`, for lines that quote what a
+ * peer sent: it cannot then move the cursor, recolour or clear the
+ * operator's terminal, reorder the line or forge another. Other text (also
+ * zero-width joiners in emoji and scripts) is left as it is.
  *
  * @example
  * ```ts
@@ -69,6 +69,7 @@ export function printLine(line: string): void {
  * import { equal } from "node:assert/strict";
  * equal(printable("GET a\x1b[2J.txt"), "GET a\\x1b[2J.txt");
  * equal(printable("a\u202eb"), "a\\u{202e}b");
+ * equal(printable("👩\u200d💻 zoë"), "👩\u200d💻 zoë");
  * ```
  *
  * @param text Any text.
@@ -77,9 +78,9 @@ export function printLine(line: string): void {
 export function printable(text: string): string {
   return text.replace(
     // deno-lint-ignore no-control-regex -- matching them is the point
-    /[\u0000-\u001f\u007f-\u009f\p{Cf}\u2028\u2029]/gu,
+    /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g,
     (c) => {
-      const code = c.codePointAt(0)!;
+      const code = c.charCodeAt(0);
       return code <= 0xff
         ? `\\x${code.toString(16).padStart(2, "0")}`
         : `\\u{${code.toString(16)}}`;

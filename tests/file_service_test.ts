@@ -1209,3 +1209,34 @@ Deno.test("file service over snw: through lossy relays (10% loss, duplicates, re
     await originRelay?.close();
   }
 });
+
+Deno.test("file client: a server's error text is shown with its control and bidi characters escaped", async () => {
+  await using dir = await tempDir();
+  // A cache that answers every request with one hostile ERROR.
+  using fake = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const answering = (async () => {
+    using conn = await fake.accept();
+    await conn.read(new Uint8Array(4096)); // the GET
+    await writeAll(
+      conn,
+      encodeFileServiceMessage({
+        type: "error",
+        code: "not-found",
+        text: "gone\x1b]0;owned\x07\u202eevil",
+      }),
+    );
+    await conn.read(new Uint8Array(16)).catch(() => null); // until it leaves
+  })();
+  const run = await runRole("client", [
+    "127.0.0.1",
+    String(fake.addr.port),
+    "127.0.0.1",
+    String(fake.addr.port),
+    "tcp",
+    "--dir",
+    dir.path,
+  ], { input: "get x.txt\nquit\n", timeoutMs: 20_000 });
+  await answering;
+  equal(run.code, 0, run.stderr);
+  equal(run.stderr, "Error: gone\\x1b]0;owned\\x07\\u{202e}evil\n");
+});

@@ -21,7 +21,7 @@
  * @module
  */
 
-import { printError, printLine } from "../cli.ts";
+import { printable, printError, printLine } from "../cli.ts";
 import { parseFileCommand } from "./file_command.ts";
 import { inputLines } from "./file_input_lines.ts";
 import {
@@ -133,13 +133,14 @@ async function runSession(
       const text = command.type === "put"
         ? await client.put(command.name)
         : await client.get(command.name);
-      printLine(`Server response: ${text}`);
+      // The servers' words: shown so that they cannot drive the terminal.
+      printLine(`Server response: ${printable(text)}`);
     } catch (error) {
       if (stop.requested) {
         printError("Error: interrupted");
         return 1;
       }
-      printError(`Error: ${describeError(error)}`);
+      printError(`Error: ${printable(describeError(error))}`);
     }
   }
   printLine("Exiting program!");
