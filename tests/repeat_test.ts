@@ -700,7 +700,7 @@ Deno.test("repeat client over udp: copies without a receipt are said on stderr; 
     equal(short.code, 1, short.stderr);
     ok(
       short.stderr.endsWith(
-        `client: no receipt for any of the 1 copy from 127.0.0.1:${port} (udp): no receiver there, or every receipt was lost\n`,
+        `client: no receipt for the only copy from 127.0.0.1:${port} (udp): no receiver there, or every receipt was lost\n`,
       ),
       short.stderr,
     );

@@ -224,8 +224,10 @@ export async function runRepeatClient(args: string[]): Promise<number> {
     }
   }
   if (!stopped && noReceipts() && options.transport === "udp") {
-    stopped = `no receipt for any of the ${
-      copies.length === 1 ? "1 copy" : `${copies.length} copies`
+    stopped = `no receipt for ${
+      copies.length === 1
+        ? "the only copy"
+        : `any of the ${copies.length} copies`
     } from ${address}:${options.port} (${options.transport}): no receiver there, or every receipt was lost`;
   }
   const average = averageMs(copies.map((c) => c.ms));
