@@ -164,8 +164,8 @@ export class SessionCopyReceiver implements CopyReceiver {
     progress: CopyProgress,
   ): AsyncGenerator<CopyEvent> {
     const waiting: HeaderedCopy[] = [];
-    const open = new Set<TransportConn>();
-    const reading = new Set<Promise<void>>();
+    /** Connections being read for their header. */
+    const reading = new Map<TransportConn, Promise<void>>();
     let wake: (() => void) | undefined;
     let acceptError: { error: unknown } | undefined;
     let running = true;
@@ -202,19 +202,15 @@ export class SessionCopyReceiver implements CopyReceiver {
           continue;
         }
         failing = false;
-        open.add(conn);
         const read = this.#readHeader(conn, progress, () => running).then(
           (copy) => {
+            reading.delete(conn);
             if (copy) waiting.push(copy);
-            else open.delete(conn);
             wake?.();
+            slotFreed?.();
           },
         );
-        reading.add(read);
-        read.finally(() => {
-          reading.delete(read);
-          slotFreed?.();
-        });
+        reading.set(conn, read);
       }
     })();
     try {
@@ -226,7 +222,6 @@ export class SessionCopyReceiver implements CopyReceiver {
         }
         const copy = waiting.shift()!;
         const received = await this.#receiveBody(copy, n, progress);
-        open.delete(copy.conn);
         yield { kind: "received", copy: received };
         n++;
       }
@@ -234,10 +229,14 @@ export class SessionCopyReceiver implements CopyReceiver {
       running = false;
       slotFreed?.();
       // Connections still without a header, or whose copy was not wanted.
-      for (const conn of open) conn.close();
+      for (const conn of reading.keys()) conn.close();
+      for (const copy of waiting) {
+        copy.watchdog[Symbol.dispose]();
+        copy.conn.close();
+      }
       this.#listener.close();
       await accepting;
-      await Promise.all(reading);
+      await Promise.all(reading.values());
     }
   }
 
