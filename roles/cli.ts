@@ -138,7 +138,7 @@ export async function runMain(
   args: string[],
   main: (args: string[]) => Promise<number>,
 ): Promise<number> {
-  const options = optionWords(args);
+  const { options } = splitArguments(args);
   if (options.includes("-V") || options.includes("--version")) {
     printLine(`${name} ${VERSION}`);
     return 0;
@@ -209,17 +209,42 @@ export const VALUED_OPTIONS: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * The words before a `--` that are not the values of options, so that
- * `--dir -V` or `-u -h` are a directory and a name, not requests for the
- * version or the help.
+ * Splits arguments into options and positional words, before a service
+ * parses them: the word after one of {@linkcode VALUED_OPTIONS} is its
+ * value (so `--dir -V` or `-u -h` are a directory and a name, not requests
+ * for the version or the help), a negative number is a word, and all after
+ * `--` are words.
+ *
+ * @example
+ * ```ts
+ * import { splitArguments } from "./cli.ts";
+ * import { deepEqual } from "node:assert/strict";
+ * deepEqual(splitArguments(["h", "5000", "del", "--dir", "-V", "-v"]), {
+ *   options: ["-v"],
+ *   positionals: ["h", "5000", "del"],
+ * });
+ * ```
+ *
+ * @param args Command-line arguments.
+ * @returns The options (without their values) and the positional words.
  */
-function optionWords(args: string[]): string[] {
-  const words: string[] = [];
-  for (let i = 0; i < args.length && args[i] !== "--"; i++) {
-    if (VALUED_OPTIONS.has(args[i])) i++; // its value follows
-    else words.push(args[i]);
+export function splitArguments(
+  args: string[],
+): { options: string[]; positionals: string[] } {
+  const options: string[] = [];
+  const positionals: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") {
+      positionals.push(...args.slice(i + 1));
+      break;
+    }
+    if (arg.length > 1 && arg.startsWith("-") && !/^-\d/.test(arg)) {
+      if (VALUED_OPTIONS.has(arg)) i++; // its value follows
+      else options.push(arg);
+    } else positionals.push(arg);
   }
-  return words;
+  return { options, positionals };
 }
 
 /**

@@ -31,7 +31,7 @@
  * @module
  */
 
-import { VALUED_OPTIONS } from "./cli.ts";
+import { splitArguments } from "./cli.ts";
 
 /** Services of the `server` executable. */
 export const SERVER_SERVICES = [
@@ -57,27 +57,6 @@ export interface Invocation<S extends string> {
 }
 
 const TRANSPORT_WORDS = new Set(["tcp", "snw"]);
-
-/**
- * The words of `args` that are not options or option values (all of them
- * after `--`).
- */
-function positionals(args: string[]): string[] {
-  const words: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--") {
-      words.push(...args.slice(i + 1));
-      break;
-    }
-    if (arg.length > 1 && arg.startsWith("-") && !/^-\d/.test(arg)) {
-      if (VALUED_OPTIONS.has(arg)) i++; // its value follows
-      continue;
-    }
-    words.push(arg);
-  }
-  return words;
-}
 const STREAM_VERBS = new Set(["GET", "PUT", "DEL"]);
 
 function explicit<S extends string>(
@@ -107,7 +86,7 @@ function explicit<S extends string>(
 export function resolveServer(args: string[]): Invocation<ServerService> {
   const chosen = explicit(SERVER_SERVICES, args);
   if (chosen) return chosen;
-  const second = positionals(args)[1];
+  const second = splitArguments(args).positionals[1];
   if (second !== undefined && TRANSPORT_WORDS.has(second)) {
     return { service: "origin", args };
   }
@@ -134,7 +113,7 @@ export function resolveServer(args: string[]): Invocation<ServerService> {
 export function resolveClient(args: string[]): Invocation<ClientService> {
   const chosen = explicit(CLIENT_SERVICES, args);
   if (chosen) return chosen;
-  const words = positionals(args);
+  const words = splitArguments(args).positionals;
   // Three words are the upload form even when the file is named like a
   // verb (`client h 5000 del`): the streaming form always has four.
   if (
