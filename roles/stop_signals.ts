@@ -51,3 +51,45 @@ export function onStopSignal(
     }
   };
 }
+
+/** The stop signals watched for one run (see {@linkcode watchStopSignals}). */
+export interface StopWatch extends Disposable {
+  /** The first stop signal received, if one was. */
+  readonly signal: Deno.Signal | undefined;
+  /** Resolves (to `undefined`) on the first stop signal; never rejects. */
+  readonly stopped: Promise<undefined>;
+}
+
+/**
+ * Watches the stop signals until disposed: what came first, and a promise
+ * to race a long wait against (a connect, a hash, the next copy).
+ *
+ * @example
+ * ```ts ignore
+ * import { watchStopSignals } from "./stop_signals.ts";
+ * using stop = watchStopSignals();
+ * const hashed = await Promise.race([hashing, stop.stopped]);
+ * if (hashed === undefined) console.error(`interrupted by ${stop.signal}`);
+ * ```
+ *
+ * @param onStop Also called on each stop signal (e.g. to close a socket).
+ * @returns The watch; dispose it to stop listening.
+ */
+export function watchStopSignals(
+  onStop?: (signal: Deno.Signal) => void,
+): StopWatch {
+  const { promise, resolve } = Promise.withResolvers<undefined>();
+  let first: Deno.Signal | undefined;
+  const forget = onStopSignal((signal) => {
+    first ??= signal;
+    resolve(undefined);
+    onStop?.(signal);
+  });
+  return {
+    get signal() {
+      return first;
+    },
+    stopped: promise,
+    [Symbol.dispose]: forget,
+  };
+}

@@ -35,7 +35,7 @@ import {
 } from "../file_service/file_options.ts";
 import { FileServiceClient } from "./file_session.ts";
 import { describeError } from "../file_service/file_control.ts";
-import { onStopSignal } from "../stop_signals.ts";
+import { type StopWatch, watchStopSignals } from "../stop_signals.ts";
 
 /** The prompt, printed without a newline. */
 export const PROMPT = "Enter command: ";
@@ -88,35 +88,20 @@ export async function runFileClient(args: string[]): Promise<number> {
   // A stop signal at the prompt ends the session as end of input does; one
   // during a command interrupts it (a download's temporary file is removed)
   // and the client exits 1.
-  const stop = { requested: false, ...Promise.withResolvers<undefined>() };
-  const forgetSignals = onStopSignal(() => {
-    stop.requested = true;
-    client.interrupt();
-    stop.resolve(undefined);
-  });
-  try {
-    return await runSession(client, stop);
-  } finally {
-    forgetSignals();
-  }
-}
-
-/** Whether a stop signal came, and a promise settled when it does. */
-interface StopRequest {
-  requested: boolean;
-  promise: Promise<undefined>;
+  using stop = watchStopSignals(() => client.interrupt());
+  return await runSession(client, stop);
 }
 
 /** The prompt loop; returns the exit code. */
 async function runSession(
   client: FileServiceClient,
-  stop: StopRequest,
+  stop: StopWatch,
 ): Promise<number> {
   const echo = !Deno.stdin.isTerminal();
   const lines = inputLines(Deno.stdin.readable);
   while (true) {
     write(PROMPT);
-    const next = await Promise.race([lines.next(), stop.promise]);
+    const next = await Promise.race([lines.next(), stop.stopped]);
     if (next === undefined || next.done) {
       write("\n");
       break;
@@ -136,7 +121,7 @@ async function runSession(
       // The servers' words: shown so that they cannot drive the terminal.
       printLine(`Server response: ${printable(text)}`);
     } catch (error) {
-      if (stop.requested) {
+      if (stop.signal) {
         printError("Error: interrupted");
         return 1;
       }

@@ -28,7 +28,7 @@ import {
 } from "./upload_client_args.ts";
 import { connectWithin, UploadError } from "./upload_connect.ts";
 import { sendUpload } from "./upload_sender.ts";
-import { onStopSignal } from "../stop_signals.ts";
+import { watchStopSignals } from "../stop_signals.ts";
 
 async function openSource(path: string): Promise<Deno.FsFile> {
   let file: Deno.FsFile;
@@ -78,13 +78,8 @@ export async function runUploadClient(args: string[]): Promise<number> {
   const started = performance.now();
   // A stop signal ends the upload: the connection is closed and the run
   // fails with an `ERROR:` line (before: death by the signal, silently).
-  let stoppedBy: Deno.Signal | undefined;
   let conn: Deno.TcpConn | undefined;
-  const stopped = Promise.withResolvers<never>();
-  stopped.promise.catch(() => {});
-  const forgetSignals = onStopSignal((signal) => {
-    stoppedBy ??= signal;
-    stopped.reject(new Error("interrupted")); // ends a connect under way
+  using stop = watchStopSignals(() => {
     try {
       conn?.close();
     } catch {
@@ -99,8 +94,9 @@ export async function runUploadClient(args: string[]): Promise<number> {
       options.timeoutMs,
     );
     // A connection made after the stop is closed as soon as it exists.
-    connecting.then((late) => stoppedBy && late.close(), () => {});
-    conn = await Promise.race([connecting, stopped.promise]);
+    connecting.then((late) => stop.signal && late.close(), () => {});
+    conn = await Promise.race([connecting, stop.stopped]); // ends a connect
+    if (!conn) throw new UploadError("interrupted");
     const bytes = await sendUpload(conn, file, options.timeoutMs);
     if (options.verbose) {
       const ms = Math.round(performance.now() - started);
@@ -111,13 +107,11 @@ export async function runUploadClient(args: string[]): Promise<number> {
     return 0;
   } catch (error) {
     printError(
-      stoppedBy
-        ? `ERROR: interrupted by ${stoppedBy} before the server confirmed the upload`
+      stop.signal
+        ? `ERROR: interrupted by ${stop.signal} before the server confirmed the upload`
         : `ERROR: ${describeFailure(error)}`,
     );
     return EXIT_FAILURE;
-  } finally {
-    forgetSignals();
   }
 }
 

@@ -48,7 +48,7 @@ import {
   type RepeatTransportName,
 } from "../repeat/repeat_options.ts";
 import { SessionCopyReceiver } from "./repeat_session_receiver.ts";
-import { onStopSignal } from "../stop_signals.ts";
+import { type StopWatch, watchStopSignals } from "../stop_signals.ts";
 
 /** Parsed arguments of `server repeat`. */
 export interface RepeatServerOptions {
@@ -140,29 +140,20 @@ export async function runRepeatServer(args: string[]): Promise<number> {
   // A stop signal ends the run where it is: the copy under way is not
   // stored (its temporary file is removed), nothing more is printed about
   // it, and the run counts as failed.
-  const stop = Promise.withResolvers<undefined>();
-  let stopped = false;
-  const forgetSignals = onStopSignal(() => {
-    stopped = true;
-    stop.resolve(undefined);
-  });
-  try {
-    return await runUntil(options, stop.promise, () => stopped);
-  } finally {
-    forgetSignals();
-  }
+  using stop = watchStopSignals();
+  return await runUntil(options, stop);
 }
 
 async function runUntil(
   options: RepeatServerOptions,
-  stop: Promise<undefined>,
-  stopped: () => boolean,
+  stop: StopWatch,
 ): Promise<number> {
+  const stopped = () => stop.signal !== undefined;
   let reference: ReferenceFile;
   try {
     const hashing = hashFile(options.reference);
     hashing.catch(() => {}); // after a stop it settles unread
-    const hashed = await Promise.race([hashing, stop]);
+    const hashed = await Promise.race([hashing, stop.stopped]);
     if (hashed === undefined) {
       printError("server: interrupted before the run started");
       return EXIT_FAILURE;
@@ -195,7 +186,7 @@ async function runUntil(
   while (true) {
     const pending = copies.next();
     pending.catch(() => {}); // after a stop it settles unread
-    const next = await Promise.race([pending, stop]);
+    const next = await Promise.race([pending, stop.stopped]);
     if (next === undefined) {
       await store.close();
       printError(
