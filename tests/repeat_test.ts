@@ -22,6 +22,7 @@ import {
   startRole,
 } from "./_helpers/role_process.ts";
 import { transportByName } from "../transport/registry.ts";
+import { CopyStore } from "../roles/server/repeat_copy_store.ts";
 import {
   decodeRepeatHeader,
   decodeRepeatReceipt,
@@ -860,5 +861,23 @@ Deno.test("repeat over tcp: stray and reset connections are ignored and use up n
     result.stderr.match(/ignored a connection from 127\.0\.0\.1/g)?.length,
     3,
     result.stderr,
+  );
+});
+
+Deno.test("copy store: close removes the temporary files of copies under way and refuses later ones", async () => {
+  await using dir = await tempDir();
+  const store = await CopyStore.create(dir.path, 10);
+  const first = await store.open(1, "a.bin");
+  await first.writer.write(new Uint8Array(1000));
+  const done = await store.open(2, "b.bin");
+  await done.writer.write(new Uint8Array(10));
+  await done.writer.finish(); // stored before the stop: it stays
+  const opening = store.open(3, "c.bin"); // under way when the stop comes
+  await store.close();
+  equal((await opening).refused, "the server is stopping");
+  equal((await store.open(4, "d.bin")).refused, "the server is stopping");
+  deepEqual(
+    [...Deno.readDirSync(dir.path)].map((entry) => entry.name),
+    ["002_b.bin"],
   );
 });
