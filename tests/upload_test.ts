@@ -28,6 +28,7 @@ import {
   connectWithin,
   UploadError,
 } from "../roles/client/upload_connect.ts";
+import type { UploadSocket } from "../roles/client/upload_socket.ts";
 import { IdleWatchdog } from "../roles/upload/upload_watchdog.ts";
 import {
   connectRaw,
@@ -408,6 +409,8 @@ Deno.test("upload client: a server that accepts but never reads gives ERROR: aft
     match(result.stderr, /no send progress for 1000 ms/);
     ok(elapsed >= timeoutMs - 50, `gave up after ${elapsed} ms`);
     ok(elapsed < timeoutMs + 8_000, `gave up only after ${elapsed} ms`);
+    // Reset, not closed: a server reading now must not see a finished upload.
+    equal(await waitForPeerClose(conn, 10_000), "error");
   } finally {
     conn.close();
   }
@@ -438,6 +441,43 @@ Deno.test("upload client: a stop signal mid-upload gives one ERROR: line and exi
       conn.close();
     }
   }
+});
+
+Deno.test("upload: a client stopped mid-upload leaves ERROR on the server, not the bytes sent so far", async () => {
+  // The file is a FIFO the test feeds: 1 MiB reaches the server, then the
+  // client waits for more. Client 1 is stopped there; client 2 (the
+  // control) sees its file end there and completes a 1 MiB upload.
+  await using src = await tempDir();
+  await using out = await tempDir();
+  await using server = await startUploadServer(out.path, ["-v"]);
+  for (const n of [1, 2]) {
+    const fifo = join(src.path, `fifo${n}`);
+    const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    ok(made.success, "mkfifo");
+    const client = startRole("client", [
+      "127.0.0.1",
+      String(server.port),
+      fifo,
+      "--timeout-ms",
+      "30000",
+    ]);
+    const writer = await Deno.open(fifo, { write: true });
+    try {
+      await writeAllTo(writer, new Uint8Array(MiB).fill(66));
+      await server.role.stdout.waitFor(`connection ${n} from`);
+      await delay(300); // the MiB is at the server
+      if (n === 1) await assertStoppedBy(client, "SIGTERM", 5_000);
+    } finally {
+      writer.close();
+    }
+    if (n === 2) {
+      const result = await client.finished(20_000);
+      equal(result.code, 0, result.stderr);
+    }
+  }
+  await waitForContent(join(out.path, "1.file"), "ERROR", 5_000);
+  equal((await Deno.stat(join(out.path, "2.file"))).size, MiB);
+  deepEqual(await listDir(out.path), numberedFiles(2));
 });
 
 Deno.test("upload client: a stop signal while connecting ends it at once, not at the connect timeout", async () => {
@@ -696,8 +736,13 @@ Deno.test("upload watchdog: fires after one long wait, never for waits that end 
   equal(fired, 1);
 });
 
-function fakeConn(name: string): Deno.TcpConn {
-  return { name, close() {} } as unknown as Deno.TcpConn;
+function fakeConn(name: string): UploadSocket & { name: string } {
+  return {
+    name,
+    write: () => Promise.resolve(),
+    finish: () => Promise.resolve(),
+    reset() {},
+  };
 }
 
 Deno.test("upload connect: the whole connect phase is bounded by the timeout", async () => {
@@ -747,7 +792,7 @@ Deno.test("upload connect: tries every address in order; reports resolve and ref
   };
   const conn = await connectWithin("localhost", 9, 1_000, secondWorks);
   deepEqual(tried, ["::1", "127.0.0.1"]);
-  equal((conn as unknown as { name: string }).name, "127.0.0.1");
+  equal((conn as { name?: string }).name, "127.0.0.1");
 
   const allRefuse: ConnectDeps = {
     lookup: () => Promise.resolve(["127.0.0.1"]),

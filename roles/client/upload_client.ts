@@ -9,10 +9,13 @@
  *   command line (including an invalid port), 1 for a missing or unreadable
  *   file, a host that does not resolve, a refused connection, the connect
  *   timeout, no send progress for the timeout, or a lost connection.
- * - SIGINT, SIGTERM, SIGHUP and SIGQUIT end a connect under way, or close
+ * - SIGINT, SIGTERM, SIGHUP and SIGQUIT end a connect under way, or reset
  *   the connection, and end the client with `ERROR: interrupted by
- *   <signal> before the server confirmed the upload`, exit code 1. (The server cannot tell a closed connection from
- *   a finished upload: the seed's protocol has no length.)
+ *   <signal> before the server confirmed the upload`, exit code 1.
+ * - Every failure after the connection was made resets it (`RST`) rather
+ *   than closing it: the seed's protocol has no length, so a graceful close
+ *   would make the bytes sent so far look like the whole file to the
+ *   server (ours then writes `ERROR` instead).
  * - The connect timeout and the send-progress timeout are both 10 s by
  *   default (`--timeout SEC` / `--timeout-ms MS` sets both).
  *
@@ -28,6 +31,7 @@ import {
 } from "./upload_client_args.ts";
 import { connectWithin, UploadError } from "./upload_connect.ts";
 import { sendUpload } from "./upload_sender.ts";
+import type { UploadSocket } from "./upload_socket.ts";
 import { watchStopSignals } from "../stop_signals.ts";
 
 async function openSource(path: string): Promise<Deno.FsFile> {
@@ -76,16 +80,10 @@ export async function runUploadClient(args: string[]): Promise<number> {
     return 0;
   }
   const started = performance.now();
-  // A stop signal ends the upload: the connection is closed and the run
+  // A stop signal ends the upload: the connection is reset and the run
   // fails with an `ERROR:` line (before: death by the signal, silently).
-  let conn: Deno.TcpConn | undefined;
-  using stop = watchStopSignals(() => {
-    try {
-      conn?.close();
-    } catch {
-      // already closed
-    }
-  });
+  let conn: UploadSocket | undefined;
+  using stop = watchStopSignals(() => conn?.reset());
   try {
     using file = await openSource(options.file);
     const connecting = connectWithin(
@@ -93,11 +91,15 @@ export async function runUploadClient(args: string[]): Promise<number> {
       options.port,
       options.timeoutMs,
     );
-    // A connection made after the stop is closed as soon as it exists.
-    connecting.then((late) => stop.signal && late.close(), () => {});
+    // A connection made after the stop is reset as soon as it exists.
+    connecting.then((late) => stop.signal && late.reset(), () => {});
     conn = await Promise.race([connecting, stop.stopped]); // ends a connect
     if (!conn) throw new UploadError("interrupted");
-    const bytes = await sendUpload(conn, file, options.timeoutMs);
+    // A stop also ends a wait on the file (a FIFO or a slow disk).
+    const sending = sendUpload(conn, file, options.timeoutMs);
+    sending.catch(() => {});
+    const bytes = await Promise.race([sending, stop.stopped]);
+    if (bytes === undefined) throw new UploadError("interrupted");
     if (options.verbose) {
       const ms = Math.round(performance.now() - started);
       printLine(

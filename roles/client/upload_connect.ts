@@ -10,6 +10,12 @@
  * @module
  */
 
+import {
+  connectUploadSocket,
+  describeSocketError,
+  type UploadSocket,
+} from "./upload_socket.ts";
+
 /** A failed upload: one `ERROR:` line on stderr and exit code 1. */
 export class UploadError extends Error {
   /**
@@ -40,19 +46,17 @@ export interface ConnectDeps {
    * @param port The port.
    * @returns The connection.
    */
-  connect(hostname: string, port: number): Promise<Deno.TcpConn>;
+  connect(hostname: string, port: number): Promise<UploadSocket>;
 }
 
-/** The system resolver (`getaddrinfo`, so `/etc/hosts` counts) and `Deno.connect`. */
+/** The system resolver (`getaddrinfo`, so `/etc/hosts` counts) and a `node:net` connection. */
 export const systemConnectDeps: ConnectDeps = {
   async lookup(host) {
     const { lookup } = await import("node:dns/promises");
     const found = await lookup(host, { all: true, verbatim: true });
     return found.map((entry) => entry.address);
   },
-  connect(hostname, port) {
-    return Deno.connect({ hostname, port, transport: "tcp" });
-  },
+  connect: connectUploadSocket,
 };
 
 /**
@@ -79,14 +83,6 @@ function errorCode(error: unknown): string | undefined {
     return typeof code === "string" ? code : undefined;
   }
   return undefined;
-}
-
-function describeConnectError(error: unknown): string {
-  if (error instanceof Deno.errors.ConnectionRefused) {
-    return "connection refused";
-  }
-  if (error instanceof Deno.errors.ConnectionReset) return "connection reset";
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** The IP literal inside brackets (`[::1]` → `::1`), else the name unchanged. */
@@ -116,7 +112,7 @@ export async function connectWithin(
   port: number,
   timeoutMs: number,
   deps: ConnectDeps = systemConnectDeps,
-): Promise<Deno.TcpConn> {
+): Promise<UploadSocket> {
   const where = `${host}:${port}`;
   if (isReservedInvalidName(host)) {
     throw new UploadError(
@@ -161,9 +157,9 @@ export async function connectWithin(
     let timedOut = false;
     for (const address of addresses) {
       const attempt = deps.connect(address, port);
-      // A connection that completes after the timeout is closed, not leaked.
+      // A connection that completes after the timeout is reset, not leaked.
       attempt.then((conn) => {
-        if (timedOut) conn.close();
+        if (timedOut) conn.reset();
       }, () => {});
       try {
         return await Promise.race([attempt, expired]);
@@ -176,7 +172,7 @@ export async function connectWithin(
       }
     }
     throw new UploadError(
-      `cannot connect to ${where}: ${describeConnectError(lastError)}`,
+      `cannot connect to ${where}: ${describeSocketError(lastError)}`,
       { cause: lastError },
     );
   } finally {

@@ -2,22 +2,30 @@
  * The upload client's transfer (SPEC §3): stream the file's bytes — nothing
  * else — and close gracefully.
  *
- * The file is read in 256 KiB chunks and written to the socket; each socket
- * write call is watched by an {@linkcode IdleWatchdog}, so when the server stops
- * taking data (its receive buffer and ours are full) for longer than the
- * timeout the connection is aborted and the upload fails. After the last
- * byte the client half-closes (`closeWrite`, a TCP FIN) and waits, within the
- * same timeout, for the server to close its side: the upload receiver closes
- * only after the file is stored, so exit code 0 means the server has it.
+ * The file is read in 256 KiB chunks and written to the socket in 64 KiB
+ * pieces; each write is watched by an {@linkcode IdleWatchdog}, so when the
+ * server stops taking data (its receive buffer and ours are full) for longer
+ * than the timeout the upload fails. After the last byte the client
+ * half-closes (a TCP `FIN`) and waits, within the same timeout, for the
+ * server to close its side: the upload receiver closes only after the file is
+ * stored, so exit code 0 means the server has it.
+ *
+ * A failure after the connection was made (a timeout, a read error, a stop
+ * signal) resets the connection instead (`RST`): the receiver must not take
+ * the bytes sent so far for the whole file (see `upload_socket.ts`).
  *
  * @module
  */
 
 import { IdleWatchdog } from "../upload/upload_watchdog.ts";
 import { UploadError } from "./upload_connect.ts";
+import { describeSocketError, type UploadSocket } from "./upload_socket.ts";
 
-/** Bytes read from the file per socket write. */
+/** Bytes read from the file per read. */
 const FILE_CHUNK_BYTES = 256 * 1024;
+
+/** Bytes per socket write: a write that waits is a wait for the server. */
+const WRITE_BYTES = 64 * 1024;
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -25,7 +33,8 @@ function describe(error: unknown): string {
 
 /**
  * Sends everything `source` yields over `conn`, half-closes and waits for the
- * server's close. Closes `conn` in every case.
+ * server's close. On any failure the connection is reset, never closed
+ * gracefully.
  *
  * @example
  * ```ts ignore
@@ -41,18 +50,14 @@ function describe(error: unknown): string {
  * @throws {UploadError} On a timeout, a lost connection or a read error.
  */
 export async function sendUpload(
-  conn: Deno.TcpConn,
+  conn: UploadSocket,
   source: { read(p: Uint8Array): Promise<number | null> },
   timeoutMs: number,
 ): Promise<number> {
   let timedOut = false;
-  const watchdog = new IdleWatchdog(timeoutMs, () => {
+  using watchdog = new IdleWatchdog(timeoutMs, () => {
     timedOut = true;
-    try {
-      conn.close();
-    } catch {
-      // already closed
-    }
+    conn.reset();
   });
   let sent = 0;
   try {
@@ -67,12 +72,11 @@ export async function sendUpload(
         });
       }
       if (n === null) break;
-      let offset = 0;
-      while (offset < n) {
-        // Progress is any write the socket accepts, however small.
+      for (let offset = 0; offset < n; offset += WRITE_BYTES) {
+        const end = Math.min(n, offset + WRITE_BYTES);
         watchdog.begin();
         try {
-          offset += await conn.write(chunk.subarray(offset, n));
+          await conn.write(chunk.subarray(offset, end));
         } catch (error) {
           if (timedOut) {
             throw new UploadError(
@@ -82,7 +86,9 @@ export async function sendUpload(
             );
           }
           throw new UploadError(
-            `connection lost after ${sent + offset} bytes: ${describe(error)}`,
+            `connection lost after ${sent + offset} bytes: ${
+              describeSocketError(error)
+            }`,
             { cause: error },
           );
         } finally {
@@ -91,50 +97,25 @@ export async function sendUpload(
       }
       sent += n;
     }
-    await finishGracefully(conn, watchdog, () => timedOut, timeoutMs);
-    return sent;
-  } finally {
-    watchdog[Symbol.dispose]();
-    try {
-      conn.close();
-    } catch {
-      // already closed
-    }
-  }
-}
-
-/** Half-closes and waits for the server's FIN, discarding anything it sends. */
-async function finishGracefully(
-  conn: Deno.TcpConn,
-  watchdog: IdleWatchdog,
-  timedOut: () => boolean,
-  timeoutMs: number,
-): Promise<void> {
-  try {
-    await conn.closeWrite();
-  } catch (error) {
-    throw new UploadError(
-      `cannot close the connection: ${describe(error)}`,
-      { cause: error },
-    );
-  }
-  const sink = new Uint8Array(4096);
-  while (true) {
     watchdog.begin();
     try {
-      if (await conn.read(sink) === null) return;
+      await conn.finish();
     } catch (error) {
-      if (timedOut()) {
+      if (timedOut) {
         throw new UploadError(
           `the server did not close the connection within ${timeoutMs} ms after the last byte`,
         );
       }
       throw new UploadError(
-        `connection lost after the last byte: ${describe(error)}`,
+        `connection lost after the last byte: ${describeSocketError(error)}`,
         { cause: error },
       );
     } finally {
       watchdog.end();
     }
+    return sent;
+  } catch (error) {
+    conn.reset();
+    throw error;
   }
 }

@@ -119,13 +119,13 @@ export function connectRaw(port: number): Promise<Deno.TcpConn> {
 }
 
 /**
- * Writes all bytes to a connection.
+ * Writes all bytes to a connection (or a file).
  *
  * @param conn The connection.
  * @param bytes The bytes.
  */
 export async function writeAllTo(
-  conn: Deno.Conn,
+  conn: { write(p: Uint8Array): Promise<number> },
   bytes: Uint8Array,
 ): Promise<void> {
   let off = 0;
