@@ -625,6 +625,38 @@ Deno.test("chat server: 200 raw clients under --max-clients 1000 all join and re
   }
 });
 
+Deno.test("chat server: a stdout nobody reads does not stop it; its event lines come out in order once read", async () => {
+  // A harness that reads the server's stdout only at the end (Popen with
+  // stdout=PIPE, then communicate()). 6000 list requests log 26 bytes each,
+  // 156 KB: far more than a pipe holds (64 KiB).
+  let startReading!: () => void;
+  const reading = new Promise<void>((resolve) => startReading = resolve);
+  await using server = await startChatServer([], {}, reading);
+  const requests = 6000;
+  try {
+    using alice = await RawPeer.join(server.port, "alice");
+    for (let i = 0; i < requests; i++) {
+      await alice.link.send({ type: "request_users_list" });
+      deepEqual(await alice.nextMessage(5_000), {
+        type: "response_users_list",
+        users: ["alice"],
+      }, `request ${i + 1} was answered`);
+    }
+  } finally {
+    startReading();
+  }
+  // alice has left too (closed without quit).
+  await waitUntil(
+    () => server.process.stdout.lines.length === requests + 2,
+    "every line",
+  );
+  deepEqual(server.process.stdout.lines, [
+    "join: alice",
+    ...Array(requests).fill("request_users_list: alice"),
+    "disconnected: alice",
+  ]);
+});
+
 Deno.test("chat server: a stalled client is dropped when its queue overflows; others keep receiving", async () => {
   await using server = await startChatServer();
   const port = server.port;

@@ -24,7 +24,7 @@
  * @module
  */
 
-import { parsePort, printable, printLine, UsageError } from "../cli.ts";
+import { parsePort, printable, UsageError } from "../cli.ts";
 import {
   DEFAULT_CONNECT_TIMEOUT_SEC,
   DEFAULT_TIMEOUT_SEC,
@@ -36,6 +36,7 @@ import {
 } from "../file_service/file_options.ts";
 import { stopSignal } from "../file_service/file_shutdown.ts";
 import { CacheServer } from "./cache_service.ts";
+import { printEventLine } from "../event_lines.ts";
 
 /** Default byte bound of the cache. */
 export const DEFAULT_MAX_BYTES = 1024 ** 3;
@@ -111,11 +112,11 @@ export async function runCacheServer(args: string[]): Promise<number> {
       DEFAULT_CONNECT_TIMEOUT_SEC,
     ),
     log: values.log
-      ? (line) => printLine(`cache: ${printable(line)}`)
+      ? (line) => printEventLine(`cache: ${printable(line)}`)
       : undefined,
   });
   const { files, bytes } = cache.contents;
-  printLine(
+  printEventLine(
     `cache listening on ${hostname}:${cache.port} (${transport.name}), origin ${originHost}:${originPort}, files in "${dir}" (${files} cached, ${bytes} bytes)`,
   );
   await Promise.race([stopSignal(), cache.finished]);

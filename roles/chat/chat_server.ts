@@ -32,6 +32,7 @@ import { FileSpool } from "./file_spool.ts";
 import { DEFAULT_OUTBOX_LIMITS, Outbox, type OutboxLimits } from "./outbox.ts";
 import { onStopSignal } from "../stop_signals.ts";
 import { isLostBeforeAccept } from "../../transport/accept_errors.ts";
+import { printEventLine } from "../event_lines.ts";
 
 /** Options of {@linkcode ChatServer.listen}. */
 export interface ChatServerOptions {
@@ -112,7 +113,7 @@ export class ChatServer implements AsyncDisposable {
   private constructor(listener: Deno.TcpListener, options: ChatServerOptions) {
     this.#listener = listener;
     this.#maxClients = options.maxClients;
-    this.#print = options.print ?? printLine;
+    this.#print = options.print ?? printEventLine;
     this.#warn = options.warn ?? printError;
     this.#joinTimeoutMs = options.joinTimeoutMs ?? JOIN_TIMEOUT_MS;
     this.#limits = {

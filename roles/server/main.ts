@@ -8,6 +8,7 @@
 
 import { runMain } from "../cli.ts";
 import { resolveServer, type ServerService } from "../invocation.ts";
+import { flushEventLines } from "../event_lines.ts";
 
 /** Usage text of the `server` executable. */
 export const SERVER_USAGE = `usage:
@@ -47,4 +48,8 @@ export function serverMain(args: string[]): Promise<number> {
   });
 }
 
-if (import.meta.main) Deno.exit(await serverMain(Deno.args));
+if (import.meta.main) {
+  const code = await serverMain(Deno.args);
+  await flushEventLines(); // lines a slow stdout reader has not taken yet
+  Deno.exit(code);
+}

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { parsePort, printable, printLine } from "../cli.ts";
+import { parsePort, printable } from "../cli.ts";
 import {
   DEFAULT_TIMEOUT_SEC,
   parseRoleArgs,
@@ -27,6 +27,7 @@ import {
 } from "../file_service/file_options.ts";
 import { stopSignal } from "../file_service/file_shutdown.ts";
 import { OriginServer } from "./origin_service.ts";
+import { printEventLine } from "../event_lines.ts";
 
 /**
  * Runs the file-service origin server until SIGINT, SIGTERM, SIGHUP or SIGQUIT.
@@ -51,10 +52,10 @@ export async function runOriginServer(args: string[]): Promise<number> {
     dir,
     idleMs,
     log: values.log
-      ? (line) => printLine(`origin: ${printable(line)}`)
+      ? (line) => printEventLine(`origin: ${printable(line)}`)
       : undefined,
   });
-  printLine(
+  printEventLine(
     `origin server listening on ${hostname}:${server.port} (${transport.name}), files in "${dir}"`,
   );
   await Promise.race([stopSignal(), server.finished]);

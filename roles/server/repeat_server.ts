@@ -23,7 +23,6 @@ import {
   parseCommandLine,
   parsePort,
   printError,
-  printLine,
   UsageError,
 } from "../cli.ts";
 import { transportByName } from "../../transport/registry.ts";
@@ -49,6 +48,7 @@ import {
 } from "../repeat/repeat_options.ts";
 import { SessionCopyReceiver } from "./repeat_session_receiver.ts";
 import { type StopWatch, watchStopSignals } from "../stop_signals.ts";
+import { printEventLine } from "../event_lines.ts";
 
 /** Parsed arguments of `server repeat`. */
 export interface RepeatServerOptions {
@@ -168,11 +168,11 @@ async function runUntil(
     return EXIT_FAILURE;
   }
   const store = await CopyStore.create(options.dir, options.times);
-  const out = options.json ? () => {} : printLine;
+  const out = options.json ? () => {} : printEventLine;
   await using receiver = openReceiver(options, store, reference);
   const where =
     `Listening on ${receiver.addr.hostname}:${receiver.addr.port} (${options.transport})`;
-  (options.json ? printError : printLine)(where);
+  (options.json ? printError : printEventLine)(where);
   out(serverLines.ready());
 
   const events: CopyEvent[] = [];
@@ -217,7 +217,7 @@ async function runUntil(
   out(serverLines.errors(incorrect, options.times));
   out(serverLines.done());
   if (options.json) {
-    printLine(JSON.stringify({
+    printEventLine(JSON.stringify({
       role: "server",
       transport: options.transport,
       port: receiver.addr.port,

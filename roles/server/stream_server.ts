@@ -17,7 +17,6 @@ import {
   parsePort,
   printable,
   printError,
-  printLine,
   UsageError,
 } from "../cli.ts";
 import {
@@ -28,6 +27,7 @@ import {
 import { serveStreamClient, type StreamServerLog } from "./stream_session.ts";
 import { onStopSignal } from "../stop_signals.ts";
 import { isLostBeforeAccept } from "../../transport/accept_errors.ts";
+import { printEventLine } from "../event_lines.ts";
 
 /** Options of {@linkcode serveStream}. */
 export interface StreamServerOptions {
@@ -53,7 +53,7 @@ export const silentLog: StreamServerLog = {
 
 /** A log that prints `-v` lines on stdout and problems on stderr. */
 export const verboseLog: StreamServerLog = {
-  info: (line) => printLine(printable(line)),
+  info: (line) => printEventLine(printable(line)),
   problem: (line) => printError(printable(line)),
 };
 

@@ -27,6 +27,7 @@ import {
 } from "../upload/upload_args.ts";
 import { UploadReceiver } from "./upload_receiver.ts";
 import { onStopSignal } from "../stop_signals.ts";
+import { printEventLine } from "../event_lines.ts";
 
 /** Where the receiver listens: every IPv4 interface. */
 const ALL_INTERFACES = "0.0.0.0";
@@ -40,15 +41,6 @@ function describeListenError(error: unknown): string {
     return `missing permission: ${error.message} (run with --allow-net)`;
   }
   return error instanceof Error ? error.message : String(error);
-}
-
-/** Writes a line to stdout, ignoring a closed stdout (never crash on logs). */
-function safePrintLine(line: string): void {
-  try {
-    printLine(line);
-  } catch {
-    // stdout closed: keep serving
-  }
 }
 
 async function prepareDir(dir: string): Promise<string | undefined> {
@@ -104,12 +96,12 @@ export async function runUploadServer(args: string[]): Promise<number> {
   const receiver = new UploadReceiver(listener, {
     dir: options.dir,
     idleTimeoutMs: options.idleTimeoutMs,
-    log: options.verbose ? safePrintLine : undefined,
+    log: options.verbose ? printEventLine : undefined,
   });
   // The seed's SIGQUIT and SIGTERM are among every role's stop signals.
   const forgetSignals = onStopSignal(() => receiver.shutdown());
   try {
-    safePrintLine(
+    printEventLine(
       `upload receiver listening on ${ALL_INTERFACES}:${options.port}, saving to ${options.dir}`,
     );
     await receiver.finished;

@@ -27,6 +27,8 @@ export interface StartRoleOptions {
   stdin?: boolean;
   /** Extra environment variables. */
   env?: Record<string, string>;
+  /** Stdout is not read until this settles (a reader that does not keep up). */
+  readStdoutAfter?: Promise<unknown>;
 }
 
 /** Collects a byte stream as text and lets a test wait for a line. */
@@ -42,9 +44,11 @@ export class LineCollector {
    * Creates the instance.
    *
    * @param stream The stream to collect.
+   * @param after Reading starts when this settles (default: at once).
    */
-  constructor(stream: ReadableStream<Uint8Array>) {
+  constructor(stream: ReadableStream<Uint8Array>, after?: Promise<unknown>) {
     this.finished = (async () => {
+      await after?.catch(() => {});
       const decoder = new TextDecoder();
       for await (const chunk of stream) {
         this.text += decoder.decode(chunk, { stream: true });
@@ -120,10 +124,16 @@ export class RoleProcess implements AsyncDisposable {
    * Creates the instance.
    *
    * @param child A child spawned with piped stdout and stderr.
+   * @param piped Whether its stdin is piped.
+   * @param readStdoutAfter Stdout is read once this settles (default: at once).
    */
-  constructor(child: Deno.ChildProcess, piped: boolean) {
+  constructor(
+    child: Deno.ChildProcess,
+    piped: boolean,
+    readStdoutAfter?: Promise<unknown>,
+  ) {
     this.child = child;
-    this.stdout = new LineCollector(child.stdout);
+    this.stdout = new LineCollector(child.stdout, readStdoutAfter);
     this.stderr = new LineCollector(child.stderr);
     if (piped) this.#stdin = child.stdin.getWriter();
   }
@@ -221,7 +231,11 @@ export function startRole(
     stderr: "piped",
     env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", ...options.env },
   }).spawn();
-  return new RoleProcess(child, options.stdin === true);
+  return new RoleProcess(
+    child,
+    options.stdin === true,
+    options.readStdoutAfter,
+  );
 }
 
 /**
