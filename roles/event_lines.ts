@@ -1,8 +1,8 @@
 /**
  * Servers' event lines on stdout (the chat server's `join: alice`, the stream
  * server's `-v` lines, the origin's and cache's `--log`, the upload and
- * repeat servers' lines), written so that a reader who does not keep up can
- * never stop a server.
+ * repeat servers' lines) and their per-peer problems on stderr, written so
+ * that a reader who does not keep up can never stop a server.
  *
  * A synchronous write to a pipe blocks the whole process once the pipe is
  * full (64 KiB on Linux): a server started by a harness that reads its
@@ -125,7 +125,7 @@ export class EventLines {
   #noteDrops(): void {
     if (this.#pendingDrops === 0) return;
     const note = encoder.encode(
-      `(${this.#pendingDrops} lines dropped: stdout was not being read)\n`,
+      `(${this.#pendingDrops} lines dropped: output was not being read)\n`,
     );
     this.#pendingDrops = 0;
     this.#queue.push(note);
@@ -170,28 +170,40 @@ export class EventLines {
   }
 }
 
-/** Writes synchronously: for a terminal, where the order against stderr shows. */
+/** Writes synchronously: for a terminal, where the order against the other stream shows. */
 class TerminalLines {
+  readonly #stream: typeof Deno.stdout;
+
+  constructor(stream: typeof Deno.stdout) {
+    this.#stream = stream;
+  }
+
   write(line: string): void {
     try {
       const bytes = encoder.encode(line + "\n");
       let offset = 0;
       while (offset < bytes.length) {
-        offset += Deno.stdout.writeSync(bytes.subarray(offset));
+        offset += this.#stream.writeSync(bytes.subarray(offset));
       }
     } catch {
-      // stdout closed: keep serving
+      // closed: keep serving
     }
   }
 }
 
-let processLines: EventLines | TerminalLines | undefined;
+/** This process's writers for its stdout and stderr, made on first use. */
+const outputs = new Map<"stdout" | "stderr", EventLines | TerminalLines>();
 
-function lines(): EventLines | TerminalLines {
-  processLines ??= Deno.stdout.isTerminal()
-    ? new TerminalLines()
-    : new EventLines(Deno.stdout);
-  return processLines;
+function output(name: "stdout" | "stderr"): EventLines | TerminalLines {
+  let lines = outputs.get(name);
+  if (!lines) {
+    const stream = Deno[name];
+    lines = stream.isTerminal()
+      ? new TerminalLines(stream)
+      : new EventLines(stream);
+    outputs.set(name, lines);
+  }
+  return lines;
 }
 
 /**
@@ -206,7 +218,23 @@ function lines(): EventLines | TerminalLines {
  * @param line The line, without its newline.
  */
 export function printEventLine(line: string): void {
-  lines().write(line);
+  output("stdout").write(line);
+}
+
+/**
+ * Writes one line about a problem with a peer to this process's stderr, in
+ * the same way as {@linkcode printEventLine}: a flood of bad clients cannot
+ * stop a server whose stderr is not being read.
+ *
+ * @example
+ * ```ts ignore
+ * printEventProblem("chat server: 127.0.0.1:5555 sent an invalid message: …");
+ * ```
+ *
+ * @param line The line, without its newline.
+ */
+export function printEventProblem(line: string): void {
+  output("stderr").write(line);
 }
 
 /**
@@ -225,5 +253,9 @@ export function printEventLine(line: string): void {
 export async function flushEventLines(
   timeoutMs: number = EXIT_FLUSH_MS,
 ): Promise<void> {
-  if (processLines instanceof EventLines) await processLines.flush(timeoutMs);
+  await Promise.all(
+    [...outputs.values()].map((lines) =>
+      lines instanceof EventLines ? lines.flush(timeoutMs) : true
+    ),
+  );
 }

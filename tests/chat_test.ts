@@ -625,36 +625,62 @@ Deno.test("chat server: 200 raw clients under --max-clients 1000 all join and re
   }
 });
 
-Deno.test("chat server: a stdout nobody reads does not stop it; its event lines come out in order once read", async () => {
-  // A harness that reads the server's stdout only at the end (Popen with
-  // stdout=PIPE, then communicate()). 6000 list requests log 26 bytes each,
-  // 156 KB: far more than a pipe holds (64 KiB).
-  let startReading!: () => void;
-  const reading = new Promise<void>((resolve) => startReading = resolve);
-  await using server = await startChatServer([], {}, reading);
-  const requests = 6000;
+Deno.test("chat server: a stdout and stderr nobody reads do not stop it; their lines come out in order once read", async () => {
+  // A harness that reads the server's output only at the end (Popen with
+  // stdout=PIPE, stderr=PIPE, then communicate()). A pipe holds 64 KiB.
+  await using server = await startChatServer();
+  const { stdout, stderr } = server.process;
+  stdout.pause();
+  stderr.pause();
+  const requests = 6000; // 26 bytes of stdout each: 156 KB
+  const strangers = 1500; // ~90 bytes of stderr each (and 50 of stdout)
   try {
     using alice = await RawPeer.join(server.port, "alice");
-    for (let i = 0; i < requests; i++) {
+    const list = async (what: string) => {
       await alice.link.send({ type: "request_users_list" });
       deepEqual(await alice.nextMessage(5_000), {
         type: "response_users_list",
         users: ["alice"],
-      }, `request ${i + 1} was answered`);
+      }, what);
+    };
+    for (let i = 0; i < requests; i++) await list(`request ${i + 1}`);
+    for (let i = 0; i < strangers; i += 50) {
+      await Promise.all(Array.from({ length: 50 }, async () => {
+        // Not joined: refused, with a line on stderr and one on stdout.
+        using stranger = await RawPeer.connect(server.port);
+        await stranger.link.send({ type: "request_users_list" });
+        deepEqual(await stranger.nextMessage(5_000), {
+          type: "err_unknown_message",
+        });
+      }));
     }
+    await list("a request after the strangers");
   } finally {
-    startReading();
+    stdout.resume();
+    stderr.resume();
   }
-  // alice has left too (closed without quit).
+  const count = (lines: string[], pattern: RegExp) =>
+    lines.filter((line) => pattern.test(line)).length;
   await waitUntil(
-    () => server.process.stdout.lines.length === requests + 2,
+    () =>
+      count(stderr.lines, /sent an invalid message/) === strangers &&
+      stdout.lines.includes("disconnected: alice"),
     "every line",
   );
-  deepEqual(server.process.stdout.lines, [
+  const lines = stdout.lines;
+  deepEqual(lines.slice(0, requests + 1), [
     "join: alice",
     ...Array(requests).fill("request_users_list: alice"),
+  ]);
+  equal(
+    count(lines, /^disconnected: 127\.0\.0\.1:\d+ sent unknown/),
+    strangers,
+  );
+  deepEqual(lines.slice(-2), [
+    "request_users_list: alice",
     "disconnected: alice",
   ]);
+  ok(!stderr.text.includes("dropped"), "8 MiB were never reached");
 });
 
 Deno.test("chat server: a stalled client is dropped when its queue overflows; others keep receiving", async () => {

@@ -66,7 +66,7 @@ Deno.test("event lines: past the bound lines are dropped, counted, and noted whe
     "queued 1",
     "queued 2",
     "queued 3",
-    "(6 lines dropped: stdout was not being read)",
+    "(6 lines dropped: output was not being read)",
     "after",
     "",
   ]);

@@ -32,7 +32,7 @@ import { FileSpool } from "./file_spool.ts";
 import { DEFAULT_OUTBOX_LIMITS, Outbox, type OutboxLimits } from "./outbox.ts";
 import { onStopSignal } from "../stop_signals.ts";
 import { isLostBeforeAccept } from "../../transport/accept_errors.ts";
-import { printEventLine } from "../event_lines.ts";
+import { printEventLine, printEventProblem } from "../event_lines.ts";
 
 /** Options of {@linkcode ChatServer.listen}. */
 export interface ChatServerOptions {
@@ -114,7 +114,7 @@ export class ChatServer implements AsyncDisposable {
     this.#listener = listener;
     this.#maxClients = options.maxClients;
     this.#print = options.print ?? printEventLine;
-    this.#warn = options.warn ?? printError;
+    this.#warn = options.warn ?? printEventProblem;
     this.#joinTimeoutMs = options.joinTimeoutMs ?? JOIN_TIMEOUT_MS;
     this.#limits = {
       maxQueuedBytes: options.maxQueuedBytes ??
@@ -503,7 +503,9 @@ export async function runChatServer(args: string[]): Promise<number> {
   // Last line of defence: a bug in one connection must not end the server.
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
-    printError(`chat server: internal error: ${reasonOf(event.reason)}`);
+    printEventProblem(
+      `chat server: internal error: ${reasonOf(event.reason)}`,
+    );
   });
   const forgetSignals = onStopSignal(() => void server.close());
   try {

@@ -48,7 +48,7 @@ import {
 } from "../repeat/repeat_options.ts";
 import { SessionCopyReceiver } from "./repeat_session_receiver.ts";
 import { type StopWatch, watchStopSignals } from "../stop_signals.ts";
-import { printEventLine } from "../event_lines.ts";
+import { printEventLine, printEventProblem } from "../event_lines.ts";
 
 /** Parsed arguments of `server repeat`. */
 export interface RepeatServerOptions {
@@ -181,7 +181,7 @@ async function runUntil(
   const copies = receiver.copies(options.times, {
     started: (n, name) => stopped() || out(serverLines.starting(name, n)),
     finished: (n, name) => stopped() || out(serverLines.finishing(name, n)),
-    warn: (message) => stopped() || printError(`server: ${message}`),
+    warn: (message) => stopped() || printEventProblem(`server: ${message}`),
   });
   while (true) {
     const pending = copies.next();

@@ -12,13 +12,7 @@
  * @module
  */
 
-import {
-  parseCommandLine,
-  parsePort,
-  printable,
-  printError,
-  UsageError,
-} from "../cli.ts";
+import { parseCommandLine, parsePort, printable, UsageError } from "../cli.ts";
 import {
   parseBlockSize,
   parseIdleTimeout,
@@ -27,7 +21,7 @@ import {
 import { serveStreamClient, type StreamServerLog } from "./stream_session.ts";
 import { onStopSignal } from "../stop_signals.ts";
 import { isLostBeforeAccept } from "../../transport/accept_errors.ts";
-import { printEventLine } from "../event_lines.ts";
+import { printEventLine, printEventProblem } from "../event_lines.ts";
 
 /** Options of {@linkcode serveStream}. */
 export interface StreamServerOptions {
@@ -54,7 +48,7 @@ export const silentLog: StreamServerLog = {
 /** A log that prints `-v` lines on stdout and problems on stderr. */
 export const verboseLog: StreamServerLog = {
   info: (line) => printEventLine(printable(line)),
-  problem: (line) => printError(printable(line)),
+  problem: (line) => printEventProblem(printable(line)),
 };
 
 /**

@@ -27,8 +27,6 @@ export interface StartRoleOptions {
   stdin?: boolean;
   /** Extra environment variables. */
   env?: Record<string, string>;
-  /** Stdout is not read until this settles (a reader that does not keep up). */
-  readStdoutAfter?: Promise<unknown>;
 }
 
 /** Collects a byte stream as text and lets a test wait for a line. */
@@ -44,20 +42,36 @@ export class LineCollector {
    * Creates the instance.
    *
    * @param stream The stream to collect.
-   * @param after Reading starts when this settles (default: at once).
    */
-  constructor(stream: ReadableStream<Uint8Array>, after?: Promise<unknown>) {
+  constructor(stream: ReadableStream<Uint8Array>) {
     this.finished = (async () => {
-      await after?.catch(() => {});
       const decoder = new TextDecoder();
       for await (const chunk of stream) {
         this.text += decoder.decode(chunk, { stream: true });
         this.#wake();
+        await this.#paused;
       }
       this.text += decoder.decode();
       this.#done = true;
       this.#wake();
     })();
+  }
+
+  #paused?: Promise<void>;
+  #resume?: () => void;
+
+  /**
+   * Stops reading after the chunk being read (a reader that does not keep
+   * up: the process's pipe fills); {@linkcode LineCollector.resume} reads on.
+   */
+  pause(): void {
+    this.#paused ??= new Promise((resolve) => this.#resume = resolve);
+  }
+
+  /** Reads on after {@linkcode LineCollector.pause}. */
+  resume(): void {
+    this.#resume?.();
+    this.#paused = this.#resume = undefined;
   }
 
   #wake(): void {
@@ -125,15 +139,10 @@ export class RoleProcess implements AsyncDisposable {
    *
    * @param child A child spawned with piped stdout and stderr.
    * @param piped Whether its stdin is piped.
-   * @param readStdoutAfter Stdout is read once this settles (default: at once).
    */
-  constructor(
-    child: Deno.ChildProcess,
-    piped: boolean,
-    readStdoutAfter?: Promise<unknown>,
-  ) {
+  constructor(child: Deno.ChildProcess, piped: boolean) {
     this.child = child;
-    this.stdout = new LineCollector(child.stdout, readStdoutAfter);
+    this.stdout = new LineCollector(child.stdout);
     this.stderr = new LineCollector(child.stderr);
     if (piped) this.#stdin = child.stdin.getWriter();
   }
@@ -202,6 +211,8 @@ export class RoleProcess implements AsyncDisposable {
 
   /** Kills the process and waits for it and its output streams. */
   async [Symbol.asyncDispose](): Promise<void> {
+    this.stdout.resume();
+    this.stderr.resume();
     await this.closeStdin();
     this.kill("SIGKILL");
     await this.child.status;
@@ -231,11 +242,7 @@ export function startRole(
     stderr: "piped",
     env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", ...options.env },
   }).spawn();
-  return new RoleProcess(
-    child,
-    options.stdin === true,
-    options.readStdoutAfter,
-  );
+  return new RoleProcess(child, options.stdin === true);
 }
 
 /**

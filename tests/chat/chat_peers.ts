@@ -23,13 +23,11 @@ export interface ChatServerProcess extends AsyncDisposable {
  *
  * @param extra More arguments, e.g. `["--max-clients", "1000"]`.
  * @param env More environment, e.g. `TMPDIR`.
- * @param readStdoutAfter Its stdout is not read until this settles.
  * @returns The running server.
  */
 export async function startChatServer(
   extra: string[] = [],
   env: Record<string, string> = {},
-  readStdoutAfter?: Promise<unknown>,
 ): Promise<ChatServerProcess> {
   const process = startRole("chat", [
     "server",
@@ -38,7 +36,7 @@ export async function startChatServer(
     "-p",
     "0",
     ...extra,
-  ], { env, readStdoutAfter });
+  ], { env });
   try {
     const match = await process.stderr.waitFor(
       /listening on 127\.0\.0\.1:(\d+)/,
