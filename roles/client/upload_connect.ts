@@ -13,6 +13,7 @@
 import {
   connectUploadSocket,
   describeSocketError,
+  systemErrorCode,
   type UploadSocket,
 } from "./upload_socket.ts";
 
@@ -77,14 +78,6 @@ export function isReservedInvalidName(host: string): boolean {
   return name === "invalid" || name.endsWith(".invalid");
 }
 
-function errorCode(error: unknown): string | undefined {
-  if (typeof error === "object" && error !== null && "code" in error) {
-    const code = (error as { code: unknown }).code;
-    return typeof code === "string" ? code : undefined;
-  }
-  return undefined;
-}
-
 /** The IP literal inside brackets (`[::1]` → `::1`), else the name unchanged. */
 function unbracket(host: string): string {
   return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
@@ -140,7 +133,7 @@ export async function connectWithin(
       addresses = await Promise.race([lookup, expired]);
     } catch (error) {
       if (error instanceof UploadError) throw error;
-      const code = errorCode(error);
+      const code = systemErrorCode(error);
       throw new UploadError(
         `cannot resolve host "${host}": ${
           code === "ENOTFOUND"

@@ -36,8 +36,20 @@ export interface UploadSocket {
   reset(): void;
 }
 
-/** An error carrying the system error code (`ECONNREFUSED`, …) when there is one. */
-function codeOf(error: unknown): string | undefined {
+/**
+ * The system error code an error carries (`ECONNREFUSED`, `ENOTFOUND`, …),
+ * as `node:` modules set it.
+ *
+ * @example
+ * ```ts
+ * import { systemErrorCode } from "./upload_socket.ts";
+ * console.log(systemErrorCode(Object.assign(new Error("x"), { code: "EPIPE" }))); // "EPIPE"
+ * ```
+ *
+ * @param error Anything thrown.
+ * @returns The code, or `undefined` without one.
+ */
+export function systemErrorCode(error: unknown): string | undefined {
   if (typeof error === "object" && error !== null && "code" in error) {
     const code = (error as { code: unknown }).code;
     return typeof code === "string" ? code : undefined;
@@ -60,7 +72,7 @@ function codeOf(error: unknown): string | undefined {
  * @returns The description.
  */
 export function describeSocketError(error: unknown): string {
-  const code = codeOf(error);
+  const code = systemErrorCode(error);
   if (
     code === "ECONNREFUSED" || error instanceof Deno.errors.ConnectionRefused
   ) {
