@@ -103,11 +103,8 @@ export function printError(line: string): void {
  */
 export function parsePort(text: string | undefined, allowZero = true): number {
   if (text === undefined) throw new UsageError("missing <port>");
-  if (!/^\d{1,5}$/.test(text)) {
-    throw new UsageError(`invalid port "${text}"`);
-  }
-  const port = Number(text);
-  if (port > 65535 || (!allowZero && port === 0)) {
+  const port = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
+  if (!(port <= 65535) || (!allowZero && port === 0)) {
     throw new UsageError(
       `invalid port "${text}": must be ${
         allowZero ? "0-65535 (0: any free port)" : "1-65535"
@@ -284,7 +281,13 @@ export function parseCommandLine<T extends ParseArgsConfig>(
   }
 }
 
-/** `--name value` as `--name=value` where the value starts with `-`. */
+/**
+ * The arguments as `parseArgs` can take them: `--name value` as
+ * `--name=value` where the value starts with `-`, and, when a positional
+ * word is a negative number (`server -1 tcp`), every positional word after a
+ * `--` (in order), so that the number reaches the port check instead of
+ * being refused as an unknown option `-1`.
+ */
 function attachDashValues(config: ParseArgsConfig): string[] {
   const args = config.args ?? [];
   const takesValue = new Map<string, string>();
@@ -294,18 +297,33 @@ function attachDashValues(config: ParseArgsConfig): string[] {
     if (option.short) takesValue.set(`-${option.short}`, name);
   }
   const out: string[] = [];
+  const options: string[] = [];
+  const positionals: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--") {
       out.push(...args.slice(i));
+      positionals.push(...args.slice(i + 1));
       break;
     }
     const name = takesValue.get(arg);
     const value = args[i + 1];
     if (name !== undefined && value?.startsWith("-")) {
       out.push(`--${name}=${value}`);
+      options.push(`--${name}=${value}`);
       i++;
-    } else out.push(arg);
+    } else if (name !== undefined && value !== undefined) {
+      out.push(arg, value);
+      options.push(arg, value);
+      i++;
+    } else {
+      out.push(arg);
+      if (arg.length > 1 && arg.startsWith("-") && !/^-\d/.test(arg)) {
+        options.push(arg);
+      } else positionals.push(arg);
+    }
   }
-  return out;
+  return positionals.some((word) => /^-\d/.test(word))
+    ? [...options, "--", ...positionals]
+    : out;
 }

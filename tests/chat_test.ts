@@ -56,7 +56,7 @@ Deno.test("chat: bad arguments are usage errors (exit 2); an unreachable server 
       ["client", "-u", "alice", "extra"],
       ["server", "--max-clients", "0"],
       ["server", "--bogus"],
-      ["server", "-p", "-1"], // node's parseArgs explains this in three lines
+      ["server", "-p", "-1"], // an option value: invalid port "-1"
     ]
   ) {
     const result = await runRole("chat", args);

@@ -109,14 +109,22 @@ for (const role of ROLES) {
   });
 }
 
-Deno.test("server: a bad port is a usage error with a one-line reason (exit 2)", async () => {
+Deno.test("server: a bad port is a usage error naming the accepted range (exit 2), a negative one too", async () => {
   for (const port of ["abc", "70000", "-1"]) {
-    const result = await runRole("server", [port, "tcp"], {
+    const result = await runRole("server", [port, "tcp", "--log"], {
       timeoutMs: 30_000,
     });
     equal(result.code, 2, `${port}: ${result.stderr}`);
-    ok(result.stderr.trim().length > 0);
+    match(
+      result.stderr,
+      new RegExp(
+        `^server: invalid port "${port}": must be 0-65535 \\(0: any free port\\)\nusage:`,
+      ),
+    );
   }
+  const cache = await runRole("cache", ["-4", "127.0.0.1", "9", "tcp"]);
+  equal(cache.code, 2);
+  match(cache.stderr, /^cache: invalid port "-4": must be 0-65535/);
 });
 
 Deno.test("make build: launchers in dist/ run from another directory", async () => {
@@ -161,6 +169,14 @@ Deno.test("parseCommandLine: a value starting with - is taken as the value (as g
   });
   deepEqual(parsed.values, { times: "-1", user: "-x", json: true });
   deepEqual(parsed.positionals, ["--times", "-2"]);
+  // A negative number among the positional words is one of them, in order.
+  const numbers = parseCommandLine({
+    args: ["7", "--json", "-1", "-u", "-x", "b"],
+    options,
+    allowPositionals: true,
+  });
+  deepEqual(numbers.values, { json: true, user: "-x" });
+  deepEqual(numbers.positionals, ["7", "-1", "b"]);
   // A missing value is still an error, with parseArgs' first line.
   throws(
     () => parseCommandLine({ args: ["--times"], options }),
