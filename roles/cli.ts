@@ -88,9 +88,16 @@ export function printable(text: string): string {
   );
 }
 
-/** Writes one line to stderr. */
+/**
+ * Writes one line to stderr; a stderr that cannot be written (closed,
+ * `/dev/full`) is ignored, so a message never turns into a crash.
+ */
 export function printError(line: string): void {
-  Deno.stderr.writeSync(new TextEncoder().encode(line + "\n"));
+  try {
+    Deno.stderr.writeSync(new TextEncoder().encode(line + "\n"));
+  } catch {
+    // nowhere to say it
+  }
 }
 
 /**

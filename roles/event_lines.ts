@@ -1,33 +1,50 @@
 /**
  * Servers' event lines on stdout (the chat server's `join: alice`, the stream
  * server's `-v` lines, the origin's and cache's `--log`, the upload and
- * repeat servers' lines) and their per-peer problems on stderr, written so
- * that a reader who does not keep up can never stop a server.
+ * repeat servers' lines) and their per-peer problems on stderr (SNW give-up
+ * lines included), written so that a reader who does not keep up can never
+ * stop a server.
  *
  * A synchronous write to a pipe blocks the whole process once the pipe is
  * full (64 KiB on Linux): a server started by a harness that reads its
- * stdout only at the end (Python's `Popen(stdout=PIPE)` then
+ * output only at the end (Python's `Popen(stdout=PIPE, stderr=PIPE)` then
  * `communicate()`) would stop serving everyone after ~3 000 chat messages.
- * So, unless stdout is a terminal, lines are queued and written by one
- * asynchronous writer, in order, several per write.
+ * So, unless the stream is a terminal, lines are queued and written by one
+ * asynchronous writer:
  *
- * The queue is bounded ({@linkcode DEFAULT_MAX_QUEUED_BYTES}): lines that
- * arrive while it is full are dropped and counted, and where they would have
- * been the output gets one line `(<n> lines dropped: stdout was not being
- * read)`. A stdout that fails (closed pipe) drops everything after, quietly:
- * a server never fails for its log. Before exiting, a role calls
- * {@linkcode flushEventLines}, which waits (bounded) for the queue to drain.
+ * - **One order for both streams.** Lines for stdout and stderr wait in one
+ *   queue and are written in the order they were printed, as synchronous
+ *   writes would have been: `>log 2>&1` keeps a reply after its request.
+ * - **Whole lines, packed.** Lines are encoded straight into 4 KiB segments
+ *   (`PIPE_BUF`: a write of at most that much to a pipe is all or nothing),
+ *   each holding whole lines of one stream. So output cut off at exit ends
+ *   at a line's end, and a queued line costs its bytes, not an object.
+ * - **Bounded.** At most {@linkcode DEFAULT_MAX_QUEUED_BYTES} wait, counting
+ *   bytes until they are written. Lines that arrive while it is full are
+ *   dropped and counted, and where they would have been the stream gets one
+ *   line `(<n> lines dropped: output was not being read)`.
+ * - **Never fatal.** A stream that fails (closed, `/dev/full`) is given up:
+ *   its later lines are dropped quietly, the other stream goes on. A
+ *   non-blocking pipe that is full (`EAGAIN`) is retried, not given up.
+ *
+ * Before exiting, a role calls {@linkcode flushEventLines}: a server
+ * stopped by a signal waits at most {@linkcode EXIT_FLUSH_MS}; a run that
+ * ends by itself with results to print (the repeat server) waits as long as
+ * it takes.
  *
  * @module
  */
 
-/** Bytes of lines queued before further lines are dropped (8 MiB). */
+/** Bytes of lines waiting to be written before further lines are dropped (8 MiB). */
 export const DEFAULT_MAX_QUEUED_BYTES = 8 * 1024 * 1024;
 
-/** How long a role waits at exit for its queued lines to be written. */
+/** How long a server stopped by a signal waits at exit for its queued lines. */
 export const EXIT_FLUSH_MS = 2_000;
 
-/** Where the lines go (Deno's `write(p)` shape, as `Deno.stdout` has). */
+/** Bytes per segment: `PIPE_BUF` on Linux, the most a pipe takes at once. */
+const SEGMENT_BYTES = 4096;
+
+/** Where lines go (Deno's `write(p)` shape, as `Deno.stdout` has). */
 export interface LineSink {
   /**
    * Writes some of `p`.
@@ -38,19 +55,31 @@ export interface LineSink {
   write(p: Uint8Array): Promise<number>;
 }
 
+/** Whole lines for one sink; bytes `done` to `fill` are still to be written. */
+interface Segment {
+  sink: LineSink;
+  bytes: Uint8Array;
+  fill: number;
+  done: number;
+}
+
 const encoder = new TextEncoder();
 
-/** Event lines written in order by one asynchronous writer (see the module documentation). */
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Lines for several sinks, written in one order by one asynchronous writer (see the module documentation). */
 export class EventLines {
-  readonly #sink: LineSink;
   readonly #maxQueuedBytes: number;
-  #queue: Uint8Array[] = [];
+  #segments: Segment[] = [];
+  /** Bytes printed and not yet written. */
   #queuedBytes = 0;
   #dropped = 0;
-  /** Lines dropped since the last note about them. */
-  #pendingDrops = 0;
+  /** Lines dropped per sink since the last note about them. */
+  readonly #pendingDrops = new Map<LineSink, number>();
+  readonly #broken = new Set<LineSink>();
   #writing = false;
-  #broken = false;
   #idle: (() => void)[] = [];
 
   /**
@@ -59,60 +88,57 @@ export class EventLines {
    * @example
    * ```ts
    * import { EventLines } from "./event_lines.ts";
-   * const lines = new EventLines(Deno.stdout);
-   * lines.write("join: alice");
+   * const lines = new EventLines();
+   * lines.write(Deno.stdout, "join: alice");
    * await lines.flush(1_000);
    * ```
    *
-   * @param sink Where the lines go.
-   * @param maxQueuedBytes Bytes queued before lines are dropped.
+   * @param maxQueuedBytes Bytes waiting before lines are dropped.
    */
-  constructor(
-    sink: LineSink,
-    maxQueuedBytes: number = DEFAULT_MAX_QUEUED_BYTES,
-  ) {
-    this.#sink = sink;
+  constructor(maxQueuedBytes: number = DEFAULT_MAX_QUEUED_BYTES) {
     this.#maxQueuedBytes = maxQueuedBytes;
   }
 
-  /** Lines dropped so far because the queue was full. */
+  /** Lines dropped so far because too much was waiting. */
   get dropped(): number {
     return this.#dropped;
   }
 
   /**
-   * Queues `line` and a newline; never blocks and never throws.
+   * Queues `line` and a newline for `sink`; never blocks and never throws.
    *
+   * @param sink Where the line goes.
    * @param line The line, without its newline.
    */
-  write(line: string): void {
-    if (this.#broken) return;
-    const bytes = encoder.encode(line + "\n");
-    if (this.#queuedBytes + bytes.length > this.#maxQueuedBytes) {
+  write(sink: LineSink, line: string): void {
+    if (this.#broken.has(sink)) return;
+    // A UTF-16 unit is at most 3 bytes of UTF-8: a cheap upper bound.
+    if (this.#queuedBytes + 3 * line.length + 1 > this.#maxQueuedBytes) {
       this.#dropped++;
-      this.#pendingDrops++;
+      this.#pendingDrops.set(sink, (this.#pendingDrops.get(sink) ?? 0) + 1);
       return;
     }
-    this.#noteDrops();
-    this.#queue.push(bytes);
-    this.#queuedBytes += bytes.length;
+    this.#noteDrops(sink);
+    this.#append(sink, line + "\n");
     if (!this.#writing) void this.#pump();
   }
 
   /**
    * Waits until every queued line was written, or `timeoutMs` passed.
    *
-   * @param timeoutMs The bound.
-   * @returns Whether the queue drained.
+   * @param timeoutMs The bound (`Infinity`: as long as it takes).
+   * @returns Whether everything was written.
    */
   async flush(timeoutMs: number): Promise<boolean> {
-    this.#noteDrops();
-    if (!this.#writing && this.#queue.length > 0) void this.#pump();
+    for (const sink of [...this.#pendingDrops.keys()]) this.#noteDrops(sink);
+    if (!this.#writing && this.#segments.length > 0) void this.#pump();
     if (!this.#writing) return true;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const drained = new Promise<boolean>((resolve) => {
       this.#idle.push(() => resolve(true));
-      timer = setTimeout(() => resolve(false), timeoutMs);
+      if (Number.isFinite(timeoutMs)) {
+        timer = setTimeout(() => resolve(false), timeoutMs);
+      }
     });
     try {
       return await drained;
@@ -121,89 +147,107 @@ export class EventLines {
     }
   }
 
-  /** Puts the note about dropped lines where they would have been. */
-  #noteDrops(): void {
-    if (this.#pendingDrops === 0) return;
-    const note = encoder.encode(
-      `(${this.#pendingDrops} lines dropped: output was not being read)\n`,
+  /** Puts the note about `sink`'s dropped lines where they would have been. */
+  #noteDrops(sink: LineSink): void {
+    const count = this.#pendingDrops.get(sink);
+    if (count === undefined) return;
+    this.#pendingDrops.delete(sink);
+    this.#append(
+      sink,
+      `(${count} lines dropped: output was not being read)\n`,
     );
-    this.#pendingDrops = 0;
-    this.#queue.push(note);
-    this.#queuedBytes += note.length;
+  }
+
+  /** Encodes `text` (whole lines) onto the last segment, or a new one. */
+  #append(sink: LineSink, text: string): void {
+    const last = this.#segments.at(-1);
+    if (last && last.sink === sink) {
+      // Bytes past `fill` are not being written: the text may go there.
+      const { read, written } = encoder.encodeInto(
+        text,
+        last.bytes.subarray(last.fill),
+      );
+      if (read === text.length) {
+        last.fill += written;
+        this.#queuedBytes += written;
+        return;
+      }
+    }
+    const bytes = new Uint8Array(Math.max(SEGMENT_BYTES, 3 * text.length));
+    const { written } = encoder.encodeInto(text, bytes);
+    this.#segments.push({ sink, bytes, fill: written, done: 0 });
+    this.#queuedBytes += written;
   }
 
   async #pump(): Promise<void> {
     this.#writing = true;
+    let backoffMs = 5;
     try {
-      while (this.#queue.length > 0) {
-        const batch = this.#takeBatch();
-        let offset = 0;
-        while (offset < batch.length) {
-          offset += await this.#sink.write(batch.subarray(offset));
+      while (this.#segments.length > 0) {
+        const segment = this.#segments[0];
+        if (this.#broken.has(segment.sink)) {
+          this.#segments.shift();
+          this.#queuedBytes -= segment.fill - segment.done;
+          continue;
         }
+        const start = segment.done;
+        let n: number;
+        try {
+          n = await segment.sink.write(
+            segment.bytes.subarray(start, segment.fill),
+          );
+        } catch (error) {
+          if (error instanceof Deno.errors.WouldBlock) {
+            // A non-blocking pipe that is full: wait for the reader.
+            await delay(backoffMs);
+            backoffMs = Math.min(2 * backoffMs, 250);
+          } else {
+            this.#broken.add(segment.sink); // gone: keep serving without it
+          }
+          continue;
+        }
+        backoffMs = 5;
+        segment.done = start + n;
+        this.#queuedBytes -= n;
+        if (segment.done >= segment.fill) this.#segments.shift();
       }
-    } catch {
-      // stdout is gone: drop everything from now on, keep serving
-      this.#broken = true;
-      this.#queue = [];
-      this.#queuedBytes = 0;
     } finally {
       this.#writing = false;
       for (const resolve of this.#idle.splice(0)) resolve();
     }
   }
+}
 
-  /** Everything queued, as one buffer (one write for many lines). */
-  #takeBatch(): Uint8Array {
-    const parts = this.#queue;
-    this.#queue = [];
-    const total = this.#queuedBytes;
-    this.#queuedBytes = 0;
-    if (parts.length === 1) return parts[0];
-    const batch = new Uint8Array(total);
+/** Writes a line synchronously: for a terminal, where nothing waits long. */
+function writeLineSync(stream: typeof Deno.stdout, line: string): void {
+  try {
+    const bytes = encoder.encode(line + "\n");
     let offset = 0;
-    for (const part of parts) {
-      batch.set(part, offset);
-      offset += part.length;
+    while (offset < bytes.length) {
+      offset += stream.writeSync(bytes.subarray(offset));
     }
-    return batch;
+  } catch {
+    // closed: keep serving
   }
 }
 
-/** Writes synchronously: for a terminal, where the order against the other stream shows. */
-class TerminalLines {
-  readonly #stream: typeof Deno.stdout;
+/** This process's queue, made on first use. */
+let processLines: EventLines | undefined;
+/** Whether each stream is a terminal, checked on first use. */
+const terminal = new Map<typeof Deno.stdout, boolean>();
 
-  constructor(stream: typeof Deno.stdout) {
-    this.#stream = stream;
-  }
-
-  write(line: string): void {
+function print(stream: typeof Deno.stdout, line: string): void {
+  let isTerminal = terminal.get(stream);
+  if (isTerminal === undefined) {
     try {
-      const bytes = encoder.encode(line + "\n");
-      let offset = 0;
-      while (offset < bytes.length) {
-        offset += this.#stream.writeSync(bytes.subarray(offset));
-      }
+      isTerminal = stream.isTerminal();
     } catch {
-      // closed: keep serving
+      isTerminal = false;
     }
+    terminal.set(stream, isTerminal);
   }
-}
-
-/** This process's writers for its stdout and stderr, made on first use. */
-const outputs = new Map<"stdout" | "stderr", EventLines | TerminalLines>();
-
-function output(name: "stdout" | "stderr"): EventLines | TerminalLines {
-  let lines = outputs.get(name);
-  if (!lines) {
-    const stream = Deno[name];
-    lines = stream.isTerminal()
-      ? new TerminalLines(stream)
-      : new EventLines(stream);
-    outputs.set(name, lines);
-  }
-  return lines;
+  if (isTerminal) writeLineSync(stream, line);
+  else (processLines ??= new EventLines()).write(stream, line);
 }
 
 /**
@@ -218,13 +262,13 @@ function output(name: "stdout" | "stderr"): EventLines | TerminalLines {
  * @param line The line, without its newline.
  */
 export function printEventLine(line: string): void {
-  output("stdout").write(line);
+  print(Deno.stdout, line);
 }
 
 /**
- * Writes one line about a problem with a peer to this process's stderr, in
- * the same way as {@linkcode printEventLine}: a flood of bad clients cannot
- * stop a server whose stderr is not being read.
+ * Writes one line about a problem to this process's stderr, in order with
+ * {@linkcode printEventLine}'s lines and in the same way: a flood of bad
+ * clients cannot stop a server whose stderr is not being read.
  *
  * @example
  * ```ts ignore
@@ -234,12 +278,12 @@ export function printEventLine(line: string): void {
  * @param line The line, without its newline.
  */
 export function printEventProblem(line: string): void {
-  output("stderr").write(line);
+  print(Deno.stderr, line);
 }
 
 /**
- * Waits (at most `timeoutMs`) for this process's queued event lines to be
- * written; a role's `main` calls it before `Deno.exit`.
+ * Waits (at most `timeoutMs`) for this process's queued lines to be written;
+ * a role's `main` calls it before `Deno.exit`.
  *
  * @example
  * ```ts ignore
@@ -248,14 +292,12 @@ export function printEventProblem(line: string): void {
  * Deno.exit(code);
  * ```
  *
- * @param timeoutMs The bound (default {@linkcode EXIT_FLUSH_MS}).
+ * @param timeoutMs The bound (default {@linkcode EXIT_FLUSH_MS}; `Infinity`
+ *   for a run whose results are its output).
+ * @returns Whether everything was written.
  */
-export async function flushEventLines(
+export function flushEventLines(
   timeoutMs: number = EXIT_FLUSH_MS,
-): Promise<void> {
-  await Promise.all(
-    [...outputs.values()].map((lines) =>
-      lines instanceof EventLines ? lines.flush(timeoutMs) : true
-    ),
-  );
+): Promise<boolean> {
+  return processLines?.flush(timeoutMs) ?? Promise.resolve(true);
 }

@@ -19,10 +19,12 @@ import { CLIENT_HELP, SERVER_HELP } from "../roles/chat/chat_options.ts";
 import { INPUT_HELP } from "../roles/chat/user_input.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
 import {
+  ROLE_FLAGS,
   type RoleProcess,
   runRole,
   startRole,
 } from "./_helpers/role_process.ts";
+import { freePort } from "./_helpers/ports.ts";
 import { RawPeer, startChatServer, waitUntil } from "./chat/chat_peers.ts";
 import { seededRandom as random } from "../bench/seeded_random.ts";
 
@@ -681,6 +683,44 @@ Deno.test("chat server: a stdout and stderr nobody reads do not stop it; their l
     "disconnected: alice",
   ]);
   ok(!stderr.text.includes("dropped"), "8 MiB were never reached");
+});
+
+Deno.test("chat server: a stderr that cannot be written (/dev/full) does not keep it from serving", async () => {
+  const port = freePort();
+  const main = new URL("../roles/chat/main.ts", import.meta.url).pathname;
+  const child = new Deno.Command("sh", {
+    args: [
+      "-c",
+      `exec "$0" run ${
+        ROLE_FLAGS.join(" ")
+      } "${main}" server -a 127.0.0.1 -p ${port} 2>/dev/full`,
+      Deno.execPath(),
+    ],
+    stdout: "null",
+    stderr: "null",
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+  }).spawn();
+  try {
+    let peer: RawPeer | undefined;
+    const deadline = Date.now() + 20_000;
+    while (!peer) {
+      try {
+        peer = await RawPeer.join(port, "alice");
+      } catch (error) {
+        if (Date.now() > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    using alice = peer;
+    await alice.link.send({ type: "request_users_list" });
+    deepEqual(await alice.nextMessage(), {
+      type: "response_users_list",
+      users: ["alice"],
+    });
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+  }
 });
 
 Deno.test("chat server: a stalled client is dropped when its queue overflows; others keep receiving", async () => {

@@ -22,6 +22,7 @@ import {
   startRole,
 } from "./_helpers/role_process.ts";
 import { transportByName } from "../transport/registry.ts";
+import { encodeSnwPacket, SnwType } from "../transport/snw_packet.ts";
 import { CopyStore } from "../roles/server/repeat_copy_store.ts";
 import {
   decodeRepeatHeader,
@@ -747,6 +748,101 @@ Deno.test("repeat over tcp and snw: a peer that connects and sends nothing holds
     equal(times.length, 2, done.stdout);
     ok(times.every((t) => t < 3_000), `${transport}: ${times.join(", ")} ms`);
   }
+});
+
+/**
+ * Opens `sessions` snw sessions to the server at `port` that announce 100
+ * bytes and send none, paced so that the server's socket buffer drops few.
+ * Each session the server opened gives `Did not receive data. Terminating.`
+ * and a `server: ignored …` line on its stderr (~120 bytes).
+ */
+async function floodStalledSessions(port: number, sessions: number) {
+  const socket = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  try {
+    const to: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port };
+    const text = new TextEncoder();
+    for (let i = 0; i < sessions; i++) {
+      if (i % 50 === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      const id = 0x10000 + i;
+      await socket.send(
+        encodeSnwPacket(SnwType.OPEN, id, 0, text.encode("")),
+        to,
+      );
+      await socket.send(
+        encodeSnwPacket(SnwType.LEN, id, 1, text.encode("LEN:100")),
+        to,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 3_000)); // given up
+  } finally {
+    socket.close();
+  }
+}
+
+Deno.test("repeat over snw: give-up lines for a flood of stalled sessions cannot stop the server while its stderr is not read", async () => {
+  // 3000 stalled sessions: far more stderr than a pipe holds (64 KiB).
+  await using dir = await tempDir();
+  await writeTestFile(join(dir.path, "f.bin"), 5000, 3);
+  const common = ["--times", "1", "--transport", "snw"];
+  await using server = await startRepeatServer(
+    "f.bin",
+    [...common, "--dir", "copies"],
+    { cwd: dir.path, env: { SOCKKIT_SNW_TIMEOUT_MS: "300" } },
+  );
+  const stderr = server.process.stderr;
+  stderr.pause();
+  try {
+    await floodStalledSessions(server.port, 3000);
+    const client = await runRole("client", [
+      "repeat",
+      "127.0.0.1",
+      String(server.port),
+      "f.bin",
+      ...common,
+    ], { cwd: dir.path, env: SNW_ENV, timeoutMs: 30_000 });
+    equal(client.code, 0, client.stderr);
+  } finally {
+    stderr.resume();
+  }
+  const done = await server.process.finished(30_000);
+  equal(done.code, 0, done.stderr.slice(-500));
+  // Sessions still open when the run ended close without a give-up line, and
+  // a flood may lose some OPENs: what counts is that stderr was overfull.
+  const giveUps =
+    [...done.stderr.matchAll(/^Did not receive data\. Terminating\.$/gm)]
+      .length;
+  ok(giveUps > 1500, `${giveUps} give-up lines`);
+  ok(done.stderr.length > 3 * 64 * 1024, `${done.stderr.length} bytes`);
+});
+
+Deno.test("repeat server: a stop signal while its stderr is full and unread ends it within the exit's 2 s wait (exit 1)", async () => {
+  await using dir = await tempDir();
+  await writeTestFile(join(dir.path, "f.bin"), 5000, 3);
+  await using server = await startRepeatServer(
+    "f.bin",
+    ["--times", "1", "--transport", "snw", "--dir", "copies"],
+    { cwd: dir.path, env: { SOCKKIT_SNW_TIMEOUT_MS: "300" } },
+  );
+  server.process.stderr.pause();
+  await floodStalledSessions(server.port, 3000);
+  const started = Date.now();
+  server.process.kill("SIGTERM");
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const status = await Promise.race([
+    server.process.child.status,
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), 10_000);
+    }),
+  ]);
+  clearTimeout(timer);
+  const ms = Date.now() - started;
+  server.process.stderr.resume();
+  equal(status?.code, 1, `still running ${ms} ms after SIGTERM`);
+  ok(ms < 5_000, `exited ${ms} ms after SIGTERM`);
 });
 
 Deno.test("repeat over tcp: more silent peers than the server has file descriptors delay the run but neither end it nor spoil a copy", async () => {

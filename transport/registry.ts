@@ -32,14 +32,27 @@ function envNumber(name: string): number | undefined {
   return value;
 }
 
+/** What a role may set on the transport it looks up, beyond the environment. */
+export interface TransportSettings {
+  /**
+   * Prints an SNW give-up line (default: a synchronous write to stderr, as
+   * SPEC §6 asks). A server passes a writer that cannot block it.
+   */
+  reportGiveUp?: (line: string) => void;
+}
+
 // Built on first use, so a bad tuning variable is an ordinary error of the
 // command that asked for snw, not a crash while loading the module.
-const FACTORIES: Record<TransportName, () => Transport> = {
+const FACTORIES: Record<
+  TransportName,
+  (settings: TransportSettings) => Transport
+> = {
   tcp: () => tcpTransport,
-  snw: () =>
+  snw: (settings) =>
     createSnwTransport({
       timeoutMs: envNumber("SOCKKIT_SNW_TIMEOUT_MS"),
       chunkSize: envNumber("SOCKKIT_SNW_CHUNK_SIZE"),
+      reportGiveUp: settings.reportGiveUp,
     }),
 };
 const built = new Map<TransportName, Transport>();
@@ -48,18 +61,24 @@ const built = new Map<TransportName, Transport>();
  * Returns the transport called `name`.
  *
  * @param name `tcp` or `snw`.
+ * @param settings What the role sets (a transport with settings is built
+ *   anew; without, one per name is shared).
  * @returns The transport.
  * @throws {RangeError} When no such transport is known, or the snw tuning
  *   from the environment is invalid.
  */
-export function transportByName(name: string): Transport {
+export function transportByName(
+  name: string,
+  settings?: TransportSettings,
+): Transport {
   if (!Object.hasOwn(FACTORIES, name)) {
     throw new RangeError(`unknown transport "${name}" (tcp|snw)`);
   }
   const key = name as TransportName;
+  if (settings) return FACTORIES[key](settings);
   let transport = built.get(key);
   if (!transport) {
-    transport = FACTORIES[key]();
+    transport = FACTORIES[key]({});
     built.set(key, transport);
   }
   return transport;

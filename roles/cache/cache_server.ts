@@ -36,7 +36,7 @@ import {
 } from "../file_service/file_options.ts";
 import { stopSignal } from "../file_service/file_shutdown.ts";
 import { CacheServer } from "./cache_service.ts";
-import { printEventLine } from "../event_lines.ts";
+import { printEventLine, printEventProblem } from "../event_lines.ts";
 
 /** Default byte bound of the cache. */
 export const DEFAULT_MAX_BYTES = 1024 ** 3;
@@ -91,7 +91,9 @@ export async function runCacheServer(args: string[]): Promise<number> {
   const port = parsePort(positionals[0]);
   const originHost = positionals[1];
   const originPort = parsePeerPort(positionals[2], "<srvPort>");
-  const transport = parseTransport(positionals[3]);
+  const transport = parseTransport(positionals[3], {
+    reportGiveUp: printEventProblem,
+  });
   const maxBytes = typeof values["max-bytes"] === "string"
     ? parseByteSize(values["max-bytes"])
     : DEFAULT_MAX_BYTES;

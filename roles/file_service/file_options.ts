@@ -13,7 +13,10 @@
  */
 
 import { parseCommandLine, parsePort, UsageError } from "../cli.ts";
-import { transportByName } from "../../transport/registry.ts";
+import {
+  transportByName,
+  type TransportSettings,
+} from "../../transport/registry.ts";
 import type { Transport } from "../../transport/types.ts";
 
 /** Default idle timeout, in seconds. */
@@ -120,12 +123,16 @@ export function parsePeerPort(text: string, what: string): number {
  * Looks up the transport named on the command line.
  *
  * @param text `tcp` or `snw`.
+ * @param settings What the role sets on it (a server's give-up writer).
  * @returns The transport.
  * @throws {UsageError} For another name, or bad `SOCKKIT_SNW_*` tuning.
  */
-export function parseTransport(text: string): Transport {
+export function parseTransport(
+  text: string,
+  settings?: TransportSettings,
+): Transport {
   try {
-    return transportByName(text);
+    return transportByName(text, settings);
   } catch (error) {
     // An unknown name, or bad SNW tuning in the environment: say which.
     throw new UsageError(

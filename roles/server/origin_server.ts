@@ -27,7 +27,7 @@ import {
 } from "../file_service/file_options.ts";
 import { stopSignal } from "../file_service/file_shutdown.ts";
 import { OriginServer } from "./origin_service.ts";
-import { printEventLine } from "../event_lines.ts";
+import { printEventLine, printEventProblem } from "../event_lines.ts";
 
 /**
  * Runs the file-service origin server until SIGINT, SIGTERM, SIGHUP or SIGQUIT.
@@ -41,7 +41,9 @@ export async function runOriginServer(args: string[]): Promise<number> {
     "tcp|snw",
   ], { host: { type: "string" }, log: { type: "boolean" } });
   const port = parsePort(positionals[0]);
-  const transport = parseTransport(positionals[1]);
+  const transport = parseTransport(positionals[1], {
+    reportGiveUp: printEventProblem,
+  });
   const idleMs = parseSeconds(values.timeout, "timeout", DEFAULT_TIMEOUT_SEC);
   const hostname = typeof values.host === "string" ? values.host : "0.0.0.0";
   const dir = await roleDirectory(values.dir, "server");

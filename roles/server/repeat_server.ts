@@ -48,7 +48,11 @@ import {
 } from "../repeat/repeat_options.ts";
 import { SessionCopyReceiver } from "./repeat_session_receiver.ts";
 import { type StopWatch, watchStopSignals } from "../stop_signals.ts";
-import { printEventLine, printEventProblem } from "../event_lines.ts";
+import {
+  flushEventLines,
+  printEventLine,
+  printEventProblem,
+} from "../event_lines.ts";
 
 /** Parsed arguments of `server repeat`. */
 export interface RepeatServerOptions {
@@ -119,7 +123,9 @@ function openReceiver(
     });
   }
   return new SessionCopyReceiver({
-    transport: transportByName(options.transport),
+    transport: transportByName(options.transport, {
+      reportGiveUp: printEventProblem,
+    }),
     port: options.port,
     store,
     reference,
@@ -172,7 +178,7 @@ async function runUntil(
   await using receiver = openReceiver(options, store, reference);
   const where =
     `Listening on ${receiver.addr.hostname}:${receiver.addr.port} (${options.transport})`;
-  (options.json ? printError : printEventLine)(where);
+  (options.json ? printEventProblem : printEventLine)(where);
   out(serverLines.ready());
 
   const events: CopyEvent[] = [];
@@ -189,7 +195,8 @@ async function runUntil(
     const next = await Promise.race([pending, stop.stopped]);
     if (next === undefined) {
       await store.close();
-      printError(
+      // Queued behind the warnings printed before it (the exit waits 2 s).
+      printEventProblem(
         `server: interrupted after ${events.length} of ${options.times} copies`,
       );
       return EXIT_FAILURE;
@@ -244,5 +251,7 @@ async function runUntil(
       errorPercent: errorPercent(incorrect, options.times),
     }));
   }
+  // The summary is the run's result: wait for a slow reader to take it.
+  await flushEventLines(Infinity);
   return 0;
 }
