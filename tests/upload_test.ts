@@ -9,6 +9,7 @@
 
 import { FullBacklogPort } from "./_helpers/full_backlog.ts";
 import { deepEqual, equal, match, ok } from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
 import { firstLine, freePort } from "./_helpers/ports.ts";
@@ -480,6 +481,52 @@ Deno.test("upload: a client stopped mid-upload leaves ERROR on the server, not t
   deepEqual(await listDir(out.path), numberedFiles(2));
 });
 
+Deno.test("upload client: a stop signal while it opens a FIFO that has no writer yet ends it at once", async () => {
+  await using src = await tempDir();
+  const fifo = join(src.path, "fifo");
+  const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+  ok(made.success, "mkfifo");
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const client = startRole("client", [
+    "127.0.0.1",
+    String(listener.addr.port),
+    fifo,
+  ]);
+  await delay(500); // blocked opening the FIFO
+  await assertStoppedBy(client, "SIGTERM", 3_000);
+});
+
+Deno.test("upload client: a receiver that half-closes first (FIN at accept) still gets every byte, and the upload succeeds", async () => {
+  await using src = await tempDir();
+  const file = join(src.path, "f.bin");
+  await writeTestFile(file, 3 * MiB, 5);
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const received = (async () => {
+    using conn = await listener.accept();
+    await conn.closeWrite(); // legal TCP: done sending, still reading
+    const hash = createHash("sha256");
+    const buffer = new Uint8Array(64 * 1024);
+    let bytes = 0;
+    while (true) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      hash.update(buffer.subarray(0, n));
+      bytes += n;
+    }
+    return { bytes, sha256: hash.digest("hex") };
+  })();
+  const result = await runRole(
+    "client",
+    ["127.0.0.1", String(listener.addr.port), file],
+    { timeoutMs: 20_000 },
+  );
+  equal(result.code, 0, result.stderr);
+  deepEqual(await received, {
+    bytes: 3 * MiB,
+    sha256: await sha256File(file),
+  });
+});
+
 Deno.test("upload client: a stop signal while connecting ends it at once, not at the connect timeout", async () => {
   await using src = await tempDir();
   const file = join(src.path, "f.bin");
@@ -803,6 +850,17 @@ Deno.test("upload connect: tries every address in order; reports resolve and ref
     (error) =>
       match(error.message, /^cannot connect to h:9: connection refused$/),
   );
+  // An IPv6 literal is bracketed, so that the port stands apart.
+  for (const host of ["::1", "[::1]"]) {
+    await connectWithin(host, 9, 1_000, allRefuse).then(
+      () => ok(false, "should fail"),
+      (error) =>
+        match(
+          error.message,
+          /^cannot connect to \[::1\]:9: connection refused$/,
+        ),
+    );
+  }
 
   const notFound: ConnectDeps = {
     lookup: () =>

@@ -85,7 +85,11 @@ export async function runUploadClient(args: string[]): Promise<number> {
   let conn: UploadSocket | undefined;
   using stop = watchStopSignals(() => conn?.reset());
   try {
-    using file = await openSource(options.file);
+    // Opening a FIFO waits for its writer: a stop ends that wait too.
+    const opening = openSource(options.file);
+    opening.then((late) => stop.signal && late.close(), () => {});
+    using file = await Promise.race([opening, stop.stopped]);
+    if (!file) throw new UploadError("interrupted");
     const connecting = connectWithin(
       options.host,
       options.port,

@@ -106,7 +106,10 @@ export async function connectWithin(
   timeoutMs: number,
   deps: ConnectDeps = systemConnectDeps,
 ): Promise<UploadSocket> {
-  const where = `${host}:${port}`;
+  // An IPv6 literal in brackets, so that the port stands apart: [::1]:5000.
+  const where = host.includes(":") && !host.startsWith("[")
+    ? `[${host}]:${port}`
+    : `${host}:${port}`;
   if (isReservedInvalidName(host)) {
     throw new UploadError(
       `cannot resolve host "${host}": the domain "invalid" is reserved (RFC 6761)`,

@@ -124,24 +124,33 @@ class NodeUploadSocket implements UploadSocket {
 
   finish(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const ended = () => settle();
-      const settle = (error?: Error) => {
-        this.#onClose.delete(settle);
-        this.#socket.off("end", ended);
-        if (error === undefined || this.#ended) {
-          this.#socket.destroy();
-          resolve();
-        } else {
-          reject(error);
-        }
-      };
-      if (this.#ended) return settle();
       if (this.#closed) {
-        return settle(this.#error ?? new Error("connection closed"));
+        return reject(this.#error ?? new Error("connection closed"));
       }
-      this.#onClose.add(settle);
-      this.#socket.once("end", ended);
-      this.#socket.end();
+      // Done when our FIN is out (after every byte) and the receiver's came,
+      // in either order: a receiver may half-close first and read on.
+      let sent = false;
+      const check = () => {
+        if (!sent || !this.#ended) return;
+        cleanUp();
+        this.#socket.destroy();
+        resolve();
+      };
+      const fail = (error: Error) => {
+        cleanUp();
+        if (sent && this.#ended) resolve();
+        else reject(error);
+      };
+      const cleanUp = () => {
+        this.#onClose.delete(fail);
+        this.#socket.off("end", check);
+      };
+      this.#onClose.add(fail);
+      this.#socket.on("end", check);
+      this.#socket.end(() => {
+        sent = true;
+        check();
+      });
     });
   }
 
@@ -172,7 +181,14 @@ export function connectUploadSocket(
   port: number,
 ): Promise<UploadSocket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: hostname, port, noDelay: true });
+    // Half-open allowed: a receiver's early FIN must not end our side (with
+    // a FIN that would make a cut-off upload look complete).
+    const socket = connect({
+      host: hostname,
+      port,
+      noDelay: true,
+      allowHalfOpen: true,
+    });
     const failed = (error: Error) => {
       socket.destroy();
       reject(error);
