@@ -101,7 +101,7 @@ class NodeUploadSocket implements UploadSocket {
     socket.on("end", () => this.#ended = true);
     socket.on("close", () => {
       this.#closed = true;
-      const error = this.#error ?? new Error("connection closed");
+      const error = this.#error ?? new Error("closed by the server");
       for (const fail of this.#onClose) fail(error);
       this.#onClose.clear();
     });
@@ -109,7 +109,7 @@ class NodeUploadSocket implements UploadSocket {
 
   write(bytes: Uint8Array): Promise<void> {
     if (this.#closed) {
-      return Promise.reject(this.#error ?? new Error("connection closed"));
+      return Promise.reject(this.#error ?? new Error("closed by the server"));
     }
     return new Promise((resolve, reject) => {
       const fail = (error: Error) => reject(error);
@@ -125,7 +125,7 @@ class NodeUploadSocket implements UploadSocket {
   finish(): Promise<void> {
     return new Promise((resolve, reject) => {
       if (this.#closed) {
-        return reject(this.#error ?? new Error("connection closed"));
+        return reject(this.#error ?? new Error("closed by the server"));
       }
       // Done when our FIN is out (after every byte) and the receiver's came,
       // in either order: a receiver may half-close first and read on.
