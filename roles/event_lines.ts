@@ -9,31 +9,37 @@
  * full (64 KiB on Linux): a server started by a harness that reads its
  * output only at the end (Python's `Popen(stdout=PIPE, stderr=PIPE)` then
  * `communicate()`) would stop serving everyone after ~3 000 chat messages.
- * So, unless the stream is a terminal, lines are queued and written by one
- * asynchronous writer:
+ * So, unless the stream is a terminal, lines are queued and written by an
+ * asynchronous writer ({@linkcode EventLines}), one per destination:
  *
- * - **One order for both streams.** Lines for stdout and stderr wait in one
- *   queue and are written in the order they were printed, as synchronous
- *   writes would have been: `>log 2>&1` keeps a reply after its request.
+ * - **Streams apart, unless they are one.** Stdout and stderr have a queue
+ *   each, so one that nobody reads never holds up the other. When both are
+ *   the same file or pipe (`>log 2>&1`; told by `fstat` of descriptors 1
+ *   and 2), they share one queue and keep the order in which lines were
+ *   printed, as synchronous writes did.
  * - **Whole lines, packed.** Lines are encoded straight into 4 KiB segments
- *   (`PIPE_BUF`: a write of at most that much to a pipe is all or nothing),
- *   each holding whole lines of one stream. So output cut off at exit ends
- *   at a line's end, and a queued line costs its bytes, not an object.
- * - **Bounded.** At most {@linkcode DEFAULT_MAX_QUEUED_BYTES} wait, counting
- *   bytes until they are written. Lines that arrive while it is full are
- *   dropped and counted, and where they would have been the stream gets one
- *   line `(<n> lines dropped: output was not being read)`.
+ *   (`PIPE_BUF`: a write of at most that much to a pipe is all or nothing).
+ *   So output cut off at exit ends at a line's end, and a queued line costs
+ *   its bytes, not an object.
+ * - **Bounded.** At most {@linkcode DEFAULT_MAX_QUEUED_BYTES} of segments
+ *   are held per queue, counted until written. Lines that arrive while it is
+ *   full are dropped and counted, and where they would have been the stream
+ *   gets one line `(<n> lines dropped: output was not being read)`. A line
+ *   printed as a result ({@linkcode printResultLine}: the repeat server's
+ *   summary) is never dropped, and neither is one line alone however long.
  * - **Never fatal.** A stream that fails (closed, `/dev/full`) is given up:
- *   its later lines are dropped quietly, the other stream goes on. A
- *   non-blocking pipe that is full (`EAGAIN`) is retried, not given up.
+ *   its later lines are dropped quietly. A non-blocking pipe that is full
+ *   (`EAGAIN`) is retried, not given up.
  *
  * Before exiting, a role calls {@linkcode flushEventLines}: a server
  * stopped by a signal waits at most {@linkcode EXIT_FLUSH_MS}; a run that
- * ends by itself with results to print (the repeat server) waits as long as
- * it takes.
+ * ends by itself with results to print (the repeat server) waits until they
+ * are written or a stop signal comes.
  *
  * @module
  */
+
+import { fstatSync } from "node:fs";
 
 /** Bytes of lines waiting to be written before further lines are dropped (8 MiB). */
 export const DEFAULT_MAX_QUEUED_BYTES = 8 * 1024 * 1024;
@@ -55,9 +61,8 @@ export interface LineSink {
   write(p: Uint8Array): Promise<number>;
 }
 
-/** Whole lines for one sink; bytes `done` to `fill` are still to be written. */
+/** Whole lines; bytes `done` to `fill` are still to be written. */
 interface Segment {
-  sink: LineSink;
   bytes: Uint8Array;
   fill: number;
   done: number;
@@ -69,16 +74,17 @@ function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Lines for several sinks, written in one order by one asynchronous writer (see the module documentation). */
+/** Lines for one destination, written in order by one asynchronous writer (see the module documentation). */
 export class EventLines {
+  readonly #sink: LineSink;
   readonly #maxQueuedBytes: number;
   #segments: Segment[] = [];
-  /** Bytes printed and not yet written. */
-  #queuedBytes = 0;
+  /** Bytes of the segments held (their size, not their fill). */
+  #heldBytes = 0;
   #dropped = 0;
-  /** Lines dropped per sink since the last note about them. */
-  readonly #pendingDrops = new Map<LineSink, number>();
-  readonly #broken = new Set<LineSink>();
+  /** Lines dropped since the last note about them. */
+  #pendingDrops = 0;
+  #broken = false;
   #writing = false;
   #idle: (() => void)[] = [];
 
@@ -88,14 +94,19 @@ export class EventLines {
    * @example
    * ```ts
    * import { EventLines } from "./event_lines.ts";
-   * const lines = new EventLines();
-   * lines.write(Deno.stdout, "join: alice");
+   * const lines = new EventLines(Deno.stdout);
+   * lines.write("join: alice");
    * await lines.flush(1_000);
    * ```
    *
-   * @param maxQueuedBytes Bytes waiting before lines are dropped.
+   * @param sink Where the lines go.
+   * @param maxQueuedBytes Bytes of segments held before lines are dropped.
    */
-  constructor(maxQueuedBytes: number = DEFAULT_MAX_QUEUED_BYTES) {
+  constructor(
+    sink: LineSink,
+    maxQueuedBytes: number = DEFAULT_MAX_QUEUED_BYTES,
+  ) {
+    this.#sink = sink;
     this.#maxQueuedBytes = maxQueuedBytes;
   }
 
@@ -105,21 +116,18 @@ export class EventLines {
   }
 
   /**
-   * Queues `line` and a newline for `sink`; never blocks and never throws.
+   * Queues `line` and a newline; never blocks and never throws.
    *
-   * @param sink Where the line goes.
    * @param line The line, without its newline.
+   * @param keep Never drop it (a result line), whatever is waiting.
    */
-  write(sink: LineSink, line: string): void {
-    if (this.#broken.has(sink)) return;
-    // A UTF-16 unit is at most 3 bytes of UTF-8: a cheap upper bound.
-    if (this.#queuedBytes + 3 * line.length + 1 > this.#maxQueuedBytes) {
+  write(line: string, keep = false): void {
+    if (this.#broken) return;
+    if (!this.#appendWithin(line + "\n", keep)) {
       this.#dropped++;
-      this.#pendingDrops.set(sink, (this.#pendingDrops.get(sink) ?? 0) + 1);
+      this.#pendingDrops++;
       return;
     }
-    this.#noteDrops(sink);
-    this.#append(sink, line + "\n");
     if (!this.#writing) void this.#pump();
   }
 
@@ -130,7 +138,9 @@ export class EventLines {
    * @returns Whether everything was written.
    */
   async flush(timeoutMs: number): Promise<boolean> {
-    for (const sink of [...this.#pendingDrops.keys()]) this.#noteDrops(sink);
+    if (this.#pendingDrops > 0 && !this.#broken) {
+      this.#appendWithin("", true); // just the note
+    }
     if (!this.#writing && this.#segments.length > 0) void this.#pump();
     if (!this.#writing) return true;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -147,53 +157,57 @@ export class EventLines {
     }
   }
 
-  /** Puts the note about `sink`'s dropped lines where they would have been. */
-  #noteDrops(sink: LineSink): void {
-    const count = this.#pendingDrops.get(sink);
-    if (count === undefined) return;
-    this.#pendingDrops.delete(sink);
-    this.#append(
-      sink,
-      `(${count} lines dropped: output was not being read)\n`,
-    );
-  }
-
-  /** Encodes `text` (whole lines) onto the last segment, or a new one. */
-  #append(sink: LineSink, text: string): void {
+  /**
+   * Appends `text` (whole lines, or nothing), after the note about lines
+   * dropped before it; returns false when it had to be dropped.
+   */
+  #appendWithin(text: string, keep: boolean): boolean {
+    const note = this.#pendingDrops > 0
+      ? `(${this.#pendingDrops} lines dropped: output was not being read)\n`
+      : "";
+    const all = note + text;
     const last = this.#segments.at(-1);
-    if (last && last.sink === sink) {
+    if (last) {
       // Bytes past `fill` are not being written: the text may go there.
       const { read, written } = encoder.encodeInto(
-        text,
+        all,
         last.bytes.subarray(last.fill),
       );
-      if (read === text.length) {
+      if (read === all.length) {
         last.fill += written;
-        this.#queuedBytes += written;
-        return;
+        this.#pendingDrops = 0;
+        return true;
       }
     }
-    const bytes = new Uint8Array(Math.max(SEGMENT_BYTES, 3 * text.length));
-    const { written } = encoder.encodeInto(text, bytes);
-    this.#segments.push({ sink, bytes, fill: written, done: 0 });
-    this.#queuedBytes += written;
+    // A new segment: 4 KiB, or exactly the text's bytes when that is more.
+    // One line alone is taken whatever its size.
+    const big = 3 * all.length > SEGMENT_BYTES
+      ? encoder.encode(all)
+      : undefined;
+    if (
+      !keep && this.#segments.length > 0 &&
+      this.#heldBytes + (big?.length ?? SEGMENT_BYTES) > this.#maxQueuedBytes
+    ) {
+      return false;
+    }
+    const bytes = big ?? new Uint8Array(SEGMENT_BYTES);
+    const fill = big ? big.length : encoder.encodeInto(all, bytes).written;
+    this.#segments.push({ bytes, fill, done: 0 });
+    this.#heldBytes += bytes.length;
+    this.#pendingDrops = 0;
+    return true;
   }
 
   async #pump(): Promise<void> {
     this.#writing = true;
     let backoffMs = 5;
     try {
-      while (this.#segments.length > 0) {
+      while (this.#segments.length > 0 && !this.#broken) {
         const segment = this.#segments[0];
-        if (this.#broken.has(segment.sink)) {
-          this.#segments.shift();
-          this.#queuedBytes -= segment.fill - segment.done;
-          continue;
-        }
         const start = segment.done;
         let n: number;
         try {
-          n = await segment.sink.write(
+          n = await this.#sink.write(
             segment.bytes.subarray(start, segment.fill),
           );
         } catch (error) {
@@ -202,14 +216,20 @@ export class EventLines {
             await delay(backoffMs);
             backoffMs = Math.min(2 * backoffMs, 250);
           } else {
-            this.#broken.add(segment.sink); // gone: keep serving without it
+            this.#broken = true; // gone: keep serving without it
           }
           continue;
         }
         backoffMs = 5;
         segment.done = start + n;
-        this.#queuedBytes -= n;
-        if (segment.done >= segment.fill) this.#segments.shift();
+        if (segment.done >= segment.fill) {
+          this.#segments.shift();
+          this.#heldBytes -= segment.bytes.length;
+        }
+      }
+      if (this.#broken) {
+        this.#segments = [];
+        this.#heldBytes = 0;
       }
     } finally {
       this.#writing = false;
@@ -231,23 +251,50 @@ function writeLineSync(stream: typeof Deno.stdout, line: string): void {
   }
 }
 
-/** This process's queue, made on first use. */
-let processLines: EventLines | undefined;
-/** Whether each stream is a terminal, checked on first use. */
-const terminal = new Map<typeof Deno.stdout, boolean>();
+/** Where this process's lines for one stream go. */
+type Output = EventLines | typeof Deno.stdout;
 
-function print(stream: typeof Deno.stdout, line: string): void {
-  let isTerminal = terminal.get(stream);
-  if (isTerminal === undefined) {
-    try {
-      isTerminal = stream.isTerminal();
-    } catch {
-      isTerminal = false;
-    }
-    terminal.set(stream, isTerminal);
+let outputs: { stdout: Output; stderr: Output } | undefined;
+
+/** The file or pipe behind a file descriptor (`dev:ino`), if it can be told. */
+function destination(fd: 1 | 2): string | undefined {
+  try {
+    const info = fstatSync(fd);
+    return `${info.dev}:${info.ino}`;
+  } catch {
+    return undefined;
   }
-  if (isTerminal) writeLineSync(stream, line);
-  else (processLines ??= new EventLines()).write(stream, line);
+}
+
+function isTerminal(stream: typeof Deno.stdout): boolean {
+  try {
+    return stream.isTerminal();
+  } catch {
+    return false;
+  }
+}
+
+/** Made on first use: terminals written synchronously, one queue for a shared destination. */
+function processOutputs(): { stdout: Output; stderr: Output } {
+  if (outputs) return outputs;
+  const stdout: Output = isTerminal(Deno.stdout)
+    ? Deno.stdout
+    : new EventLines(Deno.stdout);
+  let stderr: Output = isTerminal(Deno.stderr)
+    ? Deno.stderr
+    : new EventLines(Deno.stderr);
+  if (stdout instanceof EventLines && stderr instanceof EventLines) {
+    const out = destination(1);
+    if (out !== undefined && out === destination(2)) stderr = stdout;
+  }
+  outputs = { stdout, stderr };
+  return outputs;
+}
+
+function print(name: "stdout" | "stderr", line: string, keep = false): void {
+  const output = processOutputs()[name];
+  if (output instanceof EventLines) output.write(line, keep);
+  else writeLineSync(output, line);
 }
 
 /**
@@ -262,13 +309,28 @@ function print(stream: typeof Deno.stdout, line: string): void {
  * @param line The line, without its newline.
  */
 export function printEventLine(line: string): void {
-  print(Deno.stdout, line);
+  print("stdout", line);
 }
 
 /**
- * Writes one line about a problem to this process's stderr, in order with
- * {@linkcode printEventLine}'s lines and in the same way: a flood of bad
- * clients cannot stop a server whose stderr is not being read.
+ * Writes a line of a run's result to stdout like {@linkcode printEventLine},
+ * except that it is never dropped, however much is waiting.
+ *
+ * @example
+ * ```ts ignore
+ * printResultLine("I am done");
+ * ```
+ *
+ * @param line The line, without its newline.
+ */
+export function printResultLine(line: string): void {
+  print("stdout", line, true);
+}
+
+/**
+ * Writes one line about a problem to this process's stderr, like
+ * {@linkcode printEventLine}: a flood of bad clients cannot stop a server
+ * whose stderr is not being read.
  *
  * @example
  * ```ts ignore
@@ -278,7 +340,7 @@ export function printEventLine(line: string): void {
  * @param line The line, without its newline.
  */
 export function printEventProblem(line: string): void {
-  print(Deno.stderr, line);
+  print("stderr", line);
 }
 
 /**
@@ -296,8 +358,17 @@ export function printEventProblem(line: string): void {
  *   for a run whose results are its output).
  * @returns Whether everything was written.
  */
-export function flushEventLines(
+export async function flushEventLines(
   timeoutMs: number = EXIT_FLUSH_MS,
 ): Promise<boolean> {
-  return processLines?.flush(timeoutMs) ?? Promise.resolve(true);
+  if (!outputs) return true;
+  const queues = new Set(
+    [outputs.stdout, outputs.stderr].filter((output) =>
+      output instanceof EventLines
+    ),
+  );
+  const flushed = await Promise.all(
+    [...queues].map((queue) => queue.flush(timeoutMs)),
+  );
+  return flushed.every(Boolean);
 }

@@ -627,9 +627,10 @@ Deno.test("chat server: 200 raw clients under --max-clients 1000 all join and re
   }
 });
 
-Deno.test("chat server: a stdout and stderr nobody reads do not stop it; their lines come out in order once read", async () => {
+Deno.test("chat server: a stdout and stderr nobody reads do not stop it, an unread stderr does not hold up stdout, and the lines come out in order once read", async () => {
   // A harness that reads the server's output only at the end (Popen with
-  // stdout=PIPE, stderr=PIPE, then communicate()). A pipe holds 64 KiB.
+  // stdout=PIPE, stderr=PIPE, then communicate()), or reads stdout and
+  // never stderr. A pipe holds 64 KiB.
   await using server = await startChatServer();
   const { stdout, stderr } = server.process;
   stdout.pause();
@@ -657,6 +658,10 @@ Deno.test("chat server: a stdout and stderr nobody reads do not stop it; their l
       }));
     }
     await list("a request after the strangers");
+    // Stdout is read again; stderr stays full and unread.
+    stdout.resume();
+    using _bob = await RawPeer.join(server.port, "bob");
+    await stdout.waitFor("join: bob\n", 5_000);
   } finally {
     stdout.resume();
     stderr.resume();
@@ -666,7 +671,8 @@ Deno.test("chat server: a stdout and stderr nobody reads do not stop it; their l
   await waitUntil(
     () =>
       count(stderr.lines, /sent an invalid message/) === strangers &&
-      stdout.lines.includes("disconnected: alice"),
+      stdout.lines.includes("disconnected: alice") &&
+      stdout.lines.includes("disconnected: bob"),
     "every line",
   );
   const lines = stdout.lines;
@@ -678,9 +684,11 @@ Deno.test("chat server: a stdout and stderr nobody reads do not stop it; their l
     count(lines, /^disconnected: 127\.0\.0\.1:\d+ sent unknown/),
     strangers,
   );
-  deepEqual(lines.slice(-2), [
-    "request_users_list: alice",
+  const tail = lines.slice(requests + 1 + strangers);
+  deepEqual(tail.slice(0, 2), ["request_users_list: alice", "join: bob"]);
+  deepEqual(tail.slice(2).sort(), [
     "disconnected: alice",
+    "disconnected: bob",
   ]);
   ok(!stderr.text.includes("dropped"), "8 MiB were never reached");
 });

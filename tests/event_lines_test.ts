@@ -1,9 +1,9 @@
 /**
- * Tests of the servers' event-line writer: one order across stdout and
- * stderr, whole lines in pipe-sized writes, the bound on what waits for a
- * slow reader (in-flight bytes included), failing and non-blocking streams,
- * and the bounded flush at exit. (The chat test "a stdout and stderr nobody
- * reads" runs it against real pipes.)
+ * Tests of the servers' event-line writer: whole lines in pipe-sized writes,
+ * the bound on what waits for a slow reader (segments held until written),
+ * kept lines, failing and non-blocking streams, the bounded flush at exit,
+ * and one order for stdout and stderr on one pipe (a child process). The
+ * chat test "a stdout and stderr nobody reads" runs it against real pipes.
  *
  * @module
  */
@@ -40,24 +40,11 @@ class HeldSink implements LineSink {
   }
 }
 
-/** Writes into one shared log, as `>log 2>&1` does. */
-class SharedLog {
-  text = "";
-  sink(): LineSink {
-    return {
-      write: (p) => {
-        this.text += new TextDecoder().decode(p);
-        return Promise.resolve(p.length);
-      },
-    };
-  }
-}
-
 Deno.test("event lines: in order, whole lines, at most 4 KiB per write, partial writes continued", async () => {
   const sink = new HeldSink();
-  const lines = new EventLines();
+  const lines = new EventLines(sink);
   const expected = Array.from({ length: 2000 }, (_, i) => `line ${i}`);
-  for (const line of expected) lines.write(sink, line);
+  for (const line of expected) lines.write(line);
   sink.release();
   equal(await lines.flush(5_000), true);
   equal(sink.text, expected.map((line) => line + "\n").join(""));
@@ -70,62 +57,56 @@ Deno.test("event lines: in order, whole lines, at most 4 KiB per write, partial 
   }
   // A sink taking 7 bytes at a time still gets everything, in order.
   const slow = new HeldSink(7, false);
-  const more = new EventLines();
-  for (const line of expected.slice(0, 50)) more.write(slow, line);
+  const more = new EventLines(slow);
+  for (const line of expected.slice(0, 50)) more.write(line);
   equal(await more.flush(5_000), true);
   equal(slow.text, expected.slice(0, 50).map((line) => line + "\n").join(""));
 });
 
-Deno.test("event lines: stdout and stderr lines keep one order (>log 2>&1)", async () => {
-  const log = new SharedLog();
-  const out = log.sink();
-  const err = log.sink();
-  const lines = new EventLines();
-  const expected: string[] = [];
-  for (let i = 0; i < 500; i++) {
-    const [sink, line] = i % 3 === 0
-      ? [err, `problem ${i}`]
-      : [out, `event ${i}`];
-    lines.write(sink, line);
-    expected.push(line);
-  }
-  equal(await lines.flush(5_000), true);
-  deepEqual(log.text.split("\n").slice(0, -1), expected);
-});
-
-Deno.test("event lines: past the bound (bytes not yet written, in flight too) lines are dropped, counted and noted", async () => {
+Deno.test("event lines: past the bound (4 KiB segments held until written) lines are dropped, counted and noted; a kept line and a lone long line are not", async () => {
   const sink = new HeldSink();
-  const lines = new EventLines(100);
-  lines.write(sink, "first"); // 6 bytes, in flight (held) from now on
-  for (let i = 0; i < 20; i++) lines.write(sink, `queued ${i}`); // 9 bytes
-  // A line is taken while what waits plus its bound (3 × 8 + 1) stays
-  // within 100: 6 + 9 × 7 + 25 = 94 takes the 8th, 6 + 9 × 8 + 25 = 103
-  // drops the 9th and the rest.
-  equal(lines.dropped, 12);
+  const lines = new EventLines(sink, 2 * 4096);
+  const line = (i: number) => `${i}`.padEnd(99, "."); // 100 bytes a line
+  // 40 lines fill a 4 KiB segment (the first is in flight from the start):
+  // two segments take lines 0-79, the rest must wait for room.
+  for (let i = 0; i < 100; i++) lines.write(line(i));
+  equal(lines.dropped, 20);
+  lines.write("kept", true);
+  equal(lines.dropped, 20, "a kept line is never dropped");
   sink.release();
   equal(await lines.flush(5_000), true);
-  lines.write(sink, "after");
+  lines.write("x".repeat(100_000)); // alone in the queue: taken whole
+  equal(await lines.flush(5_000), true);
+  lines.write("after");
   equal(await lines.flush(5_000), true);
   deepEqual(sink.text.split("\n"), [
-    "first",
-    ...Array.from({ length: 8 }, (_, i) => `queued ${i}`),
-    "(12 lines dropped: output was not being read)",
+    ...Array.from({ length: 80 }, (_, i) => line(i)),
+    "(20 lines dropped: output was not being read)",
+    "kept",
+    "x".repeat(100_000),
     "after",
     "",
   ]);
+  equal(lines.dropped, 20);
 });
 
-Deno.test("event lines: a failing stream is given up quietly, the other goes on; a full non-blocking pipe is retried", async () => {
+Deno.test("event lines: a failing stream is given up quietly; a full non-blocking pipe is retried", async () => {
   let calls = 0;
-  const closed: LineSink = {
+  const closed = new EventLines({
     write() {
       calls++;
       return Promise.reject(new Deno.errors.BrokenPipe("closed"));
     },
-  };
+  });
+  closed.write("one");
+  equal(await closed.flush(1_000), true);
+  closed.write("two");
+  equal(await closed.flush(1_000), true);
+  equal(calls, 1, "nothing is written to a failed stream after its failure");
+
   let wouldBlock = 3;
   let text = "";
-  const nonBlocking: LineSink = {
+  const nonBlocking = new EventLines({
     write(p) {
       if (wouldBlock-- > 0) {
         return Promise.reject(new Deno.errors.WouldBlock("EAGAIN"));
@@ -133,24 +114,19 @@ Deno.test("event lines: a failing stream is given up quietly, the other goes on;
       text += new TextDecoder().decode(p);
       return Promise.resolve(p.length);
     },
-  };
-  const lines = new EventLines();
-  lines.write(closed, "one");
-  lines.write(nonBlocking, "a");
-  lines.write(closed, "two");
-  lines.write(nonBlocking, "b");
-  equal(await lines.flush(5_000), true);
-  lines.write(closed, "three");
-  lines.write(nonBlocking, "c");
-  equal(await lines.flush(5_000), true);
-  equal(calls, 1, "nothing is written to a failed stream after its failure");
+  });
+  nonBlocking.write("a");
+  nonBlocking.write("b");
+  equal(await nonBlocking.flush(5_000), true);
+  nonBlocking.write("c");
+  equal(await nonBlocking.flush(5_000), true);
   equal(text, "a\nb\nc\n", "EAGAIN is waited out, nothing lost");
 });
 
 Deno.test("event lines: the flush at exit gives up after its bound when nobody reads", async () => {
   const sink = new HeldSink();
-  const lines = new EventLines();
-  lines.write(sink, "never read");
+  const lines = new EventLines(sink);
+  lines.write("never read");
   const started = performance.now();
   equal(await lines.flush(200), false);
   const ms = performance.now() - started;
@@ -158,3 +134,41 @@ Deno.test("event lines: the flush at exit gives up after its bound when nobody r
   sink.release(); // let the pending write end within the test
   equal(await lines.flush(1_000), true);
 });
+
+Deno.test("event lines: stdout and stderr on one pipe (2>&1) share one queue and keep their order past a full pipe", async () => {
+  const script = new URL("./_helpers/print_event_lines.ts", import.meta.url)
+    .pathname;
+  const pairs = 10_000; // ~130 KB: twice what the pipe holds
+  const child = new Deno.Command("sh", {
+    args: [
+      "-c",
+      `exec "$0" run --allow-read "${script}" ${pairs} 2>&1`,
+      Deno
+        .execPath(),
+    ],
+    stdout: "piped",
+    stderr: "null",
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+  }).spawn();
+  // Not read for a while: the pipe fills, the rest waits in the queue(s).
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  const output = await new Response(child.stdout).text();
+  equal((await child.status).code, 0);
+  const expected = Array.from(
+    { length: pairs },
+    (_, i) => `out ${i}\nerr ${i}\n`,
+  ).join("");
+  ok(
+    output === expected,
+    `out of order from ${firstDifference(output, expected)}`,
+  );
+});
+
+/** Where two texts first differ, with a little of each. */
+function firstDifference(a: string, b: string): string {
+  let i = 0;
+  while (i < a.length && a[i] === b[i]) i++;
+  return `${i}: ${JSON.stringify(a.slice(i, i + 30))} vs ${
+    JSON.stringify(b.slice(i, i + 30))
+  }`;
+}

@@ -845,6 +845,44 @@ Deno.test("repeat server: a stop signal while its stderr is full and unread ends
   ok(ms < 5_000, `exited ${ms} ms after SIGTERM`);
 });
 
+Deno.test("repeat server: after a full run it waits (past 2 s) for its summary to be read, and a stop signal still ends that wait", async () => {
+  await using dir = await tempDir();
+  await writeTestFile(join(dir.path, "f.bin"), 100, 3);
+  const common = ["--times", "700", "--transport", "tcp"]; // > 64 KiB of lines
+  await using server = await startRepeatServer(
+    "f.bin",
+    [...common, "--dir", "copies"],
+    { cwd: dir.path },
+  );
+  server.process.stdout.pause();
+  let exited = false;
+  server.process.child.status.then(() => exited = true);
+  const client = await runRole("client", [
+    "repeat",
+    "127.0.0.1",
+    String(server.port),
+    "f.bin",
+    ...common,
+  ], { cwd: dir.path, timeoutMs: 60_000 });
+  equal(client.code, 0, client.stderr);
+  await new Promise((resolve) => setTimeout(resolve, 2_500));
+  equal(exited, false, "the summary was not read: the server waits");
+  const started = Date.now();
+  server.process.kill("SIGTERM");
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const status = await Promise.race([
+    server.process.child.status,
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), 10_000);
+    }),
+  ]);
+  clearTimeout(timer);
+  const ms = Date.now() - started;
+  server.process.stdout.resume();
+  equal(status?.code, 0, `still running ${ms} ms after SIGTERM`);
+  ok(ms < 5_000, `exited ${ms} ms after SIGTERM`);
+});
+
 Deno.test("repeat over tcp: more silent peers than the server has file descriptors delay the run but neither end it nor spoil a copy", async () => {
   await using dir = await tempDir();
   await writeTestFile(join(dir.path, "f.bin"), 3000, 3);

@@ -52,6 +52,7 @@ import {
   flushEventLines,
   printEventLine,
   printEventProblem,
+  printResultLine,
 } from "../event_lines.ts";
 
 /** Parsed arguments of `server repeat`. */
@@ -220,11 +221,13 @@ async function runUntil(
   const average = averageMs(times);
   const incorrect =
     events.filter((e) => e.kind === "lost" || !e.copy.correct).length;
-  out(serverLines.average(displayName, average));
-  out(serverLines.errors(incorrect, options.times));
-  out(serverLines.done());
+  // The summary is the run's result: never dropped for a slow reader.
+  const result = options.json ? () => {} : printResultLine;
+  result(serverLines.average(displayName, average));
+  result(serverLines.errors(incorrect, options.times));
+  result(serverLines.done());
   if (options.json) {
-    printEventLine(JSON.stringify({
+    printResultLine(JSON.stringify({
       role: "server",
       transport: options.transport,
       port: receiver.addr.port,
@@ -251,7 +254,8 @@ async function runUntil(
       errorPercent: errorPercent(incorrect, options.times),
     }));
   }
-  // The summary is the run's result: wait for a slow reader to take it.
-  await flushEventLines(Infinity);
+  // Wait for a slow reader to take it, or for a stop signal (the exit then
+  // waits at most 2 s more, as after any stop).
+  await Promise.race([flushEventLines(Infinity), stop.stopped]);
   return 0;
 }
