@@ -527,6 +527,38 @@ Deno.test("upload client: a receiver that half-closes first (FIN at accept) stil
   });
 });
 
+Deno.test("upload client: a receiver that reads everything but never closes gives ERROR: after the timeout, not exit 0", async () => {
+  await using src = await tempDir();
+  const file = join(src.path, "f.bin");
+  await writeTestFile(file, 100_000, 6);
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const reading = (async () => {
+    const conn = await listener.accept();
+    const buffer = new Uint8Array(64 * 1024);
+    let bytes = 0;
+    for (let n; (n = await conn.read(buffer)) !== null;) bytes += n;
+    return { conn, bytes }; // EOF seen, and the connection kept open
+  })();
+  const started = Date.now();
+  const result = await runRole("client", [
+    "127.0.0.1",
+    String(listener.addr.port),
+    file,
+    "--timeout-ms",
+    "1000",
+  ], { timeoutMs: 20_000 });
+  const { conn, bytes } = await reading;
+  conn.close();
+  equal(bytes, 100_000);
+  equal(result.code, 1);
+  equal(
+    result.stderr,
+    "ERROR: the server did not close the connection within 1000 ms after the last byte\n",
+  );
+  const ms = Date.now() - started;
+  ok(ms < 8_000, `took ${ms} ms`);
+});
+
 Deno.test("upload client: a stop signal while connecting ends it at once, not at the connect timeout", async () => {
   await using src = await tempDir();
   const file = join(src.path, "f.bin");
