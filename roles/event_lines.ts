@@ -31,10 +31,10 @@
  *   its later lines are dropped quietly. A non-blocking pipe that is full
  *   (`EAGAIN`) is retried, not given up.
  *
- * Before exiting, a role calls {@linkcode flushEventLines}: a server
- * stopped by a signal waits at most {@linkcode EXIT_FLUSH_MS}; a run that
- * ends by itself with results to print (the repeat server) waits until they
- * are written or a stop signal comes.
+ * Before exiting, a role calls {@linkcode flushEventLines}, which waits at
+ * most {@linkcode EXIT_FLUSH_MS}. A run that ends by itself with results to
+ * print (the repeat server) first waits with {@linkcode flushResultLines}
+ * until its stdout lines are written, or a stop signal comes.
  *
  * @module
  */
@@ -344,6 +344,24 @@ export function printEventProblem(line: string): void {
 }
 
 /**
+ * Waits, however long it takes, until the lines queued for stdout (where
+ * {@linkcode printResultLine} writes) are written; stderr's queue is left
+ * to the exit's bounded {@linkcode flushEventLines}.
+ *
+ * @example
+ * ```ts ignore
+ * printResultLine("I am done");
+ * await flushResultLines();
+ * ```
+ *
+ * @returns Whether they were written (false: stdout failed).
+ */
+export async function flushResultLines(): Promise<boolean> {
+  const stdout = outputs?.stdout;
+  return stdout instanceof EventLines ? await stdout.flush(Infinity) : true;
+}
+
+/**
  * Waits (at most `timeoutMs`) for this process's queued lines to be written;
  * a role's `main` calls it before `Deno.exit`.
  *
@@ -354,8 +372,7 @@ export function printEventProblem(line: string): void {
  * Deno.exit(code);
  * ```
  *
- * @param timeoutMs The bound (default {@linkcode EXIT_FLUSH_MS}; `Infinity`
- *   for a run whose results are its output).
+ * @param timeoutMs The bound (default {@linkcode EXIT_FLUSH_MS}).
  * @returns Whether everything was written.
  */
 export async function flushEventLines(

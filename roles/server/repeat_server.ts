@@ -49,7 +49,7 @@ import {
 import { SessionCopyReceiver } from "./repeat_session_receiver.ts";
 import { type StopWatch, watchStopSignals } from "../stop_signals.ts";
 import {
-  flushEventLines,
+  flushResultLines,
   printEventLine,
   printEventProblem,
   printResultLine,
@@ -254,8 +254,8 @@ async function runUntil(
       errorPercent: errorPercent(incorrect, options.times),
     }));
   }
-  // Wait for a slow reader to take it, or for a stop signal (the exit then
-  // waits at most 2 s more, as after any stop).
-  await Promise.race([flushEventLines(Infinity), stop.stopped]);
+  // Wait for a slow reader to take it (stdout only: warnings queued on an
+  // unread stderr get the exit's 2 s), or for a stop signal.
+  await Promise.race([flushResultLines(), stop.stopped]);
   return 0;
 }
