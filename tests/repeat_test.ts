@@ -731,13 +731,7 @@ Deno.test("repeat over tcp and snw: a peer that connects and sends nothing holds
     };
     await new Promise((resolve) => setTimeout(resolve, 200));
     const started = Date.now();
-    const client = await runRole("client", [
-      "repeat",
-      "127.0.0.1",
-      String(server.port),
-      "f.bin",
-      ...common,
-    ], { cwd: dir.path, env: SNW_ENV, timeoutMs: 30_000 });
+    const client = await runRepeatClient(server.port, common, dir.path);
     equal(client.code, 0, `${transport}: ${client.stderr}`);
     const done = await server.process.finished(30_000);
     const ms = Date.now() - started;
@@ -749,6 +743,20 @@ Deno.test("repeat over tcp and snw: a peer that connects and sends nothing holds
     ok(times.every((t) => t < 3_000), `${transport}: ${times.join(", ")} ms`);
   }
 });
+
+/**
+ * Runs `client repeat 127.0.0.1 <port> f.bin ...args` in `cwd` with a 3 s
+ * SNW give-up timeout, bounded by 30 s.
+ */
+function runRepeatClient(port: number, args: string[], cwd: string) {
+  return runRole("client", [
+    "repeat",
+    "127.0.0.1",
+    String(port),
+    "f.bin",
+    ...args,
+  ], { cwd, env: SNW_ENV, timeoutMs: 30_000 });
+}
 
 /**
  * Opens `sessions` snw sessions to the server at `port` that announce 100
@@ -800,13 +808,7 @@ Deno.test("repeat over snw: give-up lines for a flood of stalled sessions cannot
     stderr.pause();
     try {
       await floodStalledSessions(server.port, 3000);
-      const client = await runRole("client", [
-        "repeat",
-        "127.0.0.1",
-        String(server.port),
-        "f.bin",
-        ...common,
-      ], { cwd: dir.path, env: SNW_ENV, timeoutMs: 30_000 });
+      const client = await runRepeatClient(server.port, common, dir.path);
       equal(client.code, 0, client.stderr);
       if (stderrRead === "never") {
         await server.process.stdout.waitFor("I am done\n");
