@@ -89,15 +89,39 @@ export function printable(text: string): string {
 }
 
 /**
- * Writes one line to stderr; a stderr that cannot be written (closed,
- * `/dev/full`) is ignored, so a message never turns into a crash.
+ * Writes `line` and a newline to `stream` synchronously, all of it; a stream
+ * that cannot be written (closed, `/dev/full`) is ignored, so output never
+ * turns into a crash.
+ *
+ * @example
+ * ```ts
+ * import { writeLineSync } from "./cli.ts";
+ * writeLineSync(Deno.stderr, "a line on stderr");
+ * ```
+ *
+ * @param stream Where to write (`Deno.stdout`, `Deno.stderr`).
+ * @param line The line, without its newline.
+ * @returns Whether the whole line was written.
  */
-export function printError(line: string): void {
+export function writeLineSync(
+  stream: { writeSync(p: Uint8Array): number },
+  line: string,
+): boolean {
   try {
-    Deno.stderr.writeSync(new TextEncoder().encode(line + "\n"));
+    const bytes = new TextEncoder().encode(line + "\n");
+    let offset = 0;
+    while (offset < bytes.length) {
+      offset += stream.writeSync(bytes.subarray(offset));
+    }
+    return true;
   } catch {
-    // nowhere to say it
+    return false; // nowhere to say it
   }
+}
+
+/** Writes one line to stderr (see {@linkcode writeLineSync}): never throws. */
+export function printError(line: string): void {
+  writeLineSync(Deno.stderr, line);
 }
 
 /**

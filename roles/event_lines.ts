@@ -40,6 +40,7 @@
  */
 
 import { fstatSync } from "node:fs";
+import { writeLineSync } from "./cli.ts";
 
 /** Bytes of lines waiting to be written before further lines are dropped (8 MiB). */
 export const DEFAULT_MAX_QUEUED_BYTES = 8 * 1024 * 1024;
@@ -238,19 +239,6 @@ export class EventLines {
   }
 }
 
-/** Writes a line synchronously: for a terminal, where nothing waits long. */
-function writeLineSync(stream: typeof Deno.stdout, line: string): void {
-  try {
-    const bytes = encoder.encode(line + "\n");
-    let offset = 0;
-    while (offset < bytes.length) {
-      offset += stream.writeSync(bytes.subarray(offset));
-    }
-  } catch {
-    // closed: keep serving
-  }
-}
-
 /** Where this process's lines for one stream go. */
 type Output = EventLines | typeof Deno.stdout;
 
@@ -294,7 +282,7 @@ function processOutputs(): { stdout: Output; stderr: Output } {
 function print(name: "stdout" | "stderr", line: string, keep = false): void {
   const output = processOutputs()[name];
   if (output instanceof EventLines) output.write(line, keep);
-  else writeLineSync(output, line);
+  else writeLineSync(output, line); // a terminal: nothing waits long
 }
 
 /**
