@@ -101,16 +101,14 @@ class NodeUploadSocket implements UploadSocket {
     socket.on("end", () => this.#ended = true);
     socket.on("close", () => {
       this.#closed = true;
-      const error = this.#error ?? new Error("closed by the server");
+      const error = this.#failure();
       for (const fail of this.#onClose) fail(error);
       this.#onClose.clear();
     });
   }
 
   write(bytes: Uint8Array): Promise<void> {
-    if (this.#closed) {
-      return Promise.reject(this.#error ?? new Error("closed by the server"));
-    }
+    if (this.#closed) return Promise.reject(this.#failure());
     return new Promise((resolve, reject) => {
       const fail = (error: Error) => reject(error);
       this.#onClose.add(fail);
@@ -124,9 +122,7 @@ class NodeUploadSocket implements UploadSocket {
 
   finish(): Promise<void> {
     return new Promise((resolve, reject) => {
-      if (this.#closed) {
-        return reject(this.#error ?? new Error("closed by the server"));
-      }
+      if (this.#closed) return reject(this.#failure());
       // Done when our FIN is out (after every byte) and the receiver's came,
       // in either order: a receiver may half-close first and read on.
       let sent = false;
@@ -152,6 +148,11 @@ class NodeUploadSocket implements UploadSocket {
         check();
       });
     });
+  }
+
+  /** Why the connection ended: its error, or the receiver's close. */
+  #failure(): Error {
+    return this.#error ?? new Error("closed by the server");
   }
 
   reset(): void {
