@@ -844,6 +844,25 @@ Deno.test("upload connect: the whole connect phase is bounded by the timeout", a
   );
   ok(Date.now() - started < 5_000);
 
+  // A connection that completes after the timeout is reset, not leaked.
+  let resets = 0;
+  const late: ConnectDeps = {
+    lookup: () => Promise.resolve(["127.0.0.1"]),
+    connect: () =>
+      new Promise((resolve) =>
+        setTimeout(
+          () => resolve({ ...fakeConn("late"), reset: () => resets++ }),
+          300,
+        )
+      ),
+  };
+  await connectWithin("late.test", 80, 100, late).then(
+    () => ok(false, "should time out"),
+    (error) => match(error.message, /timed out after 100 ms/),
+  );
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  equal(resets, 1, "the late connection was reset");
+
   const hangingLookup: ConnectDeps = {
     lookup: () => never,
     connect: () => never,
