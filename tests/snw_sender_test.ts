@@ -6,7 +6,10 @@
 
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { concatBytes } from "./_helpers/bytes.ts";
-import { ByteStreamBatcher } from "../transport/byte_stream_batcher.ts";
+import {
+  BATCHED_STREAM_CHUNK_BYTES,
+  ByteStreamBatcher,
+} from "../transport/byte_stream_batcher.ts";
 import { RtoEstimator } from "../transport/rto.ts";
 import {
   decodeSnwPacket,
@@ -278,16 +281,41 @@ Deno.test("snw sender: the last packet answered with ACK (the receiver wants mor
   await sender.done;
 });
 
-/** A byte stream fed by a batcher, and its BYOB reader. */
-function batched(options?: { flushMs?: number; batchBytes?: number }) {
+/** A byte stream fed by a batcher, as SNW makes it. */
+function batchedStream(
+  options?: { flushMs?: number; batchBytes?: number; stageBytes?: number },
+) {
   let batcher!: ByteStreamBatcher;
   const readable = new ReadableStream({
     type: "bytes",
+    autoAllocateChunkSize: BATCHED_STREAM_CHUNK_BYTES,
     start: (controller) => {
       batcher = new ByteStreamBatcher(controller, options);
     },
-  });
+    pull: () => batcher.pull(),
+  }, { highWaterMark: 0 });
+  return { batcher, readable };
+}
+
+/** A byte stream fed by a batcher, and its BYOB reader. */
+function batched(
+  options?: { flushMs?: number; batchBytes?: number; stageBytes?: number },
+) {
+  const { batcher, readable } = batchedStream(options);
   return { batcher, reader: readable.getReader({ mode: "byob" }) };
+}
+
+/** Reads a BYOB reader to its end, `size` bytes at a time. */
+async function readAll(
+  reader: ReadableStreamBYOBReader,
+  size: number,
+): Promise<number[]> {
+  const out: number[] = [];
+  while (true) {
+    const { done, value } = await reader.read(new Uint8Array(size));
+    if (done) return out;
+    out.push(...value);
+  }
 }
 
 Deno.test("byte stream batcher: small payloads complete one read per batch, large ones a read each", async () => {
@@ -325,12 +353,93 @@ Deno.test("byte stream batcher: what does not fit the pending read is queued aft
   batcher.push(new Uint8Array([7, 8, 9, 10, 11, 12])); // 12 > 10
   batcher.close();
   const out: number[] = [...(await read).value!];
-  while (true) {
-    const { done, value } = await reader.read(new Uint8Array(10));
-    if (done) break;
-    out.push(...value);
-  }
+  out.push(...await readAll(reader, 10));
   deepEqual(out, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+});
+
+Deno.test("byte stream batcher: payloads that arrive between reads wait in the stage, in order, and count against its room", async () => {
+  const { batcher, reader } = batched({ flushMs: 1000, stageBytes: 16 });
+  equal(batcher.room, 16);
+  batcher.push(Uint8Array.from([1, 2, 3, 4, 5, 6])); // no read pending
+  batcher.push(Uint8Array.from([7, 8, 9, 10, 11, 12]));
+  equal(batcher.room, 4);
+  // A read smaller than the stage takes its oldest bytes; the rest waits.
+  deepEqual([...(await reader.read(new Uint8Array(4))).value!], [1, 2, 3, 4]);
+  equal(batcher.room, 8);
+  for (let i = 13; i < 40; i += 3) {
+    batcher.push(Uint8Array.from([i, i + 1, i + 2]));
+  }
+  ok(batcher.room < 0); // past the bound: the transport holds its ACK first
+  const rest = reader.read(new Uint8Array(5));
+  deepEqual([...(await rest).value!], [5, 6, 7, 8, 9]);
+  batcher.close(); // with bytes staged: the stream ends after them
+  deepEqual(
+    await readAll(reader, 7),
+    Array.from({ length: 30 }, (_, i) => i + 10),
+  );
+});
+
+Deno.test("byte stream batcher: the stage wraps around its end and grows past its bound without losing or reordering a byte", async () => {
+  // The ring holds the bound plus one largest payload (16 + 64 KiB here).
+  const { batcher, reader } = batched({ flushMs: 1000, stageBytes: 16 });
+  const sent: number[] = [];
+  let next = 0;
+  const push = (length: number) => {
+    const payload = Uint8Array.from({ length }, () => next++ % 251);
+    sent.push(...payload);
+    batcher.push(payload);
+  };
+  const received: number[] = [];
+  const read = async (size: number) => {
+    const { value } = await reader.read(new Uint8Array(size));
+    received.push(...value!);
+  };
+  push(40_000); // staged at the ring's start
+  await read(30_000);
+  push(40_000); // 10 000 + 40 000 staged, the new one across the ring's end
+  await read(45_000); // a read across the ring's end
+  push(60_000); // 5 000 + 60 000 staged, across the end again
+  push(10_000); // more than the ring holds: it grows, the wrapped bytes moved
+  batcher.close();
+  received.push(...await readAll(reader, 64 * 1024));
+  equal(received.length, sent.length);
+  ok(received.every((byte, i) => byte === sent[i]), "bytes out of order");
+});
+
+Deno.test("byte stream batcher: a pending read too small for a payload takes what fits, the rest is staged", async () => {
+  const { batcher, reader } = batched({ flushMs: 1000 });
+  // A first read, so that the stream has started and calls pull() for the
+  // next one at once, before the payload arrives.
+  const first = reader.read(new Uint8Array(1));
+  batcher.push(Uint8Array.from([0]));
+  deepEqual([...(await first).value!], [0]);
+  const read = reader.read(new Uint8Array(4));
+  batcher.push(Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
+  deepEqual([...(await read).value!], [1, 2, 3, 4]);
+  batcher.close();
+  deepEqual(await readAll(reader, 4), [5, 6, 7, 8, 9, 10]);
+});
+
+Deno.test("byte stream batcher: a default reader gets every byte too, staged or not", async () => {
+  const { batcher, readable } = batchedStream({ flushMs: 1 });
+  batcher.push(Uint8Array.from([1, 2]));
+  const reader = readable.getReader();
+  deepEqual([...(await reader.read()).value!], [1, 2]);
+  const read = reader.read(); // pending: the payload goes into its buffer
+  batcher.push(Uint8Array.from([3]));
+  deepEqual([...(await read).value!], [3]);
+  batcher.push(Uint8Array.from([4, 5]));
+  batcher.close();
+  deepEqual([...(await reader.read()).value!], [4, 5]);
+  equal((await reader.read()).done, true);
+});
+
+Deno.test("byte stream batcher: an error drops what is staged and fails the next read", async () => {
+  const { batcher, reader } = batched({ flushMs: 1000 });
+  batcher.push(Uint8Array.from([1, 2, 3]));
+  batcher.error(new Error("peer gone"));
+  batcher.push(Uint8Array.from([4])); // after the end: ignored
+  await rejects(reader.read(new Uint8Array(8)), /peer gone/);
 });
 
 Deno.test("byte stream batcher: closing while a read is pending with no bytes ends that read as done", async () => {

@@ -16,7 +16,8 @@
  *   anything out of order, so duplication and reordering are harmless;
  * - many sessions share one UDP port, told apart by peer address and
  *   session id;
- * - a slow reader is not overrun: while more than
+ * - a slow reader is not overrun: payloads that arrive between its reads
+ *   wait in one reused buffer, and while more than
  *   {@linkcode SnwOptions.receiveBufferBytes} wait unread, the receiver holds
  *   its ACK back (flow control by stop-and-wait itself).
  *
@@ -30,7 +31,10 @@
  */
 
 import { abortable } from "./abortable.ts";
-import { ByteStreamBatcher } from "./byte_stream_batcher.ts";
+import {
+  BATCHED_STREAM_CHUNK_BYTES,
+  ByteStreamBatcher,
+} from "./byte_stream_batcher.ts";
 import { ConnectionLostError, TransferTimeoutError } from "./errors.ts";
 import { RtoEstimator, type RtoOptions } from "./rto.ts";
 import {
@@ -438,7 +442,7 @@ export class SnwConn implements TransportConn {
    * buffer, so that its ACK goes out now (else it is held for the reader).
    */
   #hasRoom(incoming: IncomingState, length: number): boolean {
-    return incoming.batcher.desiredSize - length > 0;
+    return incoming.batcher.room - length > 0;
   }
 
   /** Counts the in-order DATA packet of `length` bytes as received. */
@@ -502,18 +506,27 @@ export class SnwConn implements TransportConn {
 
   #startIncoming(size: number, seq: number): void {
     let controller!: ReadableByteStreamController;
-    // A byte stream: a reader's BYOB buffer takes payloads straight from
-    // the datagram (no allocation per packet).
+    let batcher!: ByteStreamBatcher;
+    // A byte stream: a reader's buffer takes payloads straight from the
+    // datagram, and payloads that arrive between reads wait in the
+    // batcher's one reused buffer (no allocation per packet).
     const readable = new ReadableStream({
       type: "bytes",
+      autoAllocateChunkSize: BATCHED_STREAM_CHUNK_BYTES,
       start: (c) => {
         controller = c;
+        batcher = new ByteStreamBatcher(c, {
+          stageBytes: this.#options.receiveBufferBytes,
+        });
       },
-      pull: () => this.#releaseHeld(),
+      pull: () => {
+        batcher.pull();
+        this.#releaseHeld();
+      },
       cancel: () => {
         this.#fail(new ConnectionLostError("the transfer was cancelled"));
       },
-    }, { highWaterMark: this.#options.receiveBufferBytes });
+    }, { highWaterMark: 0 });
     const transfer: IncomingTransfer = { size, readable };
     const receiver = this.#receivers.shift();
     if (receiver) receiver.resolve(transfer);
@@ -528,7 +541,7 @@ export class SnwConn implements TransportConn {
       remaining: size,
       dataPackets: 0,
       lastProgress: performance.now(),
-      batcher: new ByteStreamBatcher(controller),
+      batcher,
     };
     this.#answer(SnwType.ACK, seq);
     const period = Math.max(5, Math.min(250, this.#options.timeoutMs / 4));
