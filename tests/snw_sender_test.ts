@@ -380,7 +380,8 @@ Deno.test("byte stream batcher: payloads that arrive between reads wait in the s
 });
 
 Deno.test("byte stream batcher: the stage wraps around its end and grows past its bound without losing or reordering a byte", async () => {
-  // The ring holds the bound plus one largest payload (16 + 64 KiB here).
+  // The ring starts at 64 KiB (and would grow as far as the bound plus one
+  // largest payload, 16 + 64 KiB here).
   const { batcher, reader } = batched({ flushMs: 1000, stageBytes: 16 });
   const sent: number[] = [];
   let next = 0;

@@ -15,8 +15,8 @@
  * long batch's worth at once.
  *
  * Payloads that arrive while no read is pending (the reader is busy) are
- * copied into the **stage**, a ring buffer allocated once per stream, and
- * the next read takes them from there. The stream's own queue is never
+ * copied into the **stage**, one ring buffer per stream (grown by doubling,
+ * as far as the bound), and the next read takes them from there. The stream's own queue is never
  * used: it would keep a fresh copy of every such payload, and at 64000-byte
  * payloads those copies (one in five while a reader hashes) made the
  * receiving process's memory peak 62–75 MiB instead of staying flat. The
@@ -237,10 +237,19 @@ export class ByteStreamBatcher {
     const needed = this.#staged + payload.length;
     let stage = this.#stage;
     if (stage === undefined || needed > stage.length) {
-      // First use, or past the bound (the transport should not let that
-      // happen): a bigger ring, the staged bytes moved to its start.
+      // First use, or full: a ring twice as big, up to the bound plus one
+      // largest payload (more only if the transport lets more arrive), the
+      // staged bytes moved to its start. Small transfers and readers that
+      // keep up stage little, and so allocate little.
+      const limit = this.#capacity + BATCHED_STREAM_CHUNK_BYTES;
       const grown = new Uint8Array(
-        Math.max(needed, this.#capacity + BATCHED_STREAM_CHUNK_BYTES),
+        Math.max(
+          needed,
+          Math.min(
+            limit,
+            stage ? 2 * stage.length : BATCHED_STREAM_CHUNK_BYTES,
+          ),
+        ),
       );
       if (stage) {
         const first = Math.min(this.#staged, stage.length - this.#stageStart);

@@ -516,7 +516,7 @@ export class SnwConn implements TransportConn {
       start: (c) => {
         controller = c;
         batcher = new ByteStreamBatcher(c, {
-          stageBytes: this.#options.receiveBufferBytes,
+          stageBytes: Math.min(this.#options.receiveBufferBytes, size),
         });
       },
       pull: () => {
