@@ -158,6 +158,17 @@ async function transportBench(
         }; ${alone.rss}`,
       );
     }
+    // (d) over a long run: a process that moves small packets for minutes
+    // is where memory could creep (one run; ~90 s per GiB at 1000 B).
+    const long = await once("snw", big, {
+      sha256,
+      env: { SOCKKIT_SNW_CHUNK_SIZE: "1000" },
+    });
+    out(
+      `(d) snw 1000 B chunks, ${sizeMiB} MiB (one run): ${
+        throughput(bytes, long.ms)
+      }; ${long.rss} -> target <= 64 MiB each`,
+    );
     const lossy = `${dir}/lossy.bin`;
     await writeTestFile(lossy, 2 * MiB, 9);
     const viaRelay = (drop: number) => ({

@@ -8,6 +8,7 @@
 
 import { fileURLToPath } from "node:url";
 import { sha256File } from "../tests/_helpers/files.ts";
+import { FILE_ROLE_V8_FLAGS } from "./build.ts";
 import { LossyRelay, type RelayOptions } from "./relay.ts";
 
 const PEER = fileURLToPath(new URL("./transfer_peer.ts", import.meta.url));
@@ -51,7 +52,8 @@ class PeerProcess implements AsyncDisposable {
 
   constructor(args: string[], env: Record<string, string>) {
     this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--unstable-net", PEER, ...args],
+      // The file roles' V8 flags: the peers stand for their transports.
+      args: ["run", "-A", "--unstable-net", FILE_ROLE_V8_FLAGS, PEER, ...args],
       stdout: "piped",
       stderr: "inherit",
       env: { NO_COLOR: "1", ...env },

@@ -19,7 +19,7 @@ import { CLIENT_HELP, SERVER_HELP } from "../roles/chat/chat_options.ts";
 import { INPUT_HELP } from "../roles/chat/user_input.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
 import {
-  ROLE_FLAGS,
+  roleFlags,
   type RoleProcess,
   runRole,
   startRole,
@@ -700,7 +700,7 @@ Deno.test("chat server: a stderr that cannot be written (/dev/full) does not kee
     args: [
       "-c",
       `exec "$0" run ${
-        ROLE_FLAGS.join(" ")
+        roleFlags("chat").join(" ")
       } "${main}" server -a 127.0.0.1 -p ${port} 2>/dev/full`,
       Deno.execPath(),
     ],

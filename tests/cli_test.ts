@@ -9,6 +9,7 @@ import { parseCommandLine, UsageError } from "../roles/cli.ts";
 import { fileURLToPath } from "node:url";
 import { resolveClient, resolveServer } from "../roles/invocation.ts";
 import { VERSION } from "../version.ts";
+import { FILE_ROLE_V8_FLAGS } from "../bench/build.ts";
 import { type RoleName, runRole } from "./_helpers/role_process.ts";
 
 Deno.test("invocation: each positional form of SPEC §0 resolves to its service", () => {
@@ -150,9 +151,24 @@ Deno.test("make build: launchers in dist/ run from another directory", async () 
       }).output();
       equal(new TextDecoder().decode(run.stdout), `${role} ${VERSION}\n`);
       equal(run.code, 0);
+      // The file roles' launchers carry the young-generation cap (and V8
+      // took it: an unknown flag would have failed the run above).
+      const shebang = (await Deno.readTextFile(`${root}dist/${role}`))
+        .split("\n", 1)[0];
+      equal(shebang.includes(FILE_ROLE_V8_FLAGS), role !== "chat", shebang);
     }
   } finally {
     await Deno.remove(elsewhere, { recursive: true });
+  }
+});
+
+Deno.test("deno tasks run the executables with the launchers' V8 flags", async () => {
+  const config = JSON.parse(
+    await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
+  );
+  for (const role of ROLES) {
+    const task: string = config.tasks[role];
+    equal(task.includes(FILE_ROLE_V8_FLAGS), role !== "chat", task);
   }
 });
 

@@ -14,7 +14,7 @@
 import { equal, ok } from "node:assert/strict";
 import { join } from "node:path";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
-import { ROLE_FLAGS, RoleProcess } from "./_helpers/role_process.ts";
+import { roleFlags, RoleProcess } from "./_helpers/role_process.ts";
 import {
   assertAverageIsMean,
   assertLines,
@@ -150,7 +150,7 @@ function startInNamespace(
       ns,
       Deno.execPath(),
       "run",
-      ...ROLE_FLAGS,
+      ...roleFlags(role),
       main,
       ...args,
     ],

@@ -16,7 +16,7 @@ import { LossyRelay, type RelayOptions } from "../bench/relay.ts";
 import { seededRandom } from "../bench/seeded_random.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
 import {
-  ROLE_FLAGS,
+  roleFlags,
   RoleProcess,
   runRole,
   startRole,
@@ -920,7 +920,7 @@ Deno.test("repeat over tcp: more silent peers than the server has file descripto
       "sh",
       Deno.execPath(),
       "run",
-      ...ROLE_FLAGS,
+      ...roleFlags("server"),
       main,
       "repeat",
       "0",

@@ -5,19 +5,23 @@
  * @module
  */
 
+import { type RoleExecutable, roleRunFlags } from "../../bench/build.ts";
+
 const ROOT = new URL("../../", import.meta.url);
 
-/** Permission flags the executables run with (same as dist/ launchers). */
-export const ROLE_FLAGS = [
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--unstable-net",
-];
-
 /** Which executable to start. */
-export type RoleName = "client" | "server" | "cache" | "chat";
+export type RoleName = RoleExecutable;
+
+/**
+ * The flags an executable runs with after `deno run` (the same as the
+ * dist/ launchers and the deno tasks).
+ *
+ * @param name Which executable.
+ * @returns Its permission and V8 flags.
+ */
+export function roleFlags(name: RoleName): string[] {
+  return roleRunFlags(name);
+}
 
 /** Options of {@linkcode startRole}. */
 export interface StartRoleOptions {
@@ -235,7 +239,7 @@ export function startRole(
 ): RoleProcess {
   const main = new URL(`roles/${name}/main.ts`, ROOT);
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...ROLE_FLAGS, main.pathname, ...args],
+    args: ["run", ...roleFlags(name), main.pathname, ...args],
     cwd: options.cwd ?? ROOT.pathname,
     stdin: options.stdin ? "piped" : "null",
     stdout: "piped",
