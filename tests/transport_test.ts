@@ -15,6 +15,7 @@ import {
   decodeSnwPacket,
   encodeLenPayload,
   encodeSnwPacket,
+  type IncomingTransfer,
   SNW_WORDS,
   SnwChannelAcceptor,
   SnwType,
@@ -25,6 +26,7 @@ import {
   type Transport,
   type TransportConn,
 } from "../transport/mod.ts";
+import { concatBytes } from "./_helpers/bytes.ts";
 import { tempDir } from "./_helpers/files.ts";
 import { runRole } from "./_helpers/role_process.ts";
 
@@ -268,6 +270,142 @@ Deno.test("snw: a slow reader holds the sender back instead of buffering everyth
   ok(intact);
 });
 
+/**
+ * A connected snw pair over `transport` with one transfer of `body` under
+ * way: the receiving side's transfer, the sender's promise, and how many
+ * bytes the receiver has acknowledged so far.
+ */
+async function snwTransferUnderWay(
+  transport: Transport,
+  body: Uint8Array,
+): Promise<
+  AsyncDisposable & {
+    incoming: IncomingTransfer;
+    sending: Promise<void>;
+    acknowledged: () => number;
+  }
+> {
+  const listener = transport.listen({ hostname: HOST, port: 0 });
+  const accepting = listener.accept();
+  const conn = await transport.connect({
+    hostname: HOST,
+    port: listener.addr.port,
+  });
+  const peer = await accepting;
+  listener.close();
+  let packets = 0;
+  const sending = conn.send(body.length, body, {
+    onProgress: () => packets++,
+  });
+  const incoming = await peer.receive();
+  return {
+    incoming,
+    sending,
+    acknowledged: () => packets,
+    async [Symbol.asyncDispose]() {
+      // Closing first: a send still under way then fails instead of hanging.
+      await conn[Symbol.asyncDispose]();
+      await peer[Symbol.asyncDispose]();
+      await sending.catch(() => {});
+    },
+  };
+}
+
+Deno.test("snw: reads smaller than a packet cannot take the receive buffer past its bound", async () => {
+  const chunk = 8000;
+  const bound = 16_000;
+  const snw = createSnwTransport({
+    chunkSize: chunk,
+    receiveBufferBytes: bound,
+    timeoutMs: 3000,
+  });
+  const body = pattern(160_000, 21);
+  await using transfer = await snwTransferUnderWay(snw, body);
+  const reader = transfer.incoming.readable.getReader({ mode: "byob" });
+  const received: Uint8Array[] = [];
+  let read = 0;
+  let mostUnread = 0;
+  while (true) {
+    const { done, value } = await reader.read(new Uint8Array(500));
+    if (done) break;
+    // A reader that works on each read: packets arrive meanwhile.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    received.push(value);
+    read += value.length;
+    // The first packet (the LEN) carries no payload.
+    const acknowledged = Math.min(
+      body.length,
+      Math.max(0, transfer.acknowledged() - 1) * chunk,
+    );
+    mostUnread = Math.max(mostUnread, acknowledged - read);
+  }
+  await transfer.sending;
+  equal(digest(concatBytes(received)), digest(body));
+  ok(
+    mostUnread <= bound + 2 * chunk,
+    `${mostUnread} bytes were acknowledged and not yet read`,
+  );
+});
+
+Deno.test("snw: two BYOB reads outstanding with a receive buffer no bigger than a packet: the transfer completes", async () => {
+  const snw = createSnwTransport({
+    chunkSize: 1000,
+    receiveBufferBytes: 1000,
+    timeoutMs: 1000,
+    reportGiveUp: () => {},
+  });
+  const body = pattern(200_000, 22);
+  await using transfer = await snwTransferUnderWay(snw, body);
+  const reader = transfer.incoming.readable.getReader({ mode: "byob" });
+  const received: Uint8Array[] = [];
+  // After a hang, closing the session rejects the reads still pending.
+  const read = () => {
+    const pending = reader.read(new Uint8Array(1000));
+    pending.catch(() => {});
+    return pending;
+  };
+  const reading = (async () => {
+    let first = read();
+    let second = read();
+    while (true) {
+      const { done, value } = await first;
+      if (done) break;
+      received.push(value);
+      first = second;
+      second = read();
+    }
+  })();
+  reading.catch(() => {});
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => {
+    timer = setTimeout(() => resolve("late"), 10_000);
+  });
+  const outcome = await Promise.race([
+    Promise.all([reading, transfer.sending]),
+    late,
+  ]);
+  clearTimeout(timer);
+  ok(outcome !== "late", "the transfer hung");
+  equal(digest(concatBytes(received)), digest(body));
+});
+
+Deno.test("snw: a receive buffer no bigger than a packet does not hold back payloads that go straight into a waiting read", async () => {
+  const snw = createSnwTransport({
+    chunkSize: 1000,
+    receiveBufferBytes: 1000,
+    timeoutMs: 3000,
+  });
+  const body = pattern(2_000_000, 23);
+  await using transfer = await snwTransferUnderWay(snw, body);
+  const started = performance.now();
+  const received = await readAll(transfer.incoming.readable);
+  await transfer.sending;
+  const ms = performance.now() - started;
+  equal(digest(received), digest(body));
+  // Held ACKs cost a read's turn each (~2 ms): 2000 packets took 4-5 s.
+  ok(ms < 2500, `2 MB took ${ms.toFixed(0)} ms`);
+});
+
 /** A raw UDP peer that speaks just enough SNW to misbehave on purpose. */
 class RawPeer implements AsyncDisposable {
   readonly socket = Deno.listenDatagram({
@@ -380,6 +518,51 @@ Deno.test("snw: a reader that pauses longer than the give-up timeout does not en
   );
   ok(ms >= 1300, `sender was not held back (${ms} ms)`);
   ok(intact);
+});
+
+Deno.test("snw: while its ACK is held for a paused reader, the receiver says WAIT on its own, not only to retransmissions", async () => {
+  const timeoutMs = 400;
+  const snw = createSnwTransport({
+    timeoutMs,
+    receiveBufferBytes: 4000,
+    reportGiveUp: () => {},
+  });
+  using listener = snw.listen({ hostname: HOST, port: 0 });
+  await using peer = new RawPeer();
+  const port = listener.addr.port;
+  await peer.send(SnwType.OPEN, 0, new Uint8Array(0), port);
+  equal((await peer.next()).packet.type, SnwType.ACK);
+  await using conn = await listener.accept();
+  await peer.send(SnwType.LEN, 1, encodeLenPayload(100_000), port);
+  equal((await peer.next()).packet.type, SnwType.ACK);
+  const incoming = await conn.receive(); // nobody reads
+  // Stop-and-wait until a packet is not answered with ACK: it is held.
+  let held = -1;
+  for (let seq = 2; held < 0; seq++) {
+    await peer.send(SnwType.DATA, seq, new Uint8Array(1000), port);
+    const next = await Promise.race([
+      peer.next(),
+      new Promise<null>((resolve) => setTimeout(() => resolve(null), 200)),
+    ]);
+    if (next === null || next.packet.type !== SnwType.ACK) held = seq;
+    else equal(next.packet.seq, seq);
+  }
+  // No retransmission from here: count what comes unasked for 1.5 timeouts.
+  const waits: number[] = [];
+  const until = performance.now() + 1.5 * timeoutMs;
+  while (performance.now() < until) {
+    const next = await Promise.race([
+      peer.next(),
+      new Promise<null>((resolve) =>
+        setTimeout(() => resolve(null), until - performance.now())
+      ),
+    ]);
+    if (next === null) break;
+    if (next.packet.type === SnwType.WAIT) waits.push(next.packet.seq);
+  }
+  ok(waits.length >= 4, `${waits.length} WAITs without a retransmission`);
+  ok(waits.every((seq) => seq === held), `WAITs for ${waits}, not ${held}`);
+  await incoming.readable.cancel();
 });
 
 Deno.test("snw: a send whose last packet is answered with ACK, not FIN (the receiver wants more bytes), fails instead of ending as if all arrived", async () => {

@@ -16,12 +16,13 @@
  *
  * Payloads that arrive while no read is pending (the reader is busy) are
  * copied into the **stage**, one ring buffer per stream (grown by doubling,
- * as far as the bound), and the next read takes them from there. The stream's own queue is never
- * used: it would keep a fresh copy of every such payload, and at 64000-byte
- * payloads those copies (one in five while a reader hashes) made the
- * receiving process's memory peak 62–75 MiB instead of staying flat. The
- * stream is created with {@linkcode BATCHED_STREAM_STRATEGY}'s
- * `autoAllocateChunkSize`, so that every read, a default reader's too, comes
+ * as far as the bound), and the next read takes them from there. The
+ * stream's own queue is never used: it would keep a fresh copy of every such
+ * payload, and at 64000-byte payloads those copies (one in five while a
+ * reader hashes) made the receiving process's memory peak 62–75 MiB instead
+ * of staying flat. The stream is created with
+ * {@linkcode BATCHED_STREAM_CHUNK_BYTES} as its `autoAllocateChunkSize`, so
+ * that every read, a default reader's too, comes
  * with a buffer to fill. The transport bounds what is staged with
  * {@linkcode ByteStreamBatcher.room}; the stage grows only if a payload
  * arrives past that bound.
@@ -153,6 +154,22 @@ export class ByteStreamBatcher {
   }
 
   /**
+   * Whether a payload of `length` bytes would be taken without the stage
+   * reaching its bound: straight into a pending read with room for it, or
+   * into the stage with room left after it.
+   *
+   * @param length The payload's size.
+   * @returns Whether its sender may go on at once.
+   */
+  takes(length: number): boolean {
+    if (this.#staged === 0) {
+      const view = this.#controller.byobRequest?.view;
+      if (view && length <= view.byteLength - this.#filled) return true;
+    }
+    return this.#capacity - this.#staged - length > 0;
+  }
+
+  /**
    * The stream's `pull`: fills the pending read from the stage. Does
    * nothing when nothing is staged or no read is pending.
    */
@@ -242,14 +259,9 @@ export class ByteStreamBatcher {
       // staged bytes moved to its start. Small transfers and readers that
       // keep up stage little, and so allocate little.
       const limit = this.#capacity + BATCHED_STREAM_CHUNK_BYTES;
+      const doubled = stage ? 2 * stage.length : BATCHED_STREAM_CHUNK_BYTES;
       const grown = new Uint8Array(
-        Math.max(
-          needed,
-          Math.min(
-            limit,
-            stage ? 2 * stage.length : BATCHED_STREAM_CHUNK_BYTES,
-          ),
-        ),
+        Math.max(needed, needed > limit ? doubled : Math.min(limit, doubled)),
       );
       if (stage) {
         const first = Math.min(this.#staged, stage.length - this.#stageStart);

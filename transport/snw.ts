@@ -438,11 +438,12 @@ export class SnwConn implements TransportConn {
   }
 
   /**
-   * Whether a payload of `length` bytes leaves room in the transfer's
-   * buffer, so that its ACK goes out now (else it is held for the reader).
+   * Whether a payload of `length` bytes goes to a pending read or leaves
+   * room in the transfer's buffer, so that its ACK goes out now (else it is
+   * held for the reader).
    */
   #hasRoom(incoming: IncomingState, length: number): boolean {
-    return incoming.batcher.room - length > 0;
+    return incoming.batcher.takes(length);
   }
 
   /** Counts the in-order DATA packet of `length` bytes as received. */
@@ -499,8 +500,10 @@ export class SnwConn implements TransportConn {
       this.#answer(SnwType.ACK, seq);
       incoming.batcher.push(packet.payload);
     } else {
-      incoming.batcher.push(packet.payload);
+      // Held before the push: a read that the push completes can make the
+      // stream call pull() for the next read at once, inside the push.
       this.#heldSeq = seq; // released by the stream's pull()
+      incoming.batcher.push(packet.payload);
     }
   }
 
@@ -544,7 +547,7 @@ export class SnwConn implements TransportConn {
       batcher,
     };
     this.#answer(SnwType.ACK, seq);
-    const period = Math.max(5, Math.min(250, this.#options.timeoutMs / 4));
+    const period = Math.max(5, Math.min(125, this.#options.timeoutMs / 8));
     this.#watchdog = setInterval(() => this.#checkProgress(), period);
   }
 
@@ -559,8 +562,14 @@ export class SnwConn implements TransportConn {
     incoming.batcher.close();
   }
 
+  /**
+   * Sends the held ACK once the reader has made room: a read smaller than
+   * a packet that leaves the buffer full keeps it held, so reads of any
+   * size cannot take the buffer past its bound.
+   */
   #releaseHeld(): void {
     if (this.#heldSeq < 0 || this.#closed) return;
+    if (this.#incoming && this.#incoming.batcher.room <= 0) return;
     const seq = this.#heldSeq;
     this.#heldSeq = -1;
     if (this.#incoming) this.#incoming.lastProgress = performance.now();
@@ -569,7 +578,14 @@ export class SnwConn implements TransportConn {
 
   #checkProgress(): void {
     const incoming = this.#incoming;
-    if (!incoming || this.#heldSeq >= 0) return; // waiting for our reader
+    if (!incoming) return;
+    if (this.#heldSeq >= 0) {
+      // Waiting for our reader: say so on our own too. The sender's
+      // retransmissions (each answered with WAIT) back off to one per
+      // 250 ms, and on a lossy path all of a timeout's few could be lost.
+      this.#answer(SnwType.WAIT, this.#heldSeq);
+      return;
+    }
     if (performance.now() - incoming.lastProgress < this.#options.timeoutMs) {
       return;
     }
