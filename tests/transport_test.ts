@@ -389,6 +389,24 @@ Deno.test("snw: two BYOB reads outstanding with a receive buffer no bigger than 
   equal(digest(concatBytes(received)), digest(body));
 });
 
+Deno.test("snw: a default reader of a short transfer gets buffers no bigger than the transfer", async () => {
+  const body = pattern(1000, 24);
+  await using transfer = await snwTransferUnderWay(
+    createSnwTransport({ timeoutMs: 3000 }),
+    body,
+  );
+  const reader = transfer.incoming.readable.getReader();
+  const received: Uint8Array[] = [];
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    ok(value.buffer.byteLength <= 1000, `${value.buffer.byteLength} bytes`);
+    received.push(value);
+  }
+  await transfer.sending;
+  equal(digest(concatBytes(received)), digest(body));
+});
+
 Deno.test("snw: a receive buffer no bigger than a packet does not hold back payloads that go straight into a waiting read", async () => {
   const snw = createSnwTransport({
     chunkSize: 1000,

@@ -20,10 +20,10 @@
  * stream's own queue is never used: it would keep a fresh copy of every such
  * payload, and at 64000-byte payloads those copies (one in five while a
  * reader hashes) made the receiving process's memory peak 62–75 MiB instead
- * of staying flat. The stream is created with
- * {@linkcode BATCHED_STREAM_CHUNK_BYTES} as its `autoAllocateChunkSize`, so
- * that every read, a default reader's too, comes
- * with a buffer to fill. The transport bounds what is staged with
+ * of staying flat. The stream is created with an `autoAllocateChunkSize`
+ * (at most {@linkcode BATCHED_STREAM_CHUNK_BYTES}), so that every read, a
+ * default reader's too, comes with a buffer to fill. The transport bounds
+ * what is staged with {@linkcode ByteStreamBatcher.takes} and
  * {@linkcode ByteStreamBatcher.room}; the stage grows only if a payload
  * arrives past that bound.
  *
@@ -32,8 +32,9 @@
 
 /**
  * The `autoAllocateChunkSize` a stream fed by {@linkcode ByteStreamBatcher}
- * must be created with (a default reader's reads then get a buffer of this
- * size to be filled, like a BYOB reader's).
+ * is created with (a default reader's reads then get a buffer of this size
+ * to be filled, like a BYOB reader's); a smaller one suits a stream known to
+ * be short, any size works.
  */
 export const BATCHED_STREAM_CHUNK_BYTES = 64 * 1024;
 
@@ -89,8 +90,9 @@ export class ByteStreamBatcher {
    * Wraps a byte stream's controller.
    *
    * @param controller The controller of a `type: "bytes"` stream created
-   * with `autoAllocateChunkSize` {@linkcode BATCHED_STREAM_CHUNK_BYTES} and
-   * a `pull` that calls {@linkcode ByteStreamBatcher.pull}.
+   * with an `autoAllocateChunkSize` (such as
+   * {@linkcode BATCHED_STREAM_CHUNK_BYTES}) and a `pull` that calls
+   * {@linkcode ByteStreamBatcher.pull}.
    * @param options `flushMs`: longest a written byte waits before its read
    * completes (default 1); `batchBytes`: bytes that complete a read at once
    * (default 16 KiB); `stageBytes`: how many bytes may wait between reads

@@ -515,7 +515,12 @@ export class SnwConn implements TransportConn {
     // batcher's one reused buffer (no allocation per packet).
     const readable = new ReadableStream({
       type: "bytes",
-      autoAllocateChunkSize: BATCHED_STREAM_CHUNK_BYTES,
+      // A default reader's reads get a buffer of this size (no bigger than
+      // the transfer: a 1 KiB copy must not cost 64 KiB per read).
+      autoAllocateChunkSize: Math.max(
+        1,
+        Math.min(BATCHED_STREAM_CHUNK_BYTES, size),
+      ),
       start: (c) => {
         controller = c;
         batcher = new ByteStreamBatcher(c, {
