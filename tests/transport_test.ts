@@ -457,6 +457,32 @@ class RawPeer implements AsyncDisposable {
   }
 }
 
+/**
+ * A {@linkcode RawPeer} that opened a session with a listener of `snw` and
+ * sent the LEN of a transfer of `size` bytes (its ACK left unread): the
+ * peer, the listener's port, and the accepted side's incoming transfer.
+ */
+async function rawPeerTransfer(snw: Transport, size: number) {
+  const listener = snw.listen({ hostname: HOST, port: 0 });
+  const peer = new RawPeer();
+  const port = listener.addr.port;
+  await peer.send(SnwType.OPEN, 0, new Uint8Array(0), port);
+  equal((await peer.next()).packet.type, SnwType.ACK);
+  const conn = await listener.accept();
+  listener.close();
+  await peer.send(SnwType.LEN, 1, encodeLenPayload(size), port);
+  const incoming = await conn.receive();
+  return {
+    peer,
+    port,
+    incoming,
+    async [Symbol.asyncDispose]() {
+      await conn[Symbol.asyncDispose]();
+      await peer[Symbol.asyncDispose]();
+    },
+  };
+}
+
 const GIVE_UP_MS = 300;
 const reported: string[] = [];
 const quick = createSnwTransport({
@@ -500,14 +526,8 @@ Deno.test("snw: sender gives up with exactly 'Did not receive ACK. Terminating.'
 });
 
 async function receiverGiveUp(dataPackets: number, line: string) {
-  using listener = quick.listen({ hostname: HOST, port: 0 });
-  await using peer = new RawPeer();
-  const port = listener.addr.port;
-  await peer.send(SnwType.OPEN, 0, new Uint8Array(0), port);
-  equal((await peer.next()).packet.type, SnwType.ACK);
-  await using conn = await listener.accept();
-  await peer.send(SnwType.LEN, 1, encodeLenPayload(5000), port);
-  const incoming = await conn.receive();
+  await using session = await rawPeerTransfer(quick, 5000);
+  const { peer, port, incoming } = session;
   for (let i = 0; i < dataPackets; i++) {
     await peer.send(SnwType.DATA, 2 + i, new Uint8Array(1000), port);
   }
@@ -545,15 +565,9 @@ Deno.test("snw: while its ACK is held for a paused reader, the receiver says WAI
     receiveBufferBytes: 4000,
     reportGiveUp: () => {},
   });
-  using listener = snw.listen({ hostname: HOST, port: 0 });
-  await using peer = new RawPeer();
-  const port = listener.addr.port;
-  await peer.send(SnwType.OPEN, 0, new Uint8Array(0), port);
-  equal((await peer.next()).packet.type, SnwType.ACK);
-  await using conn = await listener.accept();
-  await peer.send(SnwType.LEN, 1, encodeLenPayload(100_000), port);
-  equal((await peer.next()).packet.type, SnwType.ACK);
-  const incoming = await conn.receive(); // nobody reads
+  await using session = await rawPeerTransfer(snw, 100_000);
+  const { peer, port, incoming } = session; // nobody reads
+  equal((await peer.next()).packet.type, SnwType.ACK); // the LEN's
   // Stop-and-wait until a packet is not answered with ACK: it is held.
   let held = -1;
   for (let seq = 2; held < 0; seq++) {
@@ -621,15 +635,9 @@ Deno.test("snw: a peer that sends on without waiting for a held ACK gets nothing
     timeoutMs: 5000,
     receiveBufferBytes: bound,
   });
-  using listener = snw.listen({ hostname: HOST, port: 0 });
-  await using peer = new RawPeer();
-  const port = listener.addr.port;
-  await peer.send(SnwType.OPEN, 0, new Uint8Array(0), port);
-  equal((await peer.next()).packet.type, SnwType.ACK);
-  await using conn = await listener.accept();
   const size = 400_000;
-  await peer.send(SnwType.LEN, 1, encodeLenPayload(size), port);
-  const incoming = await conn.receive(); // nobody reads yet
+  await using session = await rawPeerTransfer(snw, size);
+  const { peer, port, incoming } = session; // nobody reads yet
   // Every DATA at once, never waiting for an answer (paced only so that the
   // socket's receive buffer does not overflow).
   for (let seq = 2; seq < 2 + size / 1000 - 1; seq++) {
@@ -651,7 +659,6 @@ Deno.test("snw: a peer that sends on without waiting for a held ACK gets nothing
   ok(queued <= bound + 2 * 1000, `${queued} bytes were queued`);
   ok(queued >= bound, `only ${queued} bytes were queued`);
   reader.releaseLock();
-  conn.close();
 });
 
 for (const transport of TRANSPORTS) {
