@@ -171,6 +171,42 @@ Deno.test("snw sender: without answers it gives up after the timeout and closes 
   ok(closed(), "the source was closed");
 });
 
+Deno.test("snw sender: an unanswered packet is sent again at least every 32nd of the timeout, so a lossy path gets many tries before the give-up", async () => {
+  const timeoutMs = 1000;
+  const { sender, sent } = harness([3000], {
+    timeoutMs,
+    drop: (seq) => seq === 3, // never answered
+  });
+  sender.start();
+  await rejects(sender.done, TransferTimeoutError);
+  const times = sent.filter((p) => p.seq === 3).map((p) => p.at);
+  const gaps = times.slice(1).map((at, i) => at - times[i]);
+  // Deno's timers fire up to ~3 ms late; backing off to 250 ms gave ~11.
+  ok(times.length >= 20, `${times.length} transmissions in the timeout`);
+  ok(
+    Math.max(...gaps) < timeoutMs / 32 + 15,
+    `a gap of ${Math.max(...gaps).toFixed(1)} ms`,
+  );
+});
+
+Deno.test("snw sender: a packet its receiver says it holds (WAIT) is sent again less and less often, up to the RTO ceiling", async () => {
+  let started = 0;
+  const { sender, sent } = harness([3000], {
+    timeoutMs: 1000,
+    answer: (sender, seq) => {
+      if (seq === 3 && performance.now() - started < 1200) sender.wait(seq);
+      else sender.answer(seq);
+    },
+  });
+  started = performance.now();
+  sender.start();
+  await sender.done;
+  const tries = sent.filter((p) => p.seq === 3).length;
+  // Doubling from the RTO to 250 ms: about a dozen in 1.2 s (the 31 ms of
+  // an unanswered packet would make it about forty).
+  ok(tries < 20, `${tries} transmissions of the held packet`);
+});
+
 Deno.test("snw sender: a WAIT for the outstanding packet starts its give-up timeout again, for as long as WAITs come", async () => {
   const rto = new RtoEstimator({ initialMs: 10, minMs: 10, maxMs: 20 });
   let started = 0;
