@@ -181,11 +181,8 @@ export class ByteStreamBatcher {
     if (!view) return;
     const into = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
     const n = Math.min(this.#staged, into.length);
-    const stage = this.#stage!;
-    const first = Math.min(n, stage.length - this.#stageStart);
-    into.set(stage.subarray(this.#stageStart, this.#stageStart + first));
-    if (first < n) into.set(stage.subarray(0, n - first), first);
-    this.#stageStart = (this.#stageStart + n) % stage.length;
+    this.#copyStaged(into, n);
+    this.#stageStart = (this.#stageStart + n) % this.#stage!.length;
     this.#staged -= n;
     this.#filled = n;
     this.flush();
@@ -252,6 +249,14 @@ export class ByteStreamBatcher {
     }
   }
 
+  /** Copies the `n` oldest staged bytes to the start of `into`. */
+  #copyStaged(into: Uint8Array, n: number): void {
+    const stage = this.#stage!;
+    const first = Math.min(n, stage.length - this.#stageStart);
+    into.set(stage.subarray(this.#stageStart, this.#stageStart + first));
+    if (first < n) into.set(stage.subarray(0, n - first), first);
+  }
+
   #stagePayload(payload: Uint8Array): void {
     const needed = this.#staged + payload.length;
     let stage = this.#stage;
@@ -265,11 +270,7 @@ export class ByteStreamBatcher {
       const grown = new Uint8Array(
         Math.max(needed, needed > limit ? doubled : Math.min(limit, doubled)),
       );
-      if (stage) {
-        const first = Math.min(this.#staged, stage.length - this.#stageStart);
-        grown.set(stage.subarray(this.#stageStart, this.#stageStart + first));
-        grown.set(stage.subarray(0, this.#staged - first), first);
-      }
+      if (stage) this.#copyStaged(grown, this.#staged);
       this.#stage = stage = grown;
       this.#stageStart = 0;
     }
