@@ -7,21 +7,16 @@
 
 import { type RoleExecutable, roleRunFlags } from "../../bench/build.ts";
 
+/**
+ * The flags an executable runs with after `deno run` (the same as the
+ * dist/ launchers and the deno tasks).
+ */
+export { roleRunFlags as roleFlags };
+
 const ROOT = new URL("../../", import.meta.url);
 
 /** Which executable to start. */
 export type RoleName = RoleExecutable;
-
-/**
- * The flags an executable runs with after `deno run` (the same as the
- * dist/ launchers and the deno tasks).
- *
- * @param name Which executable.
- * @returns Its permission and V8 flags.
- */
-export function roleFlags(name: RoleName): string[] {
-  return roleRunFlags(name);
-}
 
 /** Options of {@linkcode startRole}. */
 export interface StartRoleOptions {
@@ -239,7 +234,7 @@ export function startRole(
 ): RoleProcess {
   const main = new URL(`roles/${name}/main.ts`, ROOT);
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...roleFlags(name), main.pathname, ...args],
+    args: ["run", ...roleRunFlags(name), main.pathname, ...args],
     cwd: options.cwd ?? ROOT.pathname,
     stdin: options.stdin ? "piped" : "null",
     stdout: "piped",
