@@ -416,8 +416,9 @@ Deno.test("byte stream batcher: payloads that arrive between reads wait in the s
 });
 
 Deno.test("byte stream batcher: the stage wraps around its end and grows past its bound without losing or reordering a byte", async () => {
-  // The ring starts at 64 KiB (and would grow as far as the bound plus one
-  // largest payload, 16 + 64 KiB here).
+  // The ring starts at the first payload's size here (its bound, 16, is
+  // smaller) and doubles as far as the bound plus one largest payload
+  // (16 + 64 KiB), or further when more arrives.
   const { batcher, reader } = batched({ flushMs: 1000, stageBytes: 16 });
   const sent: number[] = [];
   let next = 0;
@@ -441,6 +442,21 @@ Deno.test("byte stream batcher: the stage wraps around its end and grows past it
   received.push(...await readAll(reader, 64 * 1024));
   equal(received.length, sent.length);
   ok(received.every((byte, i) => byte === sent[i]), "bytes out of order");
+});
+
+Deno.test("byte stream batcher: the stage of a short stream is no bigger than its bound", () => {
+  // 200 streams with 1000 bytes each waiting unread: ~200 KB of stages, not
+  // 200 of 64 KiB (12.8 MB).
+  const streams = [];
+  const before = Deno.memoryUsage().external;
+  for (let i = 0; i < 200; i++) {
+    const stream = batched({ stageBytes: 1000 });
+    stream.batcher.push(new Uint8Array(1000));
+    streams.push(stream);
+  }
+  const grown = Deno.memoryUsage().external - before;
+  ok(grown < 4_000_000, `${grown} bytes for 200 stages of 1000`);
+  for (const { batcher } of streams) batcher.error(new Error("done"));
 });
 
 Deno.test("byte stream batcher: a pending read too small for a payload takes what fits, the rest is staged", async () => {

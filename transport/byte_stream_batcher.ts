@@ -266,7 +266,9 @@ export class ByteStreamBatcher {
       // staged bytes moved to its start. Small transfers and readers that
       // keep up stage little, and so allocate little.
       const limit = this.#capacity + BATCHED_STREAM_CHUNK_BYTES;
-      const doubled = stage ? 2 * stage.length : BATCHED_STREAM_CHUNK_BYTES;
+      const doubled = stage
+        ? 2 * stage.length
+        : Math.min(BATCHED_STREAM_CHUNK_BYTES, this.#capacity);
       const grown = new Uint8Array(
         Math.max(needed, needed > limit ? doubled : Math.min(limit, doubled)),
       );
