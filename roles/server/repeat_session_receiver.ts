@@ -37,6 +37,10 @@ import type {
 } from "./repeat_copy_receiver.ts";
 import type { CopyStore, ReferenceFile } from "./repeat_copy_store.ts";
 import { isLostBeforeAccept } from "../../transport/accept_errors.ts";
+import {
+  TRANSFER_CHUNK_BYTES,
+  transferChunks,
+} from "../../transport/transfer_chunks.ts";
 
 /** Options of {@linkcode SessionCopyReceiver}. */
 export interface SessionCopyReceiverOptions {
@@ -115,6 +119,8 @@ interface HeaderedCopy {
   /** When the connection was accepted. */
   startedAt: number;
   watchdog: IdleWatchdog;
+  /** The transfer's bytes, locked by the reader of the header. */
+  readable: ReadableStream<Uint8Array>;
   reader: ReadableStreamDefaultReader<Uint8Array>;
   header: RepeatHeader;
   /** File bytes that arrived with the header. */
@@ -283,6 +289,7 @@ export class SessionCopyReceiver implements CopyReceiver {
         conn,
         startedAt,
         watchdog,
+        readable: transfer.readable,
         reader,
         header: decoded.header,
         rest: prefix.subarray(decoded.length),
@@ -308,7 +315,7 @@ export class SessionCopyReceiver implements CopyReceiver {
     n: number,
     progress: CopyProgress,
   ): Promise<ReceivedCopy> {
-    const { conn, watchdog, reader, header } = copy;
+    const { conn, watchdog, readable, reader, header } = copy;
     const { store, reference } = this.#options;
     let received = 0;
     let result: Omit<ReceivedCopy, "ms"> | undefined;
@@ -319,11 +326,15 @@ export class SessionCopyReceiver implements CopyReceiver {
       if (refused) progress.warn(`copy ${n}: not stored: ${refused}`);
       try {
         await writer.write(copy.rest);
-        while (true) {
-          const { value, done } = await reader.read();
-          if (done) break;
+        // The body into one reused buffer (a default reader's reads are a
+        // fresh 64 KiB buffer each); the writer is done with each chunk
+        // once its write resolves.
+        reader.releaseLock();
+        const body = Math.max(0, header.size - copy.rest.length);
+        const bufferBytes = Math.max(1, Math.min(TRANSFER_CHUNK_BYTES, body));
+        for await (const chunk of transferChunks(readable, bufferBytes)) {
           watchdog.kick();
-          await writer.write(value);
+          await writer.write(chunk);
         }
         received = writer.bytes;
         const stored = await writer.finish();
