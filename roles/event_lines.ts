@@ -377,3 +377,24 @@ export async function flushEventLines(
   );
   return flushed.every(Boolean);
 }
+
+/**
+ * Ends a role's process with `code`, after at most `timeoutMs` for the
+ * event lines a slow reader has not taken yet ({@linkcode flushEventLines}).
+ *
+ * @example
+ * ```ts ignore
+ * if (import.meta.main) await exitAfterEventLines(await serverMain(Deno.args));
+ * ```
+ *
+ * @param code The exit code.
+ * @param timeoutMs The bound (default {@linkcode EXIT_FLUSH_MS}).
+ * @returns Never: the process exits.
+ */
+export async function exitAfterEventLines(
+  code: number,
+  timeoutMs: number = EXIT_FLUSH_MS,
+): Promise<never> {
+  await flushEventLines(timeoutMs);
+  Deno.exit(code);
+}

@@ -6,7 +6,7 @@
 
 import { runMain } from "../cli.ts";
 import { runCacheServer } from "./cache_server.ts";
-import { flushEventLines } from "../event_lines.ts";
+import { exitAfterEventLines } from "../event_lines.ts";
 
 /** Usage text of the `cache` executable. */
 export const CACHE_USAGE = `usage:
@@ -27,8 +27,4 @@ export function cacheMain(args: string[]): Promise<number> {
   });
 }
 
-if (import.meta.main) {
-  const code = await cacheMain(Deno.args);
-  await flushEventLines(); // lines a slow stdout reader has not taken yet
-  Deno.exit(code);
-}
+if (import.meta.main) await exitAfterEventLines(await cacheMain(Deno.args));

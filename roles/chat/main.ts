@@ -7,7 +7,7 @@
 import { runMain, UsageError } from "../cli.ts";
 import { runChatClient } from "./chat_client.ts";
 import { runChatServer } from "./chat_server.ts";
-import { flushEventLines } from "../event_lines.ts";
+import { exitAfterEventLines } from "../event_lines.ts";
 
 /** Usage text of the `chat` executable. */
 export const CHAT_USAGE = `usage:
@@ -30,8 +30,4 @@ export function chatMain(args: string[]): Promise<number> {
   });
 }
 
-if (import.meta.main) {
-  const code = await chatMain(Deno.args);
-  await flushEventLines(); // lines a slow stdout reader has not taken yet
-  Deno.exit(code);
-}
+if (import.meta.main) await exitAfterEventLines(await chatMain(Deno.args));

@@ -8,7 +8,7 @@
 
 import { runMain } from "../cli.ts";
 import { resolveServer, type ServerService } from "../invocation.ts";
-import { flushEventLines } from "../event_lines.ts";
+import { exitAfterEventLines } from "../event_lines.ts";
 
 /** Usage text of the `server` executable. */
 export const SERVER_USAGE = `usage:
@@ -48,8 +48,4 @@ export function serverMain(args: string[]): Promise<number> {
   });
 }
 
-if (import.meta.main) {
-  const code = await serverMain(Deno.args);
-  await flushEventLines(); // lines a slow stdout reader has not taken yet
-  Deno.exit(code);
-}
+if (import.meta.main) await exitAfterEventLines(await serverMain(Deno.args));
