@@ -416,7 +416,7 @@ export class SnwConn implements TransportConn {
     if (
       incoming === undefined || this.#heldSeq >= 0 ||
       length >= incoming.remaining || // the last one is answered with FIN
-      !this.#hasRoom(incoming, length) || // its ACK is held for the reader
+      !incoming.batcher.takes(length) || // its ACK is held for the reader
       !isSnwDataPacket(datagram, this.session, seq)
     ) return false;
     void this.#transmit(
@@ -435,15 +435,6 @@ export class SnwConn implements TransportConn {
     );
     this.#nextAckSeq = seq + 1;
     return true;
-  }
-
-  /**
-   * Whether a payload of `length` bytes goes to a pending read or leaves
-   * room in the transfer's buffer, so that its ACK goes out now (else it is
-   * held for the reader).
-   */
-  #hasRoom(incoming: IncomingState, length: number): boolean {
-    return incoming.batcher.takes(length);
   }
 
   /** Counts the in-order DATA packet of `length` bytes as received. */
@@ -496,7 +487,7 @@ export class SnwConn implements TransportConn {
     // sender's next packet is then on its way while this one is handled.
     if (incoming.remaining === 0) {
       this.#finishIncoming(seq, packet.payload);
-    } else if (this.#hasRoom(incoming, length)) {
+    } else if (incoming.batcher.takes(length)) {
       this.#answer(SnwType.ACK, seq);
       incoming.batcher.push(packet.payload);
     } else {
