@@ -29,6 +29,12 @@ export async function startChatServer(
   extra: string[] = [],
   env: Record<string, string> = {},
 ): Promise<ChatServerProcess> {
+  // The process is SIGKILLed at the end, which leaves its spool directory
+  // behind: without a TMPDIR of the test's own, every test that sends a file
+  // left one in the system's temporary folder.
+  const tmp = env.TMPDIR === undefined
+    ? await Deno.makeTempDir({ prefix: "sockkit-chat-test-" })
+    : undefined;
   const process = startRole("chat", [
     "server",
     "-a",
@@ -36,19 +42,19 @@ export async function startChatServer(
     "-p",
     "0",
     ...extra,
-  ], { env });
+  ], { env: tmp === undefined ? env : { ...env, TMPDIR: tmp } });
+  const stop = async () => {
+    await process[Symbol.asyncDispose]();
+    if (tmp !== undefined) await Deno.remove(tmp, { recursive: true });
+  };
   try {
     const match = await process.stderr.waitFor(
       /listening on 127\.0\.0\.1:(\d+)/,
       20_000,
     );
-    return {
-      process,
-      port: Number(match[1]),
-      [Symbol.asyncDispose]: () => process[Symbol.asyncDispose](),
-    };
+    return { process, port: Number(match[1]), [Symbol.asyncDispose]: stop };
   } catch (error) {
-    await process[Symbol.asyncDispose]();
+    await stop();
     throw error;
   }
 }
