@@ -228,6 +228,7 @@ export const VALUED_OPTIONS: ReadonlySet<string> = new Set([
   "--max-clients",
   "--port",
   "-p",
+  "--ready-timeout",
   "--timeout",
   "--timeout-ms",
   "--times",

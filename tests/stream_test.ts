@@ -420,6 +420,12 @@ Deno.test("stream options: block size, idle timeout and client arguments", () =>
   equal(options.dir, "out");
   equal(options.blockSize, 4096);
   equal(options.connectTimeoutMs, 10_000);
+  equal(options.readyTimeoutMs, Infinity);
+  equal(
+    parseStreamClientArgs(["h", "1", "GET", "a", "--ready-timeout", "2.5"])
+      .readyTimeoutMs,
+    2500,
+  );
   for (
     const bad of [
       ["h", "0", "GET", "a"],
@@ -429,6 +435,7 @@ Deno.test("stream options: block size, idle timeout and client arguments", () =>
       ["h", "1", "GET", "a", "extra"],
       ["h", "1", "GET", "a", "--bogus"],
       ["h", "1", "GET", "a", "--connect-timeout", "0"],
+      ["h", "1", "GET", "a", "--ready-timeout", "soon"],
     ]
   ) {
     throws(() => parseStreamClientArgs(bad), UsageError, bad.join(" "));
@@ -1105,4 +1112,60 @@ Deno.test("stream client: gives up on a server that stalls (--idle-timeout)", as
   match(outcome.stderr, /^client error: no progress from the peer for 500 ms/);
   ok(elapsed < 14_000, `took ${elapsed} ms`);
   deepEqual(await hiddenFiles(dir.path), []);
+});
+
+Deno.test("stream client: queued behind another client, it waits for its turn past --idle-timeout", async () => {
+  await using serverDir = await tempDir();
+  await using clientDir = await tempDir();
+  await writeTestFile(join(serverDir.path, "f.bin"), 100_000, 12);
+  const port = freePort();
+  await using _server = await startSockkitServer(serverDir.path, port);
+  // The server is busy with this connection until it closes.
+  using holder = await RawPeer.connect(port);
+  equal(await holder.readText(5), "READY");
+  const queued = runRole("client", [
+    "127.0.0.1",
+    String(port),
+    "GET",
+    "f.bin",
+    "--idle-timeout",
+    "0.3",
+  ], { cwd: clientDir.path, timeoutMs: 20_000 });
+  await delay(1_500); // five idle timeouts in the queue
+  holder.close();
+  const outcome = await queued;
+  expectOutcome(outcome, "ok", [
+    "client receiving file f.bin (100000 bytes)",
+    "Complete",
+  ]);
+  equal(
+    await sha256File(join(clientDir.path, "f.bin")),
+    await sha256File(join(serverDir.path, "f.bin")),
+  );
+});
+
+Deno.test("stream client: --ready-timeout bounds the wait for its turn", async () => {
+  await using serverDir = await tempDir();
+  await using clientDir = await tempDir();
+  const port = freePort();
+  await using _server = await startSockkitServer(serverDir.path, port);
+  using holder = await RawPeer.connect(port);
+  equal(await holder.readText(5), "READY");
+  const started = performance.now();
+  const outcome = await runRole("client", [
+    "127.0.0.1",
+    String(port),
+    "GET",
+    "f.bin",
+    "--ready-timeout",
+    "0.5",
+  ], { cwd: clientDir.path, timeoutMs: 20_000 });
+  const elapsed = performance.now() - started;
+  equal(outcome.code, 1);
+  equal(
+    outcome.stderr,
+    "client error: no READY from the server within 0.5 s (it serves one client at a time: another one's transfer may still be under way)\n",
+  );
+  ok(elapsed >= 500 && elapsed < 10_000, `took ${elapsed} ms`);
+  deepEqual(await hiddenFiles(clientDir.path), []);
 });

@@ -17,7 +17,7 @@ export const CLIENT_USAGE = `usage:
   client <host> <port> <file> [--timeout SEC | --timeout-ms MS] [-v]
       upload (alias: client upload ...)
   client <host> <port> GET|PUT|DEL <file> [--dir DIR] [--block-size N]
-      [--idle-timeout SEC] [--connect-timeout SEC]
+      [--idle-timeout SEC] [--connect-timeout SEC] [--ready-timeout SEC]
       streaming (alias: client stream ...)
   client repeat <host> <port> <file> [--times N] [--transport tcp|udp|snw]
       [--idle-timeout MS] [--json]

@@ -1,7 +1,12 @@
 /**
  * The streaming GET/PUT/DEL client (SPEC §5, seed 004):
  * `client <host> <port> GET|PUT|DEL <file> [--dir DIR] [--block-size N]
- * [--idle-timeout SEC] [--connect-timeout SEC]`.
+ * [--idle-timeout SEC] [--connect-timeout SEC] [--ready-timeout SEC]`.
+ *
+ * The server serves one client at a time, so the wait for its first
+ * `READY` is a place in its queue: it is not bounded by the idle timeout
+ * (a client queued behind a long transfer is served in its turn), only by
+ * `--ready-timeout` when given.
  *
  * Progress lines go to stdout (`client sending file <f> (<N> bytes)`,
  * `client receiving file <f> (<N> bytes)`, `client deleting file <f>`,
@@ -88,6 +93,8 @@ export interface StreamClientOptions {
   idleTimeoutMs: number;
   /** Connect timeout in milliseconds. */
   connectTimeoutMs: number;
+  /** Longest wait for the server's first `READY`, in ms (`Infinity`: no bound). */
+  readyTimeoutMs: number;
 }
 
 /**
@@ -114,6 +121,7 @@ export function parseStreamClientArgs(args: string[]): StreamClientOptions {
       "block-size": { type: "string" },
       "idle-timeout": { type: "string" },
       "connect-timeout": { type: "string" },
+      "ready-timeout": { type: "string" },
     },
   });
   const { values, positionals } = parsed;
@@ -160,6 +168,9 @@ export function parseStreamClientArgs(args: string[]): StreamClientOptions {
     blockSize: parseBlockSize(values["block-size"]),
     idleTimeoutMs: parseIdleTimeout(values["idle-timeout"]),
     connectTimeoutMs: connectSec * 1000,
+    readyTimeoutMs: values["ready-timeout"] === undefined
+      ? Infinity
+      : parseIdleTimeout(values["ready-timeout"], "--ready-timeout"),
   };
 }
 
@@ -215,6 +226,38 @@ async function expectReply(
   throw new StreamProtocolError(
     `unexpected reply ${quote(text)} from the server (expected ${word})`,
   );
+}
+
+/**
+ * Waits for the server's first `READY`: the client's turn, which may come
+ * after other clients' transfers, so only `readyTimeoutMs` bounds it.
+ */
+async function awaitTurn(
+  channel: StreamConnection,
+  readyTimeoutMs: number,
+): Promise<void> {
+  let timedOut = false;
+  const timer = Number.isFinite(readyTimeoutMs)
+    ? setTimeout(() => {
+      timedOut = true;
+      channel.close();
+    }, readyTimeoutMs)
+    : undefined;
+  channel.suspendIdleTimeout();
+  try {
+    await expectReply(channel, Word.READY);
+  } catch (error) {
+    if (!timedOut) throw error;
+    throw new ClientSideError(
+      `no READY from the server within ${
+        readyTimeoutMs / 1000
+      } s (it serves one client at a time: another one's transfer may still be under way)`,
+      { cause: error },
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+  channel.resumeIdleTimeout();
 }
 
 /** Opens the local file to upload, or explains why not. */
@@ -337,7 +380,7 @@ export async function streamClient(
       idleTimeoutMs: options.idleTimeoutMs,
     });
     if (stop.signal.aborted) throw new ClientSideError("interrupted");
-    await expectReply(channel, Word.READY);
+    await awaitTurn(channel, options.readyTimeoutMs);
     if (upload) await put(channel, options, upload.file, upload.size);
     else if (download) await get(channel, options, download);
     else await del(channel, options);
@@ -366,7 +409,7 @@ export async function streamClient(
 /**
  * Runs the streaming GET/PUT/DEL client.
  *
- * @param args `<host> <port> GET|PUT|DEL <file> [--dir DIR] [--block-size N] [--idle-timeout SEC] [--connect-timeout SEC]`.
+ * @param args `<host> <port> GET|PUT|DEL <file> [--dir DIR] [--block-size N] [--idle-timeout SEC] [--connect-timeout SEC] [--ready-timeout SEC]`.
  * @returns The exit code.
  * @throws {UsageError} For bad arguments.
  */

@@ -60,6 +60,8 @@ export class StreamConnection implements Disposable {
   #quietSince = performance.now();
   #stalled = false;
   #closed = false;
+  /** The idle timeout is suspended ({@linkcode suspendIdleTimeout}). */
+  #idleSuspended = false;
   #watchdog: ReturnType<typeof setInterval>;
 
   /**
@@ -81,9 +83,27 @@ export class StreamConnection implements Disposable {
     return this.#stalled;
   }
 
+  /**
+   * Suspends the idle timeout until {@linkcode resumeIdleTimeout}: for a
+   * wait that may rightly last, such as a client's wait for `READY` from a
+   * server that serves one client at a time and is busy with another.
+   */
+  suspendIdleTimeout(): void {
+    this.#idleSuspended = true;
+  }
+
+  /** Resumes the idle timeout; the quiet time counts from now. */
+  resumeIdleTimeout(): void {
+    this.#idleSuspended = false;
+    this.#quietSince = performance.now();
+  }
+
   #checkIdle(): void {
     const now = performance.now();
-    if (this.#waiting === 0 || this.#progress !== this.#seenProgress) {
+    if (
+      this.#idleSuspended || this.#waiting === 0 ||
+      this.#progress !== this.#seenProgress
+    ) {
       this.#seenProgress = this.#progress;
       this.#quietSince = now;
       return;

@@ -49,15 +49,20 @@ export function parseBlockSize(text: string | undefined): number {
  * ```
  *
  * @param text The option value, or `undefined` for the default (30 s).
+ * @param option The option's name, for the error (another timeout in
+ * seconds, such as `--ready-timeout`, parses the same way).
  * @returns Milliseconds; `Infinity` when disabled.
  * @throws {UsageError} When not a non-negative number.
  */
-export function parseIdleTimeout(text: string | undefined): number {
+export function parseIdleTimeout(
+  text: string | undefined,
+  option = "--idle-timeout",
+): number {
   if (text === undefined) return DEFAULT_IDLE_TIMEOUT_SEC * 1000;
   const value = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
   if (!Number.isFinite(value)) {
     throw new UsageError(
-      `invalid --idle-timeout "${text}": must be a number of seconds`,
+      `invalid ${option} "${text}": must be a number of seconds`,
     );
   }
   return value === 0 ? Infinity : value * 1000;
