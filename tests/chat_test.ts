@@ -945,3 +945,33 @@ Deno.test({
     }
   },
 });
+
+Deno.test("chat client: a closed stdout is named as such, not as a lost connection", async () => {
+  await using server = await startChatServer();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...roleFlags("chat"),
+      new URL("../roles/chat/main.ts", import.meta.url).pathname,
+      ...clientArgs("alice", server.port),
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  await child.stdout.cancel(); // nobody reads what it prints
+  const stdin = child.stdin.getWriter();
+  await waitUntil(
+    () => server.process.stdout.text.includes("join: alice\n"),
+    "alice's join",
+  );
+  await stdin.write(new TextEncoder().encode("list\n"));
+  const { code, stderr } = await child.output();
+  await stdin.close().catch(() => {});
+  equal(code, 1);
+  match(
+    new TextDecoder().decode(stderr),
+    /^chat: cannot write to standard output: Broken pipe/m,
+  );
+});

@@ -98,6 +98,15 @@ async function* fileChunks(
   }
 }
 
+/** Writing a line to standard output failed (say, a closed pipe). */
+class OutputError extends Error {
+  /** @param cause The write's error. */
+  constructor(cause: unknown) {
+    super("cannot write to standard output", { cause });
+    this.name = "OutputError";
+  }
+}
+
 /**
  * One chat session over a connected socket.
  *
@@ -138,7 +147,14 @@ export class ChatClient {
     this.#link = link;
     this.#username = username;
     this.#directory = options.directory;
-    this.#print = options.print ?? printLine;
+    const print = options.print ?? printLine;
+    this.#print = (line) => {
+      try {
+        print(line);
+      } catch (error) {
+        throw new OutputError(error);
+      }
+    };
     this.#warn = options.warn ?? printError;
     this.#quitDrainMs = options.quitDrainMs ?? 3_000;
   }
@@ -390,6 +406,10 @@ export class ChatClient {
       if (error instanceof ChatProtocolError) {
         this.#warn(
           `chat: the server sent an invalid message: ${error.message}`,
+        );
+      } else if (error instanceof OutputError) {
+        this.#warn(
+          `chat: cannot write to standard output: ${reasonOf(error.cause)}`,
         );
       } else {
         this.#warn(`chat: connection to the server lost: ${reasonOf(error)}`);
