@@ -17,7 +17,10 @@ import {
   FileServiceProtocolError,
 } from "../protocol/file_service.ts";
 import { parseByteSize } from "../roles/cache/cache_server.ts";
-import { parseFileCommand } from "../roles/client/file_command.ts";
+import {
+  nameInFolder,
+  parseFileCommand,
+} from "../roles/client/file_command.ts";
 import { FileServiceClient } from "../roles/client/file_session.ts";
 import { storePath } from "../roles/file_service/file_store_names.ts";
 import { UnsafeNameError } from "../roles/file_names.ts";
@@ -185,6 +188,38 @@ Deno.test("file_service input: commands, blanks and mistakes", () => {
   equal(parseFileCommand("get a b").type, "invalid");
   equal(parseFileCommand("quit now").type, "invalid");
   equal(parseFileCommand("PUT a").type, "invalid");
+  deepEqual(parseFileCommand('put "my notes.txt" '), {
+    type: "put",
+    name: "my notes.txt",
+  });
+  deepEqual(parseFileCommand('get it"s.txt'), {
+    type: "get",
+    name: 'it"s.txt',
+  });
+  for (const bad of ['put "a b', 'put "a" b', 'get ""', 'put "a"b"']) {
+    equal(parseFileCommand(bad).type, "invalid", bad);
+  }
+  const cwd = "/home/me";
+  for (
+    const [typed, name] of [
+      ["a.txt", "a.txt"],
+      ["/home/me/client/a.txt", "a.txt"],
+      ["client/a.txt", "a.txt"],
+      ["./client/a.txt", "a.txt"],
+      ["client/../client/a b.txt", "a b.txt"],
+    ]
+  ) deepEqual(nameInFolder(typed, "client", cwd), { name }, typed);
+  deepEqual(nameInFolder("/srv/c/a.txt", "/srv/c", cwd), { name: "a.txt" });
+  for (
+    const typed of [
+      "./a.txt",
+      "/etc/passwd",
+      "../client/a.txt",
+      "client/sub/a.txt",
+      "client/",
+      "client/..",
+    ]
+  ) ok("error" in nameInFolder(typed, "client", cwd), typed);
   equal(parseByteSize("3000"), 3000);
   equal(parseByteSize("2G"), 2 * 1024 ** 3);
   equal(parseByteSize("64MiB"), 64 * MiB);
@@ -392,10 +427,10 @@ for (const transport of TRANSPORTS) {
       'Error: Cannot get "nothere.txt": no such file on the origin server',
       'Error: Unknown command "frobnicate" (commands: put <file>, get <file>, quit)',
       "Error: Usage: put <file> (one file name)",
-      "Error: Usage: get <file> (one file name, without spaces)",
+      'Error: Usage: get <file> (one file name; quote a name with spaces: get "my file.txt")',
       "Error: Usage: quit (no arguments)",
-      'Error: Cannot put "../escape.txt": refused file name "../escape.txt": path separators are not allowed',
-      'Error: Cannot get "/etc/passwd": refused file name "/etc/passwd": path separators are not allowed',
+      `Error: Cannot put "../escape.txt": not a file in the client's folder "${dir}" (files are put from it and got into it; --dir chooses it)`,
+      `Error: Cannot get "/etc/passwd": not a file in the client's folder "${dir}" (files are put from it and got into it; --dir chooses it)`,
       'Error: Cannot get "..": refused file name "..": not a file name',
       'Error: Cannot get "cdir": a directory of that name is in the way',
       'Error: Cannot store "sdir": a directory of that name is in the way',
@@ -408,6 +443,34 @@ for (const transport of TRANSPORTS) {
     await rig.cache.stdout.waitFor(
       'failed: Cannot get "nothere.txt": no such file on the origin server',
     );
+  });
+
+  Deno.test(`file service over ${transport}: a path into the client's folder, a quoted name with blanks`, async () => {
+    await using rig = await FileServiceRig.start(transport);
+    const dir = await rig.clientDir();
+    await writeTestFile(join(dir, "my notes.txt"), 3000, 5);
+    await writeTestFile(join(dir, "p.bin"), 2000, 6);
+    const put = await rig.session(
+      dir,
+      `put ${join(dir, "p.bin")}\nput "my notes.txt"\n`,
+    );
+    equal(put.stderr, "");
+    const other = await rig.clientDir("other");
+    const get = await rig.session(
+      other,
+      `get "my notes.txt"\nget ${join(other, "p.bin")}\n`,
+    );
+    equal(get.stderr, "");
+    equal(
+      get.stdout.match(/File delivered from origin\./g)?.length,
+      2,
+      get.stdout,
+    );
+    for (const name of ["p.bin", "my notes.txt"]) {
+      const digest = await sha256File(join(dir, name));
+      equal(await sha256File(join(rig.originDir, name)), digest, name);
+      equal(await sha256File(join(other, name)), digest, name);
+    }
   });
 
   Deno.test(`file service over ${transport}: 20 concurrent client processes`, async () => {

@@ -9,7 +9,9 @@
  *
  * It prompts `Enter command: ` (no newline) and runs `put <file>`,
  * `get <file>` and `quit`; end of input is `quit`. Files are read from and
- * saved to `--dir` (default `./client`, created). When stdin is not a
+ * saved to `--dir` (default `./client`, created); a path to a file directly
+ * in that folder (absolute, or relative to the working directory) stands
+ * for its name, and `put "my file.txt"` quotes a name with blanks. When stdin is not a
  * terminal, each command read is echoed after the prompt, so the output of
  * a piped session reads exactly like the interactive transcript. A failed
  * command prints one `Error: ...` line on stderr and the session goes on.
@@ -22,7 +24,7 @@
  */
 
 import { printable, printError, printLine } from "../cli.ts";
-import { parseFileCommand } from "./file_command.ts";
+import { nameInFolder, parseFileCommand } from "./file_command.ts";
 import { inputLines } from "./file_input_lines.ts";
 import {
   DEFAULT_CONNECT_TIMEOUT_SEC,
@@ -66,6 +68,7 @@ export async function runFileClient(args: string[]): Promise<number> {
   ]);
   const [serverHost, serverPort, cacheHost, cachePort, transportName] =
     positionals;
+  const dir = await roleDirectory(values.dir, "client");
   await using client = new FileServiceClient({
     transport: parseTransport(transportName),
     server: {
@@ -82,19 +85,20 @@ export async function runFileClient(args: string[]): Promise<number> {
       "connect-timeout",
       DEFAULT_CONNECT_TIMEOUT_SEC,
     ),
-    dir: await roleDirectory(values.dir, "client"),
+    dir,
     onAwaitingServer: () => printLine("Awaiting server response."),
   });
   // A stop signal at the prompt ends the session as end of input does; one
   // during a command interrupts it (a download's temporary file is removed)
   // and the client exits 1.
   using stop = watchStopSignals(() => client.interrupt());
-  return await runSession(client, stop);
+  return await runSession(client, dir, stop);
 }
 
 /** The prompt loop; returns the exit code. */
 async function runSession(
   client: FileServiceClient,
+  dir: string,
   stop: StopWatch,
 ): Promise<number> {
   const echo = !Deno.stdin.isTerminal();
@@ -114,10 +118,19 @@ async function runSession(
       printError(`Error: ${command.message}`);
       continue;
     }
+    const target = nameInFolder(command.name, dir, Deno.cwd());
+    if ("error" in target) {
+      printError(
+        `Error: Cannot ${command.type} "${
+          printable(command.name)
+        }": ${target.error}`,
+      );
+      continue;
+    }
     try {
       const text = command.type === "put"
-        ? await client.put(command.name)
-        : await client.get(command.name);
+        ? await client.put(target.name)
+        : await client.get(target.name);
       // The servers' words: shown so that they cannot drive the terminal.
       printLine(`Server response: ${printable(text)}`);
     } catch (error) {

@@ -1,10 +1,14 @@
 /**
  * The commands a user types at the file-service client's prompt
  * (SPEC §1): `put <file>`, `get <file>`, `quit`. Words are separated by
- * blanks; a file name is one word (a bare name in the role's directory).
+ * blanks; a file name is one word, or a double-quoted text for a name with
+ * blanks (`put "my notes.txt"`). It is a bare name in the client's folder,
+ * or a path to a file directly in that folder ({@linkcode nameInFolder}).
  *
  * @module
  */
+
+import { basename, dirname, resolve } from "node:path";
 
 /** One parsed input line. */
 export type FileCommand =
@@ -36,16 +40,21 @@ export function parseFileCommand(line: string): FileCommand {
   const [verb, ...rest] = words;
   switch (verb) {
     case "put":
-    case "get":
-      if (rest.length !== 1) {
+    case "get": {
+      const quoted = /^\s*\S+\s+"([^"]+)"\s*$/.exec(line);
+      if (quoted) return { type: verb, name: quoted[1] };
+      if (rest.length !== 1 || rest[0].startsWith('"')) {
         return {
           type: "invalid",
           message: `Usage: ${verb} <file> (one file name${
-            rest.length === 0 ? "" : ", without spaces"
+            rest.length === 0
+              ? ""
+              : `; quote a name with spaces: ${verb} "my file.txt"`
           })`,
         };
       }
       return { type: verb, name: rest[0] };
+    }
     case "quit":
       if (rest.length !== 0) {
         return { type: "invalid", message: "Usage: quit (no arguments)" };
@@ -57,4 +66,40 @@ export function parseFileCommand(line: string): FileCommand {
         message: `Unknown command "${verb}" (commands: ${COMMAND_FORMS})`,
       };
   }
+}
+
+/**
+ * The bare name that a typed `put`/`get` argument stands for. A name
+ * without `/` is itself. A path stands for the base name of a file directly
+ * in the client's folder, given absolute or relative to the working
+ * directory (the assignment's "full path to a file on the client"); a path
+ * anywhere else is refused, as files move only between the roles' folders.
+ *
+ * @example
+ * ```ts
+ * import { nameInFolder } from "./file_command.ts";
+ * import { deepEqual } from "node:assert/strict";
+ * deepEqual(nameInFolder("/home/me/client/a.txt", "client", "/home/me"), { name: "a.txt" });
+ * deepEqual(nameInFolder("a.txt", "client", "/home/me"), { name: "a.txt" });
+ * ```
+ *
+ * @param typed The argument as typed.
+ * @param folder The client's folder (`--dir`).
+ * @param cwd The working directory, for relative paths.
+ * @returns The bare name, or why the path cannot be used.
+ */
+export function nameInFolder(
+  typed: string,
+  folder: string,
+  cwd: string,
+): { name: string } | { error: string } {
+  if (!typed.includes("/")) return { name: typed };
+  const path = resolve(cwd, typed);
+  if (typed.endsWith("/") || dirname(path) !== resolve(cwd, folder)) {
+    return {
+      error:
+        `not a file in the client's folder "${folder}" (files are put from it and got into it; --dir chooses it)`,
+    };
+  }
+  return { name: basename(path) };
 }
