@@ -21,17 +21,20 @@
  * are not options (an option and its value may stand anywhere, e.g.
  * `client h 5000 del -v`):
  * - server: second word `tcp`/`snw` → origin; no second word → stream;
- *   anything else is a directory → upload.
+ *   a transport misspelt (`udp`, `TCP`, `Snw`) → a usage error; anything
+ *   else is a directory → upload.
  * - client: third word `GET`/`PUT`/`DEL` (any case) and not exactly three
- *   words → stream; fifth word `tcp`/`snw` → files; otherwise → upload.
+ *   words → stream; fifth word `tcp`/`snw` → files; four or five words with
+ *   ports second and fourth (the file service's shape) but no transport
+ *   fifth → a usage error naming it; otherwise → upload.
  *
- * A directory literally named `tcp` is served with the explicit form
- * `server upload <port> tcp`.
+ * A directory literally named `tcp` (or `udp`) is served with the explicit
+ * form `server upload <port> tcp`.
  *
  * @module
  */
 
-import { splitArguments } from "./cli.ts";
+import { splitArguments, UsageError } from "./cli.ts";
 
 /** Services of the `server` executable. */
 export const SERVER_SERVICES = [
@@ -57,6 +60,9 @@ export interface Invocation<S extends string> {
 }
 
 const TRANSPORT_WORDS = new Set(["tcp", "snw"]);
+/** Words that can only have been meant as a file-service transport. */
+const TRANSPORT_LIKE = /^(tcp|snw|udp)$/i;
+const PORT_LIKE = /^\d{1,5}$/;
 const STREAM_VERBS = new Set(["GET", "PUT", "DEL"]);
 
 function explicit<S extends string>(
@@ -82,6 +88,7 @@ function explicit<S extends string>(
  *
  * @param args The command-line arguments.
  * @returns The service and its arguments.
+ * @throws {UsageError} For a misspelt transport (`server 9000 udp`).
  */
 export function resolveServer(args: string[]): Invocation<ServerService> {
   const chosen = explicit(SERVER_SERVICES, args);
@@ -89,6 +96,11 @@ export function resolveServer(args: string[]): Invocation<ServerService> {
   const second = splitArguments(args).positionals[1];
   if (second !== undefined && TRANSPORT_WORDS.has(second)) {
     return { service: "origin", args };
+  }
+  if (second !== undefined && TRANSPORT_LIKE.test(second)) {
+    throw new UsageError(
+      `unknown transport "${second}" (tcp|snw); an upload receiver saving into a folder of that name: server upload <port> ${second}`,
+    );
   }
   if (second === undefined) return { service: "stream", args };
   return { service: "upload", args };
@@ -109,6 +121,7 @@ export function resolveServer(args: string[]): Invocation<ServerService> {
  *
  * @param args The command-line arguments.
  * @returns The service and its arguments.
+ * @throws {UsageError} For the file service's shape without its transport.
  */
 export function resolveClient(args: string[]): Invocation<ClientService> {
   const chosen = explicit(CLIENT_SERVICES, args);
@@ -124,6 +137,16 @@ export function resolveClient(args: string[]): Invocation<ClientService> {
   }
   if (words[4] !== undefined && TRANSPORT_WORDS.has(words[4])) {
     return { service: "files", args };
+  }
+  if (
+    (words.length === 4 || words.length === 5) && PORT_LIKE.test(words[1]) &&
+    PORT_LIKE.test(words[3])
+  ) {
+    throw new UsageError(
+      words[4] === undefined
+        ? "missing tcp|snw after <cachePort>"
+        : `unknown transport "${words[4]}" (tcp|snw)`,
+    );
   }
   return { service: "upload", args };
 }

@@ -55,6 +55,16 @@ Deno.test("invocation: each positional form of SPEC §0 resolves to its service"
   for (const [args, service] of client) {
     equal(resolveClient(args).service, service, args.join(" "));
   }
+  // A misspelt or missing transport is named, not taken for another service.
+  const named: [() => unknown, RegExp][] = [
+    [() => resolveServer(["9000", "udp"]), /unknown transport "udp"/],
+    [() => resolveServer(["9000", "TCP"]), /server upload <port> TCP/],
+    [() => resolveServer(["9000", "Snw"]), /unknown transport "Snw"/],
+    [() => resolveClient(["h", "1", "h", "2"]), /missing tcp\|snw/],
+    [() => resolveClient(["h", "1", "h", "2", "udp"]), /transport "udp"/],
+  ];
+  for (const [resolve, message] of named) throws(resolve, message);
+  equal(resolveServer(["upload", "9000", "udp"]).service, "upload");
 });
 
 Deno.test("every subcommand answers -h/--help and -V/--version (exit 0 on stdout)", async () => {
