@@ -338,7 +338,9 @@ for (const transport of TRANSPORTS) {
     equal(second.stderr, "");
     equal(await sha256File(path), v2);
     equal(await sha256File(join(rig.cacheDir, "s.bin")), v2);
-    await rig.cache.stdout.waitFor('"s.bin" changed on the origin: refetching');
+    await rig.cache.stdout.waitFor(
+      `"s.bin" differs from the origin's copy: refetching`,
+    );
     // Gone from the origin: the cached copy is dropped, not served.
     await Deno.remove(join(rig.originDir, "s.bin"));
     const gone = await rig.session(dir, "get s.bin\n");
@@ -369,6 +371,10 @@ for (const transport of TRANSPORTS) {
     equal(running.stderr, "");
     equal(await sha256File(path), digest);
     equal(await sha256File(cached), digest);
+    // The log blames the copy, not the origin.
+    await rig.cache.stdout.waitFor(
+      'removed "c.bin" (its file changed on disk)',
+    );
     // Changed while the cache was down (its index records the time).
     await rig.cache[Symbol.asyncDispose]();
     await damage();
@@ -380,6 +386,9 @@ for (const transport of TRANSPORTS) {
     );
     equal(restarted.stderr, "");
     equal(await sha256File(path), digest);
+    await rig.cache.stdout.waitFor(
+      `"c.bin" differs from the origin's copy: refetching`,
+    );
   });
 
   Deno.test(`file service over ${transport}: errors keep the session alive, one line each`, async () => {

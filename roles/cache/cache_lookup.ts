@@ -95,7 +95,11 @@ export class CacheLookup {
           }
           continue;
         }
-        if (cached) this.#log(`"${name}" changed on the origin: refetching`);
+        // The origin's file changed, or the cached copy did (re-hashed
+        // at start after a change while the cache was down).
+        if (cached) {
+          this.#log(`"${name}" differs from the origin's copy: refetching`);
+        }
       }
       if (this.#fetches.has(name)) continue;
       const fetched = await this.#fetch(name);
@@ -145,7 +149,7 @@ export class CacheLookup {
     file?.close();
     await this.#store.unpin(entry);
     if (this.#store.lookup(entry.name) === entry) {
-      await this.#store.remove(entry.name); // changed behind our back
+      await this.#store.remove(entry.name, "its file changed on disk");
     }
     return undefined;
   }

@@ -227,14 +227,15 @@ export class CacheStore {
   }
 
   /**
-   * Forgets `name` and removes its file (the origin no longer has it).
+   * Forgets `name` and removes its file.
    *
    * @param name A bare file name.
+   * @param why The reason, for the log line.
    */
-  async remove(name: string): Promise<void> {
+  async remove(name: string, why = "gone from the origin"): Promise<void> {
     if (!this.#drop(name)) return;
     await Deno.remove(this.pathOf(name)).catch(() => {});
-    this.#log(`removed "${name}" (gone from the origin)`);
+    this.#log(`removed "${name}" (${why})`);
     await this.#save();
   }
 
