@@ -309,8 +309,28 @@ export function parseCommandLine<T extends ParseArgsConfig>(
     );
   } catch (error) {
     if (!(error instanceof TypeError)) throw error;
-    throw new UsageError(error.message.split("\n")[0], { cause: error });
+    throw new UsageError(parseArgsReason(error), { cause: error });
   }
+}
+
+/**
+ * The one-line reason for a failure of `parseArgs`, in the executables' own
+ * words where Node's are long or malformed (its unknown-option advice ends
+ * in an unbalanced quote).
+ */
+function parseArgsReason(error: TypeError): string {
+  const code = (error as TypeError & { code?: string }).code;
+  const quoted = /'([^']+)'/.exec(error.message)?.[1];
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && quoted !== undefined) {
+    return `unknown option "${quoted}" (a word starting with "-" that is no option goes after "--")`;
+  }
+  if (
+    code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && quoted !== undefined &&
+    error.message.endsWith("argument missing")
+  ) {
+    return `option ${quoted} needs a value`;
+  }
+  return error.message.split("\n")[0];
 }
 
 /**

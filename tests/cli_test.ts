@@ -227,3 +227,20 @@ Deno.test("-h and -V given as an option's value are that value, not a request fo
   // As a word of its own it still is.
   equal((await runRole("server", ["9000", "tcp", "-V"])).code, 0);
 });
+
+Deno.test("usage errors from the option parser are one balanced line", () => {
+  const options = { dir: { type: "string" as const } };
+  throws(
+    () => parseCommandLine({ args: ["--bogus"], options, strict: true }),
+    (error: Error) =>
+      error instanceof UsageError &&
+      error.message ===
+        'unknown option "--bogus" (a word starting with "-" that is no option goes after "--")',
+  );
+  throws(
+    () => parseCommandLine({ args: ["--dir"], options, strict: true }),
+    (error: Error) =>
+      error instanceof UsageError &&
+      error.message === "option --dir <value> needs a value",
+  );
+});
