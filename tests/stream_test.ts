@@ -1169,3 +1169,29 @@ Deno.test("stream client: --ready-timeout bounds the wait for its turn", async (
   ok(elapsed >= 500 && elapsed < 10_000, `took ${elapsed} ms`);
   deepEqual(await hiddenFiles(clientDir.path), []);
 });
+
+Deno.test("stream server: a client that reads with recv(1024) until it has the size gets DONE apart from the data", async () => {
+  await using dir = await tempDir();
+  const port = freePort();
+  await using _server = await startSockkitServer(dir.path, port);
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  for (const size of [1, 1025, 300_001]) {
+    await writeTestFile(join(dir.path, `f${size}`), size, size);
+    using peer = await RawPeer.connect(port);
+    equal(decode(await peer.recv(1024)), "READY");
+    await peer.send(`GET f${size}`);
+    equal(decode(await peer.recv(1024)), "OK");
+    await peer.send("READY");
+    equal((await peer.read(8)).length, 8);
+    await peer.send("OK");
+    // The typical student loop: recv(1024) while fewer than size bytes.
+    let got = 0;
+    while (got < size) {
+      const bytes = await peer.recv(1024);
+      if (bytes.length === 0) break;
+      got += bytes.length;
+    }
+    equal(got, size, `f${size}: DONE was read as data`);
+    equal(decode(await peer.recv(1024)), "DONE");
+  }
+});

@@ -22,8 +22,16 @@ import { confinedPath, unsafeNameReason } from "../file_names.ts";
 import { PartialFile } from "../partial_file.ts";
 import { StreamConnection } from "../stream/stream_connection.ts";
 
-/** Pause between `OK` and `DONE` of an empty upload (see receiveFile). */
-const EMPTY_PUT_PAUSE_MS = 50;
+/**
+ * Pause before a `DONE` that would otherwise arrive with what precedes it:
+ * the `OK` of an empty upload, the last block of a download. Clients that
+ * read each message with one `recv(1024)` would take both as one.
+ */
+const COURTESY_PAUSE_MS = 50;
+
+function courtesyPause(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, COURTESY_PAUSE_MS));
+}
 
 /** Where the server reports what it does (the six `-v` lines) and problems. */
 export interface StreamServerLog {
@@ -107,6 +115,12 @@ async function sendFile(
     await expectWord(channel, Word.OK);
     options.log.info(`server sending ${size} bytes`);
     await channel.writeData(file, size, options.blockSize);
+    if (size > 0) {
+      // A client that reads the data with recv(1024) until it has `size`
+      // bytes takes DONE as data when it arrives with the last block (it
+      // did every time for 1025 bytes): give it time to read the data first.
+      await courtesyPause();
+    }
     await channel.writeText(Word.DONE);
   } finally {
     file.close();
@@ -162,7 +176,7 @@ async function receiveFile(
   if (size === 0) {
     // OK and DONE would leave back to back: give clients that read both
     // with recv(1024) a chance to see them apart.
-    await new Promise((resolve) => setTimeout(resolve, EMPTY_PUT_PAUSE_MS));
+    await courtesyPause();
   }
   await channel.writeText(Word.DONE);
 }

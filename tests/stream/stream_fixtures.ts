@@ -183,6 +183,22 @@ export class RawPeer implements Disposable {
   }
 
   /**
+   * One read of at most `max` bytes, as Python's `socket.recv(max)`.
+   *
+   * @param max The most bytes to take.
+   * @param timeoutMs Give up after this long (closes the connection).
+   * @returns The bytes (none at end of stream).
+   */
+  async recv(max: number, timeoutMs = 10_000): Promise<Uint8Array> {
+    const buffer = new Uint8Array(max);
+    let got: number | null = null;
+    await this.#bounded(timeoutMs, async () => {
+      got = await this.conn.read(buffer);
+    });
+    return buffer.subarray(0, got ?? 0);
+  }
+
+  /**
    * Reads `text.length` bytes and returns them as text.
    *
    * @param length How many bytes.
