@@ -128,7 +128,7 @@ export class CacheLookup {
       return await this.#origin.stat(name);
     } catch (error) {
       if (error instanceof RemoteError && error.code === "not-found") {
-        await this.#store.remove(name);
+        await this.#store.remove(name, "gone from the origin");
       }
       throw error;
     }

@@ -232,7 +232,7 @@ export class CacheStore {
    * @param name A bare file name.
    * @param why The reason, for the log line.
    */
-  async remove(name: string, why = "gone from the origin"): Promise<void> {
+  async remove(name: string, why: string): Promise<void> {
     if (!this.#drop(name)) return;
     await Deno.remove(this.pathOf(name)).catch(() => {});
     this.#log(`removed "${name}" (${why})`);

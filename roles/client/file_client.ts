@@ -11,9 +11,10 @@
  * `get <file>` and `quit`; end of input is `quit`. Files are read from and
  * saved to `--dir` (default `./client`, created); a path to a file directly
  * in that folder (absolute, or relative to the working directory) stands
- * for its name, and `put "my file.txt"` quotes a name with blanks. When stdin is not a
- * terminal, each command read is echoed after the prompt, so the output of
- * a piped session reads exactly like the interactive transcript. A failed
+ * for its name, and `put "my file.txt"` quotes a name with blanks. When
+ * stdin is not a terminal, each command read is echoed after the prompt, so
+ * the output of a piped session reads exactly like the interactive
+ * transcript. A failed
  * command prints one `Error: ...` line on stderr and the session goes on.
  * SIGINT, SIGTERM, SIGHUP or SIGQUIT at the prompt ends the session as end of input
  * does; during a command it interrupts the command (a download's temporary
