@@ -1137,6 +1137,7 @@ Deno.test("stream client: queued behind another client, it waits for its turn pa
   expectOutcome(outcome, "ok", [
     "client receiving file f.bin (100000 bytes)",
     "Complete",
+    "client: no READY from the server after 0.3 s: it serves one client at a time, so this one waits its turn (--ready-timeout SEC bounds the wait)",
   ]);
   equal(
     await sha256File(join(clientDir.path, "f.bin")),

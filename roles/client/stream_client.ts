@@ -230,18 +230,30 @@ async function expectReply(
 
 /**
  * Waits for the server's first `READY`: the client's turn, which may come
- * after other clients' transfers, so only `readyTimeoutMs` bounds it.
+ * after other clients' transfers, so only `readyTimeoutMs` bounds it. A
+ * wait longer than the idle timeout is said once on stderr (the peer may be
+ * busy, or not a streaming server at all), and the wait goes on.
  */
 async function awaitTurn(
   channel: StreamConnection,
-  readyTimeoutMs: number,
+  options: StreamClientOptions,
 ): Promise<void> {
+  const { readyTimeoutMs, idleTimeoutMs } = options;
   let timedOut = false;
   const timer = Number.isFinite(readyTimeoutMs)
     ? setTimeout(() => {
       timedOut = true;
       channel.close();
     }, readyTimeoutMs)
+    : undefined;
+  const note = Number.isFinite(idleTimeoutMs) && idleTimeoutMs < readyTimeoutMs
+    ? setTimeout(() => {
+      printError(
+        `client: no READY from the server after ${
+          idleTimeoutMs / 1000
+        } s: it serves one client at a time, so this one waits its turn (--ready-timeout SEC bounds the wait)`,
+      );
+    }, idleTimeoutMs)
     : undefined;
   channel.suspendIdleTimeout();
   try {
@@ -256,6 +268,7 @@ async function awaitTurn(
     );
   } finally {
     clearTimeout(timer);
+    clearTimeout(note);
   }
   channel.resumeIdleTimeout();
 }
@@ -380,7 +393,7 @@ export async function streamClient(
       idleTimeoutMs: options.idleTimeoutMs,
     });
     if (stop.signal.aborted) throw new ClientSideError("interrupted");
-    await awaitTurn(channel, options.readyTimeoutMs);
+    await awaitTurn(channel, options);
     if (upload) await put(channel, options, upload.file, upload.size);
     else if (download) await get(channel, options, download);
     else await del(channel, options);
