@@ -212,6 +212,13 @@ export async function runMain(
 }
 
 /**
+ * The longest timeout a timer can wait, in ms (2^31 − 1, ~24.8 days): a
+ * longer one fires at once (`TimeoutOverflowWarning`), so timeout options
+ * refuse more.
+ */
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+/**
  * Every option of the executables that takes a value, for the scans made
  * before a service parses its own arguments (help and version here, the
  * positional forms in invocation.ts): the word after one is its value.

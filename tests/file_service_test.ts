@@ -23,6 +23,7 @@ import {
 } from "../roles/client/file_command.ts";
 import { FileServiceClient } from "../roles/client/file_session.ts";
 import { storePath } from "../roles/file_service/file_store_names.ts";
+import { parseSeconds } from "../roles/file_service/file_options.ts";
 import { UnsafeNameError } from "../roles/file_names.ts";
 import { transportByName } from "../transport/registry.ts";
 import { readExact, writeAll } from "../transport/byte_io.ts";
@@ -220,6 +221,12 @@ Deno.test("file_service input: commands, blanks and mistakes", () => {
       "client/..",
     ]
   ) ok("error" in nameInFolder(typed, "client", cwd), typed);
+  equal(parseSeconds("1.5", "timeout", 30), 1500);
+  equal(parseSeconds(undefined, "timeout", 30), 30_000);
+  // Longer than a timer can wait (it would fire at once): refused.
+  for (const bad of ["0", "-1", "x", "2147484", "3000000"]) {
+    throws(() => parseSeconds(bad, "timeout", 30), /invalid --timeout/, bad);
+  }
   equal(parseByteSize("3000"), 3000);
   equal(parseByteSize("2G"), 2 * 1024 ** 3);
   equal(parseByteSize("64MiB"), 64 * MiB);

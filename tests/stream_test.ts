@@ -402,7 +402,9 @@ Deno.test("stream options: block size, idle timeout and client arguments", () =>
   equal(parseIdleTimeout(undefined), 30_000);
   equal(parseIdleTimeout("0.25"), 250);
   equal(parseIdleTimeout("0"), Infinity);
-  for (const bad of ["-1", "x", "1e3", ""]) {
+  equal(parseIdleTimeout("2147483"), 2_147_483_000);
+  // Longer than a timer can wait (it would fire at once).
+  for (const bad of ["-1", "x", "1e3", "", "2147484", "3000000"]) {
     throws(() => parseIdleTimeout(bad), UsageError);
   }
   const options = parseStreamClientArgs([

@@ -12,7 +12,12 @@
  * @module
  */
 
-import { parseCommandLine, parsePort, UsageError } from "../cli.ts";
+import {
+  MAX_TIMEOUT_MS,
+  parseCommandLine,
+  parsePort,
+  UsageError,
+} from "../cli.ts";
 import {
   transportByName,
   type TransportSettings,
@@ -88,7 +93,8 @@ export function parseRoleArgs(
  * @param flag The option name, for the message.
  * @param fallbackSec The default, in seconds.
  * @returns Milliseconds.
- * @throws {UsageError} When not a positive number.
+ * @throws {UsageError} When not a positive number, or longer than a timer
+ * can wait ({@linkcode MAX_TIMEOUT_MS}).
  */
 export function parseSeconds(
   text: string | boolean | undefined,
@@ -97,8 +103,15 @@ export function parseSeconds(
 ): number {
   if (text === undefined) return fallbackSec * 1000;
   const value = Number(text);
-  if (typeof text !== "string" || !(value > 0) || !Number.isFinite(value)) {
-    throw new UsageError(`invalid --${flag} "${text}": seconds > 0`);
+  if (
+    typeof text !== "string" || !(value > 0) || !Number.isFinite(value) ||
+    Math.round(value * 1000) > MAX_TIMEOUT_MS
+  ) {
+    throw new UsageError(
+      `invalid --${flag} "${text}": seconds > 0, at most ${
+        Math.floor(MAX_TIMEOUT_MS / 1000)
+      }`,
+    );
   }
   return Math.round(value * 1000);
 }
