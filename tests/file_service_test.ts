@@ -5,7 +5,7 @@
  */
 
 import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { LossyRelay } from "../bench/relay.ts";
 import { seededRandom } from "../bench/seeded_random.ts";
 import {
@@ -201,6 +201,7 @@ Deno.test("file_service input: commands, blanks and mistakes", () => {
     equal(parseFileCommand(bad).type, "invalid", bad);
   }
   const cwd = "/home/me";
+  const lexical = (path: string) => resolve(path); // no links in this tree
   for (
     const [typed, name] of [
       ["a.txt", "a.txt"],
@@ -209,8 +210,10 @@ Deno.test("file_service input: commands, blanks and mistakes", () => {
       ["./client/a.txt", "a.txt"],
       ["client/../client/a b.txt", "a b.txt"],
     ]
-  ) deepEqual(nameInFolder(typed, "client", cwd), { name }, typed);
-  deepEqual(nameInFolder("/srv/c/a.txt", "/srv/c", cwd), { name: "a.txt" });
+  ) deepEqual(nameInFolder(typed, "client", cwd, lexical), { name }, typed);
+  deepEqual(nameInFolder("/srv/c/a.txt", "/srv/c", cwd, lexical), {
+    name: "a.txt",
+  });
   for (
     const typed of [
       "./a.txt",
@@ -220,7 +223,7 @@ Deno.test("file_service input: commands, blanks and mistakes", () => {
       "client/",
       "client/..",
     ]
-  ) ok("error" in nameInFolder(typed, "client", cwd), typed);
+  ) ok("error" in nameInFolder(typed, "client", cwd, lexical), typed);
   equal(parseSeconds("1.5", "timeout", 30), 1500);
   equal(parseSeconds(undefined, "timeout", 30), 30_000);
   // Longer than a timer can wait (it would fire at once): refused.
@@ -231,6 +234,24 @@ Deno.test("file_service input: commands, blanks and mistakes", () => {
   equal(parseByteSize("2G"), 2 * 1024 ** 3);
   equal(parseByteSize("64MiB"), 64 * MiB);
   throws(() => parseByteSize("lots"));
+});
+
+Deno.test("file_service input: a path is resolved as the system does, through symbolic links", async () => {
+  await using dir = await tempDir();
+  const cwd = dir.path;
+  await Deno.mkdir(join(cwd, "client"));
+  await Deno.mkdir(join(cwd, "other"));
+  await Deno.symlink("../other", join(cwd, "client", "out"));
+  await Deno.symlink("client", join(cwd, "lnk"));
+  // client/out/.. is cwd, not client: the file it names is cwd/a.txt.
+  ok("error" in nameInFolder("client/out/../a.txt", "client", cwd));
+  deepEqual(nameInFolder("client/a.txt", "client", cwd), { name: "a.txt" });
+  // A folder given through a link is the folder it links to.
+  deepEqual(nameInFolder("client/a.txt", "lnk", cwd), { name: "a.txt" });
+  deepEqual(nameInFolder(`${cwd}/lnk/a.txt`, "client", cwd), {
+    name: "a.txt",
+  });
+  ok("error" in nameInFolder("nowhere/a.txt", "client", cwd));
 });
 
 Deno.test("file_service names: escapes and reserved names are refused", () => {
@@ -468,9 +489,15 @@ for (const transport of TRANSPORTS) {
     await writeTestFile(join(dir, "p.bin"), 2000, 6);
     const put = await rig.session(
       dir,
-      `put ${join(dir, "p.bin")}\nput "my notes.txt"\n`,
+      `put ${join(dir, "p.bin")}\nput "my notes.txt"\nput x\u001b[2J\n`,
     );
-    equal(put.stderr, "");
+    // The echo of a piped command shows control bytes escaped, as errors do.
+    ok(put.stdout.includes("Enter command: put x\\x1b[2J\n"), put.stdout);
+    ok(!put.stdout.includes("\u001b"), put.stdout);
+    equal(
+      put.stderr,
+      'Error: Cannot put "x\\x1b[2J": refused file name "x\\x1b[2J": control characters are not allowed\n',
+    );
     const other = await rig.clientDir("other");
     const get = await rig.session(
       other,

@@ -111,7 +111,9 @@ async function runSession(
       write("\n");
       break;
     }
-    if (echo) write(`${next.value}\n`);
+    // Echoed as the error lines quote it: control bytes cannot drive the
+    // terminal that shows a piped session's transcript.
+    if (echo) write(`${printable(next.value)}\n`);
     const command = parseFileCommand(next.value);
     if (command.type === "quit") break;
     if (command.type === "empty") continue;

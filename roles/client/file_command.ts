@@ -8,7 +8,7 @@
  * @module
  */
 
-import { basename, dirname, resolve } from "node:path";
+import { basename, dirname, isAbsolute, resolve } from "node:path";
 
 /** One parsed input line. */
 export type FileCommand =
@@ -74,32 +74,50 @@ export function parseFileCommand(line: string): FileCommand {
  * in the client's folder, given absolute or relative to the working
  * directory (the assignment's "full path to a file on the client"); a path
  * anywhere else is refused, as files move only between the roles' folders.
+ * Folders are compared as the system resolves them (symbolic links, then
+ * `..`), so a path through a link names the file it really names.
  *
  * @example
  * ```ts
  * import { nameInFolder } from "./file_command.ts";
  * import { deepEqual } from "node:assert/strict";
- * deepEqual(nameInFolder("/home/me/client/a.txt", "client", "/home/me"), { name: "a.txt" });
- * deepEqual(nameInFolder("a.txt", "client", "/home/me"), { name: "a.txt" });
+ * const cwd = Deno.cwd();
+ * deepEqual(nameInFolder(`${cwd}/a.txt`, ".", cwd), { name: "a.txt" });
+ * deepEqual(nameInFolder("a.txt", "client", cwd), { name: "a.txt" });
  * ```
  *
  * @param typed The argument as typed.
  * @param folder The client's folder (`--dir`).
  * @param cwd The working directory, for relative paths.
+ * @param realPath Resolves a folder as the system does (`Deno.realPathSync`).
  * @returns The bare name, or why the path cannot be used.
  */
 export function nameInFolder(
   typed: string,
   folder: string,
   cwd: string,
+  realPath: (path: string) => string = Deno.realPathSync,
 ): { name: string } | { error: string } {
   if (!typed.includes("/")) return { name: typed };
-  const path = resolve(cwd, typed);
-  if (typed.endsWith("/") || dirname(path) !== resolve(cwd, folder)) {
+  const name = basename(typed);
+  // Not normalised: `link/..` must go through the link, as the system goes.
+  const parent = dirname(isAbsolute(typed) ? typed : `${cwd}/${typed}`);
+  const real = (path: string) => {
+    try {
+      return realPath(path);
+    } catch {
+      return undefined; // a folder that is not there
+    }
+  };
+  const where = real(parent);
+  if (
+    typed.endsWith("/") || name === "." || name === ".." ||
+    where === undefined || where !== real(resolve(cwd, folder))
+  ) {
     return {
       error:
         `not a file in the client's folder "${folder}" (files are put from it and got into it; --dir chooses it)`,
     };
   }
-  return { name: basename(path) };
+  return { name };
 }
