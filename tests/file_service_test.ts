@@ -22,6 +22,7 @@ import {
   parseFileCommand,
 } from "../roles/client/file_command.ts";
 import { FileServiceClient } from "../roles/client/file_session.ts";
+import { inputLines, LINE_TOO_LONG } from "../roles/client/file_input_lines.ts";
 import { storePath } from "../roles/file_service/file_store_names.ts";
 import { parseSeconds } from "../roles/file_service/file_options.ts";
 import { UnsafeNameError } from "../roles/file_names.ts";
@@ -234,6 +235,28 @@ Deno.test("file_service input: commands, blanks and mistakes", () => {
   equal(parseByteSize("2G"), 2 * 1024 ** 3);
   equal(parseByteSize("64MiB"), 64 * MiB);
   throws(() => parseByteSize("lots"));
+});
+
+Deno.test("file_service input: lines over the bound are dropped, not held", async () => {
+  const bytes = (...parts: string[]) =>
+    ReadableStream.from(parts.map((p) => new TextEncoder().encode(p)));
+  const lines = async (input: ReadableStream<Uint8Array>) => {
+    const out: (string | typeof LINE_TOO_LONG)[] = [];
+    for await (const line of inputLines(input, 5)) out.push(line);
+    return out;
+  };
+  deepEqual(await lines(bytes("get a\r\nabcdefghij\nquit")), [
+    "get a",
+    LINE_TOO_LONG,
+    "quit",
+  ]);
+  // Over the bound across chunks, and at the end without a line break.
+  deepEqual(await lines(bytes("abc", "defgh", "ij\nok\n", "toolong")), [
+    LINE_TOO_LONG,
+    "ok",
+    LINE_TOO_LONG,
+  ]);
+  deepEqual(await lines(bytes("12345\n", "")), ["12345"]);
 });
 
 Deno.test("file_service input: a path is resolved as the system does, through symbolic links", async () => {
@@ -489,14 +512,17 @@ for (const transport of TRANSPORTS) {
     await writeTestFile(join(dir, "p.bin"), 2000, 6);
     const put = await rig.session(
       dir,
-      `put ${join(dir, "p.bin")}\nput "my notes.txt"\nput x\u001b[2J\n`,
+      `put ${join(dir, "p.bin")}\nput "my notes.txt"\nput x\u001b[2J\nput ${
+        "y".repeat(300_000)
+      }\n`,
     );
     // The echo of a piped command shows control bytes escaped, as errors do.
     ok(put.stdout.includes("Enter command: put x\\x1b[2J\n"), put.stdout);
     ok(!put.stdout.includes("\u001b"), put.stdout);
     equal(
       put.stderr,
-      'Error: Cannot put "x\\x1b[2J": refused file name "x\\x1b[2J": control characters are not allowed\n',
+      'Error: Cannot put "x\\x1b[2J": refused file name "x\\x1b[2J": control characters are not allowed\n' +
+        "Error: Line too long (over 65536 characters): ignored\n",
     );
     const other = await rig.clientDir("other");
     const get = await rig.session(

@@ -26,7 +26,11 @@
 
 import { printable, printError, printLine } from "../cli.ts";
 import { nameInFolder, parseFileCommand } from "./file_command.ts";
-import { inputLines } from "./file_input_lines.ts";
+import {
+  inputLines,
+  LINE_TOO_LONG,
+  MAX_LINE_CHARS,
+} from "./file_input_lines.ts";
 import {
   DEFAULT_CONNECT_TIMEOUT_SEC,
   DEFAULT_TIMEOUT_SEC,
@@ -110,6 +114,13 @@ async function runSession(
     if (next === undefined || next.done) {
       write("\n");
       break;
+    }
+    if (next.value === LINE_TOO_LONG) {
+      if (echo) write("\n");
+      printError(
+        `Error: Line too long (over ${MAX_LINE_CHARS} characters): ignored`,
+      );
+      continue;
     }
     // Echoed as the error lines quote it: control bytes cannot drive the
     // terminal that shows a piped session's transcript.
