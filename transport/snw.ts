@@ -499,7 +499,6 @@ export class SnwConn implements TransportConn {
   }
 
   #startIncoming(size: number, seq: number): void {
-    let controller!: ReadableByteStreamController;
     let batcher!: ByteStreamBatcher;
     // A byte stream: a reader's buffer takes payloads straight from the
     // datagram, and payloads that arrive between reads wait in the
@@ -512,9 +511,8 @@ export class SnwConn implements TransportConn {
         1,
         Math.min(BATCHED_STREAM_CHUNK_BYTES, size),
       ),
-      start: (c) => {
-        controller = c;
-        batcher = new ByteStreamBatcher(c, {
+      start: (controller) => {
+        batcher = new ByteStreamBatcher(controller, {
           stageBytes: Math.min(this.#options.receiveBufferBytes, size),
         });
       },
@@ -531,7 +529,7 @@ export class SnwConn implements TransportConn {
     if (receiver) receiver.resolve(transfer);
     else this.#ready.push(transfer);
     if (size === 0) {
-      controller.close();
+      batcher.close();
       this.#lastFinSeq = seq;
       this.#answer(SnwType.FIN, seq);
       return;
