@@ -17,8 +17,8 @@
  * figures per line: end to end, and the data phase (the same run minus the
  * time for a 1-byte file, which removes process startup and handshakes:
  * Deno's startup with the whole client module graph is ~30 ms more than a
- * small script's, and the sockkit server waits 10 ms for a request to
- * settle). Receivers create their file fresh each run (the old copy is
+ * small script's, the sockkit server waits 10 ms for a request to settle,
+ * and it pauses 50 ms before the `DONE` of any non-empty GET). Receivers create their file fresh each run (the old copy is
  * removed outside the timing). On a shared, loaded machine the figures vary
  * by ±30 % between runs.
  *
@@ -241,8 +241,9 @@ interface Timing {
   /** Whole client process, the big file. */
   total: number;
   /**
-   * Whole client process, a 1-byte file (startup, handshake, teardown; not
-   * an empty file, which the sockkit server answers with a 50 ms pause).
+   * Whole client process, a 1-byte file (startup, handshake, teardown, and
+   * for a GET the server's 50 ms pause before `DONE`, which the big file's
+   * GET has too).
    */
   tiny: number;
 }
