@@ -219,6 +219,41 @@ export async function runMain(
 export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /**
+ * Reads a timeout option's value: a plain decimal number of seconds
+ * (fractions allowed) or of whole milliseconds, with no sign, exponent or
+ * hexadecimal, so that every role accepts the same forms.
+ *
+ * @example
+ * ```ts
+ * import { parseDurationMs } from "./cli.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(parseDurationMs("1.5", "s"), 1500);
+ * equal(parseDurationMs("250", "ms"), 250);
+ * equal(parseDurationMs("1e3", "s"), undefined);
+ * ```
+ *
+ * @param text The option's value.
+ * @param unit What the number counts.
+ * @returns Whole milliseconds (0 only for a zero), or `undefined` when `text`
+ * is not such a number, is above zero but under 1 ms, or is longer than
+ * {@linkcode MAX_TIMEOUT_MS}.
+ */
+export function parseDurationMs(
+  text: string,
+  unit: "s" | "ms",
+): number | undefined {
+  const pattern = unit === "s" ? /^\d+(\.\d+)?$/ : /^\d+$/;
+  if (!pattern.test(text)) return undefined;
+  const value = Number(text);
+  const ms = Math.round(unit === "s" ? value * 1000 : value);
+  if (ms > MAX_TIMEOUT_MS || (ms === 0 && value > 0)) return undefined;
+  return ms;
+}
+
+/** The longest timeout in whole seconds, for the options' messages. */
+export const MAX_TIMEOUT_SEC: number = Math.floor(MAX_TIMEOUT_MS / 1000);
+
+/**
  * Every option of the executables that takes a value, for the scans made
  * before a service parses its own arguments (help and version here, the
  * positional forms in invocation.ts): the word after one is its value.

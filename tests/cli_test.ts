@@ -5,7 +5,13 @@
  */
 
 import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
-import { parseCommandLine, UsageError } from "../roles/cli.ts";
+import {
+  MAX_TIMEOUT_MS,
+  parseCommandLine,
+  parseDurationMs,
+  UsageError,
+} from "../roles/cli.ts";
+import { parseIdleTimeout as parseRepeatIdleTimeout } from "../roles/repeat/repeat_options.ts";
 import { fileURLToPath } from "node:url";
 import { resolveClient, resolveServer } from "../roles/invocation.ts";
 import { VERSION } from "../version.ts";
@@ -243,4 +249,35 @@ Deno.test("usage errors from the option parser are one balanced line", () => {
       error instanceof UsageError &&
       error.message === "option --dir <value> needs a value",
   );
+});
+
+Deno.test("timeout options: every role reads the same plain decimal forms", () => {
+  equal(parseDurationMs("1.5", "s"), 1500);
+  equal(parseDurationMs("0", "s"), 0);
+  equal(parseDurationMs("0.0005", "s"), 1); // rounds to the nearest ms
+  equal(parseDurationMs("2147483", "s"), 2_147_483_000);
+  equal(parseDurationMs("2147483647", "ms"), MAX_TIMEOUT_MS);
+  for (
+    const [text, unit] of [
+      ["1e3", "s"],
+      ["0x10", "s"],
+      [" 5", "s"],
+      ["-1", "s"],
+      ["Infinity", "s"],
+      ["", "s"],
+      ["1.", "s"],
+      ["0.0004", "s"], // above zero, under 1 ms
+      ["2147484", "s"], // longer than a timer can wait
+      ["1.5", "ms"],
+      ["2147483648", "ms"],
+    ] as const
+  ) {
+    equal(parseDurationMs(text, unit), undefined, `${text} ${unit}`);
+  }
+  // The repeat roles' --idle-timeout is in ms and must be at least 1.
+  equal(parseRepeatIdleTimeout("250", "tcp"), 250);
+  equal(parseRepeatIdleTimeout("99999999", "tcp"), 99_999_999);
+  for (const bad of ["0", "1e3", "2147483648"]) {
+    throws(() => parseRepeatIdleTimeout(bad, "tcp"), UsageError, bad);
+  }
 });

@@ -228,7 +228,11 @@ Deno.test("file_service input: commands, blanks and mistakes", () => {
   equal(parseSeconds("1.5", "timeout", 30), 1500);
   equal(parseSeconds(undefined, "timeout", 30), 30_000);
   // Longer than a timer can wait (it would fire at once): refused.
-  for (const bad of ["0", "-1", "x", "2147484", "3000000"]) {
+  // Only plain decimals, as every role reads them; nothing that rounds to 0.
+  for (
+    const bad of ["0", "-1", "x", "2147484", "3000000", "1e1", "0x10", " 5"]
+      .concat(["0.0001", "Infinity", ""])
+  ) {
     throws(() => parseSeconds(bad, "timeout", 30), /invalid --timeout/, bad);
   }
   equal(parseByteSize("3000"), 3000);

@@ -404,7 +404,7 @@ Deno.test("stream options: block size, idle timeout and client arguments", () =>
   equal(parseIdleTimeout("0"), Infinity);
   equal(parseIdleTimeout("2147483"), 2_147_483_000);
   // Longer than a timer can wait (it would fire at once).
-  for (const bad of ["-1", "x", "1e3", "", "2147484", "3000000"]) {
+  for (const bad of ["-1", "x", "1e3", "", "2147484", "3000000", "0.0004"]) {
     throws(() => parseIdleTimeout(bad), UsageError);
   }
   const options = parseStreamClientArgs([

@@ -767,6 +767,14 @@ Deno.test("upload args: every bad command line is an UploadArgsError with a reas
       () => parseUploadServerArgs(["5000", "d", "--timeout-ms", "1.5"]),
       /invalid --timeout-ms/,
     ],
+    [
+      () => parseUploadServerArgs(["5000", "d", "--timeout-ms", "2147483648"]),
+      /invalid --timeout-ms/,
+    ],
+    [
+      () => parseUploadServerArgs(["5000", "d", "--timeout", "1e3"]),
+      /invalid --timeout/,
+    ],
     [() => parseUploadClientArgs(["h"]), /missing <PORT>/],
     [() => parseUploadClientArgs(["", "1", "f"]), /empty <HOSTNAME-OR-IP>/],
     [() => parseUploadClientArgs(["h", "1"]), /missing <FILENAME>/],

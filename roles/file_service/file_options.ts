@@ -13,8 +13,9 @@
  */
 
 import {
-  MAX_TIMEOUT_MS,
+  MAX_TIMEOUT_SEC,
   parseCommandLine,
+  parseDurationMs,
   parsePort,
   UsageError,
 } from "../cli.ts";
@@ -87,14 +88,15 @@ export function parseRoleArgs(
 }
 
 /**
- * Parses a duration in seconds (fractions allowed) into milliseconds.
+ * Parses a duration in seconds (fractions allowed) into milliseconds, in
+ * the forms of {@linkcode parseDurationMs}.
  *
  * @param text The value, or `undefined` for the default.
  * @param flag The option name, for the message.
  * @param fallbackSec The default, in seconds.
  * @returns Milliseconds.
- * @throws {UsageError} When not a positive number, or longer than a timer
- * can wait ({@linkcode MAX_TIMEOUT_MS}).
+ * @throws {UsageError} When not a positive number of at least 1 ms, or
+ * longer than a timer can wait (about 24.8 days).
  */
 export function parseSeconds(
   text: string | boolean | undefined,
@@ -102,18 +104,13 @@ export function parseSeconds(
   fallbackSec: number,
 ): number {
   if (text === undefined) return fallbackSec * 1000;
-  const value = Number(text);
-  if (
-    typeof text !== "string" || !(value > 0) || !Number.isFinite(value) ||
-    Math.round(value * 1000) > MAX_TIMEOUT_MS
-  ) {
+  const ms = typeof text === "string" ? parseDurationMs(text, "s") : undefined;
+  if (!ms) {
     throw new UsageError(
-      `invalid --${flag} "${text}": seconds > 0, at most ${
-        Math.floor(MAX_TIMEOUT_MS / 1000)
-      }`,
+      `invalid --${flag} "${text}": seconds from 0.001 to ${MAX_TIMEOUT_SEC}`,
     );
   }
-  return Math.round(value * 1000);
+  return ms;
 }
 
 /**

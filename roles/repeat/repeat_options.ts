@@ -6,7 +6,7 @@
  * @module
  */
 
-import { UsageError } from "../cli.ts";
+import { MAX_TIMEOUT_MS, parseDurationMs, UsageError } from "../cli.ts";
 
 /** Transports of the repeat transfer. */
 export const REPEAT_TRANSPORTS = ["tcp", "udp", "snw"] as const;
@@ -69,8 +69,11 @@ export function parseIdleTimeout(
   if (text === undefined) {
     return transport === "udp" ? DEFAULT_UDP_IDLE_MS : DEFAULT_SESSION_IDLE_MS;
   }
-  if (!/^\d{1,7}$/.test(text) || Number(text) < 1) {
-    throw new UsageError(`invalid --idle-timeout "${text}": must be ms >= 1`);
+  const ms = parseDurationMs(text, "ms");
+  if (!ms) {
+    throw new UsageError(
+      `invalid --idle-timeout "${text}": must be whole ms from 1 to ${MAX_TIMEOUT_MS}`,
+    );
   }
-  return Number(text);
+  return ms;
 }

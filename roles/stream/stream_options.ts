@@ -6,7 +6,7 @@
  * @module
  */
 
-import { MAX_TIMEOUT_MS, UsageError } from "../cli.ts";
+import { MAX_TIMEOUT_SEC, parseDurationMs, UsageError } from "../cli.ts";
 import { DEFAULT_BLOCK_SIZE } from "../../protocol/stream_protocol.ts";
 
 /** Default idle timeout in seconds: a peer silent this long is dropped. */
@@ -59,15 +59,13 @@ export function parseIdleTimeout(
   option = "--idle-timeout",
 ): number {
   if (text === undefined) return DEFAULT_IDLE_TIMEOUT_SEC * 1000;
-  const value = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
-  if (!Number.isFinite(value) || value * 1000 > MAX_TIMEOUT_MS) {
+  const ms = parseDurationMs(text, "s");
+  if (ms === undefined) {
     throw new UsageError(
-      `invalid ${option} "${text}": must be a number of seconds, at most ${
-        Math.floor(MAX_TIMEOUT_MS / 1000)
-      } (0 = no bound)`,
+      `invalid ${option} "${text}": must be a number of seconds from 0.001 to ${MAX_TIMEOUT_SEC} (0 = no bound)`,
     );
   }
-  return value === 0 ? Infinity : value * 1000;
+  return ms === 0 ? Infinity : ms;
 }
 
 /**

@@ -13,7 +13,13 @@
  * @module
  */
 
-import { parsePort, UsageError } from "../cli.ts";
+import {
+  MAX_TIMEOUT_MS,
+  MAX_TIMEOUT_SEC,
+  parseDurationMs,
+  parsePort,
+  UsageError,
+} from "../cli.ts";
 
 /** The assignment's timeout for both the receiver and the client: 10 s. */
 export const DEFAULT_UPLOAD_TIMEOUT_MS = 10_000;
@@ -167,18 +173,19 @@ export function parseTimeoutOptions(
     (seconds === undefined ||
       lastIndex("--timeout-ms") > lastIndex("--timeout"));
   if (useMillis) {
-    if (!/^\d{1,9}$/.test(millis) || Number(millis) === 0) {
+    const ms = parseDurationMs(millis, "ms");
+    if (!ms) {
       throw new UploadArgsError(
-        `invalid --timeout-ms "${millis}": must be a whole number of milliseconds > 0`,
+        `invalid --timeout-ms "${millis}": must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}`,
       );
     }
-    return Number(millis);
+    return ms;
   }
   if (seconds !== undefined) {
-    const ms = Math.round(Number(seconds) * 1000);
-    if (!/^\d{1,6}(\.\d+)?$/.test(seconds) || ms < 1) {
+    const ms = parseDurationMs(seconds, "s");
+    if (!ms) {
       throw new UploadArgsError(
-        `invalid --timeout "${seconds}": must be a number of seconds > 0`,
+        `invalid --timeout "${seconds}": must be a number of seconds from 0.001 to ${MAX_TIMEOUT_SEC}`,
       );
     }
     return ms;
