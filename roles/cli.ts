@@ -372,6 +372,15 @@ function parseArgsReason(error: TypeError): string {
   ) {
     return `option ${quoted} needs a value`;
   }
+  if (
+    code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && quoted !== undefined &&
+    error.message.includes("does not take an argument")
+  ) {
+    return `option ${quoted} takes no value`;
+  }
+  if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL" && quoted !== undefined) {
+    return `unexpected argument "${quoted}"`;
+  }
   return error.message.split("\n")[0];
 }
 

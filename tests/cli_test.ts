@@ -249,6 +249,19 @@ Deno.test("usage errors from the option parser are one balanced line", () => {
       error instanceof UsageError &&
       error.message === "option --dir <value> needs a value",
   );
+  const flag = { json: { type: "boolean" as const } };
+  throws(
+    () => parseCommandLine({ args: ["--json=x"], options: flag, strict: true }),
+    (error: Error) =>
+      error instanceof UsageError &&
+      error.message === "option --json takes no value",
+  );
+  throws(
+    () => parseCommandLine({ args: ["a"], options: flag, strict: true }),
+    (error: Error) =>
+      error instanceof UsageError &&
+      error.message === 'unexpected argument "a"',
+  );
 });
 
 Deno.test("timeout options: every role reads the same plain decimal forms", () => {
