@@ -3,6 +3,13 @@
  * it into place only when complete, so a failed transfer never leaves a
  * partial file under the final name (and an old file stays intact).
  *
+ * A partial file holds an exclusive advisory lock (`flock`) while it is
+ * being written. A process killed mid-transfer (`SIGKILL`, a crash) leaves
+ * its temporary file behind, unlocked; the roles that keep a directory call
+ * {@linkcode removeAbandonedPartials} at startup, which removes such files
+ * and leaves alone those that another process (a second server on the same
+ * folder) is still writing.
+ *
  * @module
  */
 
@@ -21,6 +28,85 @@ function truncateUtf8(text: string, bytes: number): string {
   let end = bytes;
   while (end > 0 && (encoded[end] & 0xc0) === 0x80) end--; // continuation
   return decoder.decode(encoded.subarray(0, end));
+}
+
+const TEMP_NAME = /^\..+\.part-[0-9a-f]{8}$/;
+
+/**
+ * Whether `name` is the name of a temporary file of {@linkcode PartialFile}.
+ *
+ * @example
+ * ```ts
+ * import { isTempName } from "./partial_file.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(isTempName(".a.txt.part-0123abcd"), true);
+ * equal(isTempName("a.txt"), false);
+ * ```
+ *
+ * @param name A bare file name.
+ * @returns `true` for `.<name>.part-<8 hex>`.
+ */
+export function isTempName(name: string): boolean {
+  return TEMP_NAME.test(name);
+}
+
+/**
+ * Removes the temporary files that writers killed mid-transfer left in
+ * `dir`: those nobody holds locked. Files another process is writing stay.
+ *
+ * @example
+ * ```ts
+ * import { removeAbandonedPartials } from "./partial_file.ts";
+ * const dir = await Deno.makeTempDir();
+ * console.log(await removeAbandonedPartials(dir)); // []
+ * await Deno.remove(dir);
+ * ```
+ *
+ * @param dir The directory (not searched recursively).
+ * @returns The names removed.
+ */
+export async function removeAbandonedPartials(dir: string): Promise<string[]> {
+  const removed: string[] = [];
+  const entries: Deno.DirEntry[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) entries.push(entry);
+  } catch {
+    return removed; // unreadable: whatever then fails reports the directory
+  }
+  for (const entry of entries) {
+    if (!entry.isFile || !isTempName(entry.name)) continue;
+    const path = join(dir, entry.name);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true });
+    } catch {
+      continue; // gone meanwhile, or not ours to read
+    }
+    try {
+      if (!file.tryLockSync(true)) continue; // being written
+      await Deno.remove(path);
+      removed.push(entry.name);
+    } catch {
+      // removed by someone else, or the lock is unsupported here: keep it
+    } finally {
+      file.close();
+    }
+  }
+  return removed;
+}
+
+/**
+ * Takes `file`'s exclusive lock, held until it is closed; `false` when a
+ * sweep holds it or has unlinked the file. Where advisory locks are not
+ * supported the sweep cannot take the file either: `true`.
+ */
+function lockedAndLinked(file: Deno.FsFile): boolean {
+  try {
+    if (!file.tryLockSync(true)) return false;
+  } catch {
+    return true;
+  }
+  return (file.statSync().nlink ?? 1) > 0;
 }
 
 /**
@@ -67,11 +153,22 @@ export class PartialFile implements AsyncDisposable {
         "a directory of that name is in the way",
       );
     }
-    const tempPath = tempPathFor(finalPath);
-    // synchronous: creating an empty file takes microseconds, less than an
-    // async call's trip through Deno's blocking pool
-    const file = Deno.openSync(tempPath, { write: true, createNew: true });
-    return new PartialFile(finalPath, tempPath, file);
+    // A sweep of abandoned files may catch a new file before its writer
+    // locks it: the writer then finds it locked or already unlinked, and
+    // starts over under another name.
+    for (let attempt = 1;; attempt++) {
+      const tempPath = tempPathFor(finalPath);
+      // synchronous: creating an empty file takes microseconds, less than an
+      // async call's trip through Deno's blocking pool
+      const file = Deno.openSync(tempPath, { write: true, createNew: true });
+      if (lockedAndLinked(file)) {
+        return new PartialFile(finalPath, tempPath, file);
+      }
+      file.close();
+      if (attempt === 3) {
+        throw new Error(`cannot hold a temporary file next to "${finalPath}"`);
+      }
+    }
   }
 
   /** A writable stream into the temporary file; it does not close the file. */
@@ -88,7 +185,7 @@ export class PartialFile implements AsyncDisposable {
   }
 
   /**
-   * Closes the temporary file and renames it to the final name.
+   * Renames the temporary file to the final name and closes it.
    *
    * @param options `sync: true` works synchronously (for a program doing one
    *   thing at a time, like the interactive client: it saves the async
@@ -109,13 +206,15 @@ export class PartialFile implements AsyncDisposable {
   ): Promise<void> {
     if (this.#done) throw new Error("partial file already finished");
     this.#done = true;
-    this.file.close();
     let aside: string | undefined;
     try {
       if (options.atomic === false) aside = this.#moveFinalAside();
+      // Renamed while still open, so still locked: a sweep of abandoned
+      // temporary files cannot take it in between.
       if (options.sync) Deno.renameSync(this.tempPath, this.finalPath);
       else await Deno.rename(this.tempPath, this.finalPath);
     } catch (error) {
+      this.file.close();
       if (aside) {
         try {
           Deno.renameSync(aside, this.finalPath); // the old file back
@@ -124,6 +223,7 @@ export class PartialFile implements AsyncDisposable {
       await Deno.remove(this.tempPath).catch(() => {});
       throw error;
     }
+    this.file.close();
     if (aside) this.#replaced = Deno.remove(aside).catch(() => {});
   }
 

@@ -6,8 +6,13 @@
 
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { join } from "node:path";
-import { isTempName } from "../roles/file_service/file_store_names.ts";
-import { PartialFile } from "../roles/partial_file.ts";
+import {
+  isTempName,
+  PartialFile,
+  removeAbandonedPartials,
+} from "../roles/partial_file.ts";
+import { freePort } from "./_helpers/ports.ts";
+import { type RoleName, startRole } from "./_helpers/role_process.ts";
 
 async function names(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -111,5 +116,108 @@ Deno.test("partial file: a final name of the longest length (255 bytes, ASCII or
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("abandoned partial files: the sweep removes unlocked ones and keeps those being written, here or in another process", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sockkit-partial-" });
+  let child: Deno.ChildProcess | undefined;
+  let reader: ReadableStreamDefaultReader<string> | undefined;
+  try {
+    // Being written in this process.
+    const live = await written(join(dir, "live.txt"), "live");
+    // Left by a writer that was killed; a user's file.
+    const dead = ".dead.txt.part-0123abcd";
+    await Deno.writeTextFile(join(dir, dead), "x");
+    await Deno.writeTextFile(join(dir, "user.part-0123abcd"), "mine");
+    // Being written by another process.
+    const module = new URL("../roles/partial_file.ts", import.meta.url).href;
+    child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `import { PartialFile } from ${JSON.stringify(module)};
+        const p = await PartialFile.create(${
+          JSON.stringify(join(dir, "other.txt"))
+        });
+        console.log(p.tempPath);
+        await new Promise(() => setInterval(() => {}, 1000));`,
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const otherTemp = (await reader.read()).value?.trim() ?? "";
+    ok(otherTemp.startsWith(dir), `the other process's file: ${otherTemp}`);
+
+    deepEqual(await removeAbandonedPartials(dir), [dead]);
+    const left = await names(dir);
+    for (const kept of [live.tempPath, otherTemp]) {
+      ok(left.includes(kept.slice(dir.length + 1)), kept);
+    }
+    ok(left.includes("user.part-0123abcd"));
+    // The one being written here still commits.
+    await live.commit();
+    equal(await Deno.readTextFile(join(dir, "live.txt")), "live");
+    // Its writer killed, the other process's file is abandoned.
+    child.kill("SIGKILL");
+    await child.status;
+    child = undefined;
+    deepEqual(await removeAbandonedPartials(dir), [
+      otherTemp.slice(dir.length + 1),
+    ]);
+  } finally {
+    if (child) {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* ended already */ }
+      await child.status;
+    }
+    await reader?.cancel().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("every role that keeps a folder removes the temporary files abandoned in it when it starts, and no other file", async () => {
+  const root = await Deno.makeTempDir({ prefix: "sockkit-partial-" });
+  try {
+    const reference = join(root, "ref.bin");
+    await Deno.writeTextFile(reference, "reference");
+    const roles: Array<[RoleName, (dir: string) => string[]]> = [
+      ["server", (dir) => [String(freePort()), "tcp", "--dir", dir]],
+      ["server", (dir) => [String(freePort()), dir]], // upload receiver
+      ["server", (dir) => [String(freePort()), "--dir", dir]], // stream
+      [
+        "server",
+        (dir) => ["repeat", String(freePort()), reference, "--dir", dir],
+      ],
+      [
+        "cache",
+        (dir) => [String(freePort()), "127.0.0.1", "9", "tcp", "--dir", dir],
+      ],
+      [
+        "client",
+        (dir) => ["127.0.0.1", "9", "127.0.0.1", "9", "tcp", "--dir", dir],
+      ],
+    ];
+    for (const [index, [name, args]] of roles.entries()) {
+      const dir = join(root, String(index));
+      await Deno.mkdir(dir);
+      const abandoned = join(dir, ".big.bin.part-0123abcd");
+      await Deno.writeTextFile(abandoned, "half");
+      await Deno.writeTextFile(join(dir, "kept.part-0123abcd"), "a user's");
+      await using role = startRole(name, args(dir), { stdin: true });
+      const deadline = Date.now() + 10_000;
+      while ((await names(dir)).includes(".big.bin.part-0123abcd")) {
+        ok(
+          Date.now() < deadline,
+          `${name} ${args(dir).join(" ")}: not removed`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      ok((await names(dir)).includes("kept.part-0123abcd"), `${name} ${index}`);
+      role.kill();
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
   }
 });

@@ -20,11 +20,13 @@
 
 import { join } from "node:path";
 import { writeAll } from "../../transport/byte_io.ts";
-import { PartialFile } from "../partial_file.ts";
+import {
+  isTempName,
+  PartialFile,
+  removeAbandonedPartials,
+} from "../partial_file.ts";
 import {
   CACHE_INDEX_NAME,
-  isTempName,
-  removeTempFiles,
   storePath,
 } from "../file_service/file_store_names.ts";
 import {
@@ -116,7 +118,7 @@ export class CacheStore {
   static async open(options: CacheStoreOptions): Promise<CacheStore> {
     const store = new CacheStore(options);
     await Deno.mkdir(options.dir, { recursive: true });
-    await removeTempFiles(options.dir);
+    await removeAbandonedPartials(options.dir);
     await store.#load();
     await store.#evict();
     await store.#save();

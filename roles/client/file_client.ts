@@ -43,6 +43,7 @@ import {
 import { FileServiceClient } from "./file_session.ts";
 import { describeError } from "../file_service/file_control.ts";
 import { type StopWatch, watchStopSignals } from "../stop_signals.ts";
+import { removeAbandonedPartials } from "../partial_file.ts";
 
 /** The prompt, printed without a newline. */
 export const PROMPT = "Enter command: ";
@@ -74,6 +75,7 @@ export async function runFileClient(args: string[]): Promise<number> {
   const [serverHost, serverPort, cacheHost, cachePort, transportName] =
     positionals;
   const dir = await roleDirectory(values.dir, "client");
+  await removeAbandonedPartials(dir);
   await using client = new FileServiceClient({
     transport: parseTransport(transportName),
     server: {

@@ -9,21 +9,10 @@
  */
 
 import { confinedPath, UnsafeNameError } from "../file_names.ts";
+import { isTempName } from "../partial_file.ts";
 
 /** The cache's index file, kept in the cache directory. */
 export const CACHE_INDEX_NAME = ".sockkit-cache-index.json";
-
-const TEMP_NAME = /^\..+\.part-[0-9a-f]{8}$/;
-
-/**
- * Whether `name` is a temporary file of {@linkcode PartialFile}.
- *
- * @param name A bare file name.
- * @returns `true` for `.<name>.part-<8 hex>`.
- */
-export function isTempName(name: string): boolean {
-  return TEMP_NAME.test(name);
-}
 
 /**
  * Returns the path of a user-visible file `name` in `dir`.
@@ -46,21 +35,4 @@ export function storePath(dir: string, name: string): string {
     throw new UnsafeNameError(name, "reserved by sockkit");
   }
   return path;
-}
-
-/**
- * Removes temporary files left by a role that was killed mid-transfer.
- *
- * @param dir The role's directory.
- * @returns How many were removed.
- */
-export async function removeTempFiles(dir: string): Promise<number> {
-  let removed = 0;
-  for await (const entry of Deno.readDir(dir)) {
-    if (entry.isFile && isTempName(entry.name)) {
-      await Deno.remove(`${dir}/${entry.name}`).catch(() => {});
-      removed++;
-    }
-  }
-  return removed;
 }

@@ -16,7 +16,7 @@ import {
   UPLOADED_TEXT,
 } from "../../protocol/file_service.ts";
 import type { Transport } from "../../transport/types.ts";
-import { PartialFile } from "../partial_file.ts";
+import { PartialFile, removeAbandonedPartials } from "../partial_file.ts";
 import {
   ControlChannel,
   describeError,
@@ -24,10 +24,7 @@ import {
 } from "../file_service/file_control.ts";
 import { serveControlRequests } from "../file_service/control_requests.ts";
 import { ControlListener } from "../file_service/file_listener.ts";
-import {
-  removeTempFiles,
-  storePath,
-} from "../file_service/file_store_names.ts";
+import { storePath } from "../file_service/file_store_names.ts";
 import { receiveFile, sendFile } from "../file_service/file_transfer.ts";
 import { VersionBook } from "./origin_versions.ts";
 
@@ -87,7 +84,7 @@ export class OriginServer {
     );
     // Only once the port is ours: a second instance started by mistake on
     // the same port fails to bind before it can touch the first one's files.
-    await removeTempFiles(options.dir);
+    await removeAbandonedPartials(options.dir);
     const server = new OriginServer(options, control);
     server.#serving = control.serve((conn) => server.#handle(conn));
     return server;

@@ -15,7 +15,7 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { confinedPath, UnsafeNameError } from "../file_names.ts";
-import { PartialFile } from "../partial_file.ts";
+import { PartialFile, removeAbandonedPartials } from "../partial_file.ts";
 
 /** Bytes read per call when hashing a file. */
 const HASH_READ = 1 << 20;
@@ -233,6 +233,7 @@ export class CopyStore {
    */
   static async create(dir: string, total: number): Promise<CopyStore> {
     await Deno.mkdir(dir, { recursive: true });
+    await removeAbandonedPartials(dir);
     return new CopyStore(dir, total);
   }
 

@@ -22,6 +22,7 @@ import { serveStreamClient, type StreamServerLog } from "./stream_session.ts";
 import { onStopSignal } from "../stop_signals.ts";
 import { isLostBeforeAccept } from "../../transport/accept_errors.ts";
 import { printEventLine, printEventProblem } from "../event_lines.ts";
+import { removeAbandonedPartials } from "../partial_file.ts";
 
 /** Options of {@linkcode serveStream}. */
 export interface StreamServerOptions {
@@ -136,6 +137,7 @@ export async function runStreamServer(args: string[]): Promise<number> {
   const idleTimeoutMs = parseIdleTimeout(values["idle-timeout"]);
   const dir = await prepareDirectory(values.dir ?? ".");
   const listener = listen(values.host ?? "0.0.0.0", port);
+  await removeAbandonedPartials(dir);
   const stop = new AbortController();
   const forgetSignals = onStopSignal(() => stop.abort());
   try {

@@ -28,6 +28,7 @@ import {
 import { UploadReceiver } from "./upload_receiver.ts";
 import { onStopSignal } from "../stop_signals.ts";
 import { printEventLine } from "../event_lines.ts";
+import { removeAbandonedPartials } from "../partial_file.ts";
 
 /** Where the receiver listens: every IPv4 interface. */
 const ALL_INTERFACES = "0.0.0.0";
@@ -47,7 +48,9 @@ async function prepareDir(dir: string): Promise<string | undefined> {
   try {
     await Deno.mkdir(dir, { recursive: true });
     const info = await Deno.stat(dir);
-    return info.isDirectory ? undefined : `"${dir}" is not a directory`;
+    if (!info.isDirectory) return `"${dir}" is not a directory`;
+    await removeAbandonedPartials(dir);
+    return undefined;
   } catch (error) {
     return `cannot use directory "${dir}": ${
       error instanceof Error ? error.message : error
