@@ -1020,6 +1020,33 @@ Deno.test("file service: killing the origin mid-upload leaves no partial file", 
   deepEqual(await listDir(rig.originDir), []);
 });
 
+Deno.test("file service: more idle clients than the origin and the cache have file descriptors delay service but end neither", async () => {
+  // 64 descriptors each, so 100 idle connections cannot all be accepted.
+  await using rig = await FileServiceRig.start("tcp", { fdLimit: 64 });
+  const idle: Deno.Conn[] = [];
+  try {
+    for (
+      const [role, port] of [[rig.origin, rig.originPort], [
+        rig.cache,
+        rig.cachePort,
+      ]] as const
+    ) {
+      for (let i = 0; i < 100; i++) {
+        idle.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+      }
+      await role.stderr.waitFor(/: accept failed: Too many open files/, 20_000);
+    }
+    for (const conn of idle.splice(0)) conn.close();
+    const dir = await rig.clientDir();
+    await Deno.writeTextFile(join(dir, "a.txt"), "still serving\n");
+    const run = await rig.session(dir, "put a.txt\nget a.txt\nquit\n");
+    equal(run.code, 0, run.stderr);
+    match(run.stdout, /File delivered from origin\./);
+  } finally {
+    for (const conn of idle) conn.close();
+  }
+});
+
 Deno.test("file service: a second origin or cache started on the same port and folder fails before it touches the running one's temporary files", async () => {
   await using rig = await FileServiceRig.start("tcp");
   // What a transfer in progress holds: a temporary file in each folder.

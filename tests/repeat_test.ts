@@ -16,8 +16,7 @@ import { LossyRelay, type RelayOptions } from "../bench/relay.ts";
 import { seededRandom } from "../bench/seeded_random.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
 import {
-  roleFlags,
-  RoleProcess,
+  type RoleProcess,
   runRole,
   startRole,
 } from "./_helpers/role_process.ts";
@@ -913,32 +912,17 @@ Deno.test("repeat over tcp: more silent peers than the server has file descripto
   await using dir = await tempDir();
   await writeTestFile(join(dir.path, "f.bin"), 3000, 3);
   // The server with 64 descriptors, so 100 silent peers cannot all be held.
-  const main = new URL("../roles/server/main.ts", import.meta.url).pathname;
-  const child = new Deno.Command("sh", {
-    args: [
-      "-c",
-      'ulimit -n 64 && exec "$@"',
-      "sh",
-      Deno.execPath(),
-      "run",
-      ...roleFlags("server"),
-      main,
-      "repeat",
-      "0",
-      "f.bin",
-      "--times",
-      "2",
-      "--dir",
-      "copies",
-      "--idle-timeout",
-      "1000",
-    ],
-    cwd: dir.path,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  await using server = new RoleProcess(child, false);
+  await using server = startRole("server", [
+    "repeat",
+    "0",
+    "f.bin",
+    "--times",
+    "2",
+    "--dir",
+    "copies",
+    "--idle-timeout",
+    "1000",
+  ], { cwd: dir.path, fdLimit: 64 });
   const port = Number(
     (await server.stdout.waitFor(/Listening on [\d.]+:(\d+) \(tcp\)\n/))[1],
   );

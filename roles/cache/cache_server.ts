@@ -116,6 +116,7 @@ export async function runCacheServer(args: string[]): Promise<number> {
     log: values.log
       ? (line) => printEventLine(`cache: ${printable(line)}`)
       : undefined,
+    problem: (line) => printEventProblem(`cache: ${line}`),
   });
   const { files, bytes } = cache.contents;
   printEventLine(

@@ -46,6 +46,11 @@ export interface CacheServerOptions {
   connectTimeoutMs: number;
   /** Receives one event line per request (`--log`); default: none. */
   log?: (line: string) => void;
+  /**
+   * Receives a line about a problem that does not stop the server (an
+   * accept that failed); default: none.
+   */
+  problem?: (line: string) => void;
 }
 
 /** The running cache. */
@@ -105,7 +110,13 @@ export class CacheServer {
       throw error;
     }
     const server = new CacheServer(options, control, store);
-    server.#serving = control.serve((conn) => server.#handle(conn));
+    server.#serving = control.serve(
+      (conn) => server.#handle(conn),
+      (error) =>
+        options.problem?.(
+          `accept failed: ${error instanceof Error ? error.message : error}`,
+        ),
+    );
     return server;
   }
 

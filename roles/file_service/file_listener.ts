@@ -15,6 +15,9 @@ import type {
   TransportConn,
 } from "../../transport/types.ts";
 
+/** Pause before accepting again after an accept failed, in ms. */
+const ACCEPT_RETRY_MS = 100;
+
 /** Longest wait for a request's data channel, in ms. */
 const CHANNEL_WAIT_MS = 10_000;
 
@@ -122,19 +125,28 @@ export class ControlListener {
   }
 
   /**
-   * Accepts connections until closed, each handled concurrently.
+   * Accepts connections until closed, each handled concurrently. An
+   * accept that fails for want of resources (`EMFILE`: descriptors held by
+   * other clients) is reported and retried after a pause: the server goes
+   * on serving.
    *
    * @param handler Handles one connection (closes it when done).
+   * @param onAcceptError Told of each such failure.
    */
-  async serve(handler: ConnectionHandler): Promise<void> {
+  async serve(
+    handler: ConnectionHandler,
+    onAcceptError: (error: unknown) => void = () => {},
+  ): Promise<void> {
     while (!this.#closed) {
       let conn: Deno.Conn;
       try {
         conn = await this.listener.accept();
       } catch (error) {
-        if (this.#closed) break;
+        if (this.#closed || error instanceof Deno.errors.BadResource) break;
         if (isLostBeforeAccept(error)) continue;
-        throw error;
+        onAcceptError(error);
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        continue;
       }
       (conn as Deno.TcpConn).setNoDelay(true);
       this.#open.add(conn);

@@ -56,6 +56,7 @@ export async function runOriginServer(args: string[]): Promise<number> {
     log: values.log
       ? (line) => printEventLine(`origin: ${printable(line)}`)
       : undefined,
+    problem: (line) => printEventProblem(`server: ${line}`),
   });
   printEventLine(
     `origin server listening on ${hostname}:${server.port} (${transport.name}), files in "${dir}"`,

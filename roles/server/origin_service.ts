@@ -42,6 +42,11 @@ export interface OriginServerOptions {
   idleMs: number;
   /** Receives one event line per request (`--log`); default: none. */
   log?: (line: string) => void;
+  /**
+   * Receives a line about a problem that does not stop the server (an
+   * accept that failed); default: none.
+   */
+  problem?: (line: string) => void;
 }
 
 /** A request failure answered with `ERROR <code> <text>`. */
@@ -86,7 +91,13 @@ export class OriginServer {
     // the same port fails to bind before it can touch the first one's files.
     await removeAbandonedPartials(options.dir);
     const server = new OriginServer(options, control);
-    server.#serving = control.serve((conn) => server.#handle(conn));
+    server.#serving = control.serve(
+      (conn) => server.#handle(conn),
+      (error) =>
+        options.problem?.(
+          `accept failed: ${error instanceof Error ? error.message : error}`,
+        ),
+    );
     return server;
   }
 

@@ -26,6 +26,8 @@ export interface StartRoleOptions {
   stdin?: boolean;
   /** Extra environment variables. */
   env?: Record<string, string>;
+  /** Most open file descriptors the process may have (`ulimit -n`). */
+  fdLimit?: number;
 }
 
 /** Collects a byte stream as text and lets a test wait for a line. */
@@ -233,8 +235,19 @@ export function startRole(
   options: StartRoleOptions = {},
 ): RoleProcess {
   const main = new URL(`roles/${name}/main.ts`, ROOT);
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...roleRunFlags(name), main.pathname, ...args],
+  const command = [
+    Deno.execPath(),
+    "run",
+    ...roleRunFlags(name),
+    main.pathname,
+    ...args,
+  ];
+  const limited = options.fdLimit !== undefined
+    ? ["sh", "-c", `ulimit -n ${options.fdLimit} && exec "$@"`, "sh"]
+    : [];
+  const [program, ...programArgs] = [...limited, ...command];
+  const child = new Deno.Command(program, {
+    args: programArgs,
     cwd: options.cwd ?? ROOT.pathname,
     stdin: options.stdin ? "piped" : "null",
     stdout: "piped",

@@ -49,6 +49,8 @@ export interface RigOptions {
   cacheArgs?: string[];
   /** Environment of every process. */
   env?: Record<string, string>;
+  /** Most open file descriptors the origin and the cache may have. */
+  fdLimit?: number;
   /** Point the cache at this port instead of the origin's (a relay or proxy). */
   cacheOriginPort?: (originPort: number) => Promise<number> | number;
 }
@@ -122,7 +124,7 @@ export class FileServiceRig implements AsyncDisposable {
       this.originDir,
       "--log",
       ...(this.#options.originArgs ?? []),
-    ], { env: this.#options.env });
+    ], { env: this.#options.env, fdLimit: this.#options.fdLimit });
     this.originPort = await listeningPort(this.origin);
   }
 
@@ -138,7 +140,7 @@ export class FileServiceRig implements AsyncDisposable {
       "--log",
       ...(this.#options.cacheArgs ?? []),
       ...extraArgs,
-    ], { env: this.#options.env });
+    ], { env: this.#options.env, fdLimit: this.#options.fdLimit });
     this.cachePort = await listeningPort(this.cache);
   }
 
