@@ -629,6 +629,76 @@ Deno.test("snw: a send whose last packet is answered with ACK, not FIN (the rece
   }
 });
 
+Deno.test("snw: a LEN that nobody receives yet is answered WAIT (on its own too) and its DATA is not taken, so a peer cannot queue transfers; receive() then takes it at once", async () => {
+  const snw = createSnwTransport({ timeoutMs: 1000 });
+  using listener = snw.listen({ hostname: HOST, port: 0 });
+  await using peer = new RawPeer();
+  const port = listener.addr.port;
+  await peer.send(SnwType.OPEN, 0, new Uint8Array(0), port);
+  equal((await peer.next()).packet.type, SnwType.ACK);
+  await using conn = await listener.accept();
+  /** Every answer within `ms` (each `[type, seq]`). */
+  const answersWithin = async (ms: number) => {
+    const seen: Array<[number, number]> = [];
+    const until = performance.now() + ms;
+    while (performance.now() < until) {
+      const timeout = new Promise<null>((resolve) =>
+        setTimeout(() => resolve(null), until - performance.now())
+      );
+      const next = await Promise.race([peer.next(), timeout]);
+      if (next === null) break;
+      seen.push([next.packet.type, next.packet.seq]);
+    }
+    return seen;
+  };
+  await peer.send(SnwType.LEN, 1, encodeLenPayload(3000), port);
+  await peer.send(SnwType.DATA, 2, new Uint8Array(1000), port); // not taken
+  const held = await answersWithin(400);
+  ok(held.length >= 3, `WAITs in 400 ms: ${JSON.stringify(held)}`);
+  deepEqual(new Set(held.map(String)), new Set([[SnwType.WAIT, 1].join()]));
+  // A receiver comes: the held LEN is answered at once, the data flows.
+  const incoming = conn.receive();
+  const answer = await peer.next();
+  deepEqual([answer.packet.type, answer.packet.seq], [SnwType.ACK, 1]);
+  const transfer = await incoming;
+  equal(transfer.size, 3000);
+  for (let seq = 2; seq <= 4; seq++) {
+    await peer.send(SnwType.DATA, seq, new Uint8Array(1000).fill(seq), port);
+    let next = await peer.next();
+    while (next.packet.type === SnwType.WAIT) next = await peer.next();
+    deepEqual(
+      [next.packet.type, next.packet.seq],
+      [seq === 4 ? SnwType.FIN : SnwType.ACK, seq],
+    );
+  }
+  const bytes = await readAll(transfer.readable);
+  deepEqual(
+    bytes,
+    concatBytes([2, 3, 4].map((n) => new Uint8Array(1000).fill(n))),
+  );
+});
+
+Deno.test("snw: transfers sent back to back wait for their receiver: one taken only after twice the give-up timeout arrives intact", async () => {
+  const snw = createSnwTransport({ timeoutMs: 300 });
+  using listener = snw.listen({ hostname: HOST, port: 0 });
+  const accepted = listener.accept();
+  await using sender = await snw.connect({
+    hostname: HOST,
+    port: listener.addr.port,
+  });
+  await using receiver = await accepted;
+  const first = crypto.getRandomValues(new Uint8Array(10_000));
+  const second = crypto.getRandomValues(new Uint8Array(10_000));
+  const sending = (async () => {
+    await sender.send(first.length, first);
+    await sender.send(second.length, second);
+  })();
+  deepEqual(await readAll((await receiver.receive()).readable), first);
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  deepEqual(await readAll((await receiver.receive()).readable), second);
+  await sending;
+});
+
 Deno.test("snw: a peer that sends on without waiting for a held ACK gets nothing more accepted; the receive buffer bound holds", async () => {
   const bound = 16 * 1024;
   const snw = createSnwTransport({

@@ -189,7 +189,11 @@ export class SnwConn implements TransportConn {
   #nextAck?: Uint8Array;
   #nextAckSeq = -1;
   #watchdog?: ReturnType<typeof setInterval>;
-  #ready: IncomingTransfer[] = [];
+  /**
+   * A `LEN` that came while no `receive()` was waiting: answered `WAIT`
+   * until one is, so a peer cannot queue transfers nobody reads.
+   */
+  #heldLen?: { size: number; seq: number };
   #receivers: TransferWaiter[] = [];
 
   #closed = false;
@@ -351,8 +355,6 @@ export class SnwConn implements TransportConn {
    * @returns The announced size and the byte stream.
    */
   receive(options: ReceiveOptions = {}): Promise<IncomingTransfer> {
-    const ready = this.#ready.shift();
-    if (ready) return Promise.resolve(ready);
     if (this.#closed || this.#peerClosed) {
       return Promise.reject(
         new ConnectionLostError("the SNW session is closed"),
@@ -363,6 +365,7 @@ export class SnwConn implements TransportConn {
       entry = { resolve, reject };
       this.#receivers.push(entry);
     });
+    this.#takeHeldLen();
     return abortable(pending, options.signal).catch((error) => {
       this.#receivers = this.#receivers.filter((r) => r !== entry);
       throw error;
@@ -465,6 +468,10 @@ export class SnwConn implements TransportConn {
         return; // treat as corrupt: the sender retransmits
       }
       if (this.#incoming) return; // a LEN inside a transfer: not ours
+      if (this.#receivers.length === 0) {
+        this.#holdLen(size, seq);
+        return;
+      }
       this.#expected++;
       this.#startIncoming(size, seq);
       return;
@@ -525,9 +532,7 @@ export class SnwConn implements TransportConn {
       },
     }, { highWaterMark: 0 });
     const transfer: IncomingTransfer = { size, readable };
-    const receiver = this.#receivers.shift();
-    if (receiver) receiver.resolve(transfer);
-    else this.#ready.push(transfer);
+    this.#receivers.shift()?.resolve(transfer); // one waits: see #heldLen
     if (size === 0) {
       batcher.close();
       this.#lastFinSeq = seq;
@@ -541,8 +546,41 @@ export class SnwConn implements TransportConn {
       batcher,
     };
     this.#answer(SnwType.ACK, seq);
-    const period = Math.max(5, Math.min(125, this.#options.timeoutMs / 8));
-    this.#watchdog = setInterval(() => this.#checkProgress(), period);
+    this.#watchdog = setInterval(
+      () => this.#checkProgress(),
+      this.#waitPeriod(),
+    );
+  }
+
+  /** How often a receiver that holds an answer says `WAIT` on its own, ms. */
+  #waitPeriod(): number {
+    return Math.max(5, Math.min(125, this.#options.timeoutMs / 8));
+  }
+
+  /**
+   * Answers a `LEN` that nobody is receiving yet with `WAIT`, now and every
+   * {@linkcode SnwConn.#waitPeriod} (the sender keeps waiting, as for a held
+   * `ACK`), until {@linkcode SnwConn.receive} takes it.
+   */
+  #holdLen(size: number, seq: number): void {
+    this.#answer(SnwType.WAIT, seq);
+    if (this.#heldLen) return;
+    this.#heldLen = { size, seq };
+    this.#watchdog = setInterval(
+      () => this.#answer(SnwType.WAIT, seq),
+      this.#waitPeriod(),
+    );
+  }
+
+  /** Starts the held `LEN`'s transfer for the receiver now waiting. */
+  #takeHeldLen(): void {
+    const held = this.#heldLen;
+    if (!held || this.#closed) return;
+    this.#heldLen = undefined;
+    clearInterval(this.#watchdog);
+    this.#watchdog = undefined;
+    this.#expected++;
+    this.#startIncoming(held.size, held.seq);
   }
 
   #finishIncoming(seq: number, last: Uint8Array): void {
@@ -611,6 +649,10 @@ export class SnwConn implements TransportConn {
       clearInterval(this.#watchdog);
     }
     for (const receiver of this.#receivers.splice(0)) receiver.reject(lost);
+    if (this.#heldLen) {
+      this.#heldLen = undefined;
+      clearInterval(this.#watchdog);
+    }
   }
 
   #assertUsable(): void {
@@ -637,9 +679,7 @@ export class SnwConn implements TransportConn {
     this.#closed = true;
     clearInterval(this.#watchdog);
     this.#watchdog = undefined;
-    for (const transfer of this.#ready.splice(0)) {
-      transfer.readable.cancel().catch(() => {});
-    }
+    this.#heldLen = undefined;
     // CLOSE is not retransmitted; three copies make its loss unlikely, and
     // a listening endpoint answers late packets of the session with it.
     const close = closePacket(this.session, this.deliveredSeq);
