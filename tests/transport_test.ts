@@ -18,6 +18,7 @@ import {
   type IncomingTransfer,
   SNW_WORDS,
   SnwChannelAcceptor,
+  SnwListener,
   SnwType,
   tcpTransport,
   transferChunks,
@@ -1052,4 +1053,41 @@ Deno.test("snw acceptor: a second OPEN with a tag still unclaimed replaces the f
   equal(new TextDecoder().decode(received), "ok");
   await new Promise((resolve) => setTimeout(resolve, 100)); // any late CLOSE
   deepEqual(answers, [SnwType.ACK], "the replaced session got no CLOSE");
+});
+
+Deno.test("snw listener: an OPEN flood keeps at most 256 sessions waiting to be accepted, dropping the oldest without CLOSEs", async () => {
+  const snw = createSnwTransport();
+  const listener = snw.listen({ hostname: HOST, port: 0 });
+  ok(listener instanceof SnwListener);
+  await using peer = new RawPeer();
+  const answers: number[] = [];
+  // In bursts of 50, each answered before the next (so that the socket's
+  // receive buffer never overflows: that would be loss, not the cap).
+  for (let burst = 0; burst < 6; burst++) {
+    for (let i = burst * 50; i < (burst + 1) * 50; i++) {
+      await peer.send(
+        SnwType.OPEN,
+        0,
+        new Uint8Array(0),
+        listener.addr.port,
+        1000 + i,
+      );
+    }
+    for (let i = 0; i < 50; i++) answers.push((await peer.next()).packet.type);
+  }
+  equal(listener.queued, 256);
+  deepEqual(answers, Array(300).fill(SnwType.ACK));
+  // The oldest were dropped without a word; the newest is still accepted.
+  const late = await Promise.race([
+    peer.next().then(({ packet }) => packet.type),
+    new Promise((resolve) => setTimeout(() => resolve("none"), 200)),
+  ]);
+  equal(late, "none", "a CLOSE was sent to a flood source");
+  const accepted: TransportConn[] = [];
+  for (let i = 0; i < 256; i++) accepted.push(await listener.accept());
+  equal(listener.queued, 0);
+  equal((accepted[255] as { session?: number }).session, 1299);
+  equal((accepted[0] as { session?: number }).session, 1044);
+  listener.close();
+  await Promise.all(accepted.map((conn) => conn[Symbol.asyncDispose]()));
 });

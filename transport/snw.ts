@@ -898,6 +898,13 @@ function randomSession(): number {
   return crypto.getRandomValues(new Uint32Array(1))[0];
 }
 
+/**
+ * Most sessions an SNW listener keeps opened but not yet accepted (its
+ * listen backlog); beyond, the oldest is dropped without a CLOSE, so that
+ * an OPEN flood costs bounded memory.
+ */
+const MAX_QUEUED_SESSIONS = 256;
+
 /** Listens for standalone SNW sessions on one UDP port. */
 export class SnwListener implements TransportListener {
   readonly #endpoint: SnwEndpoint;
@@ -923,9 +930,17 @@ export class SnwListener implements TransportListener {
     this.#endpoint = new SnwEndpoint(socket, peerKey, (remote, packet) => {
       const conn = acceptSession(this.#endpoint, remote, packet, snw);
       const waiter = this.#waiters.shift();
-      if (waiter) waiter.resolve(conn);
-      else this.#queue.push(conn);
+      if (waiter) return waiter.resolve(conn);
+      if (this.#queue.length >= MAX_QUEUED_SESSIONS) {
+        this.#queue.shift()!.drop();
+      }
+      this.#queue.push(conn);
     });
+  }
+
+  /** How many opened sessions wait for {@linkcode SnwListener.accept}. */
+  get queued(): number {
+    return this.#queue.length;
   }
 
   /** The bound UDP address. */
