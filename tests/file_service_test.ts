@@ -1047,6 +1047,33 @@ Deno.test("file service: more idle clients than the origin and the cache have fi
   }
 });
 
+Deno.test("file service: a cache that cannot write its index logs it and goes on serving and evicting", async () => {
+  await using rig = await FileServiceRig.start("tcp", {
+    cacheArgs: ["--max-bytes", "3000"],
+  });
+  // The index's name taken by a directory: every write of it fails.
+  const index = join(rig.cacheDir, ".sockkit-cache-index.json");
+  await Deno.remove(index);
+  await Deno.mkdir(index);
+  const dir = await rig.clientDir();
+  for (const name of ["a.bin", "b.bin"]) {
+    await Deno.writeFile(join(dir, name), new Uint8Array(2000).fill(7));
+  }
+  const run = await rig.session(
+    dir,
+    "put a.bin\nput b.bin\nget a.bin\nget a.bin\nget b.bin\nquit\n",
+  );
+  equal(run.code, 0, run.stderr);
+  equal(run.stderr, "");
+  match(
+    run.stdout,
+    /from origin\.\n.*from cache\.\n.*from origin\.\n/s,
+  );
+  await rig.cache.stdout.waitFor(/cache: cannot write the index: /);
+  // a.bin, delivered (unpinned) and then pushed out by b.bin: the bound holds.
+  await rig.cache.stdout.waitFor('evicted "a.bin" (2000 bytes)');
+});
+
 Deno.test("file service: a second origin or cache started on the same port and folder fails before it touches the running one's temporary files", async () => {
   await using rig = await FileServiceRig.start("tcp");
   // What a transfer in progress holds: a temporary file in each folder.

@@ -121,7 +121,7 @@ export class CacheStore {
     await removeAbandonedPartials(options.dir);
     await store.#load();
     await store.#evict();
-    await store.#save();
+    await store.#save({ strict: true }); // a folder it cannot write: say so now
     return store;
   }
 
@@ -190,7 +190,7 @@ export class CacheStore {
     if (this.#touchTimer === undefined && !this.#closed) {
       this.#touchTimer = setTimeout(() => {
         this.#touchTimer = undefined;
-        this.#save().catch(() => {});
+        void this.#save();
       }, TOUCH_FLUSH_MS);
     }
   }
@@ -298,7 +298,12 @@ export class CacheStore {
     await this.#save();
   }
 
-  #save(): Promise<void> {
+  /**
+   * Writes the index (after any write under way). The index only speeds up
+   * a restart: a failure to write it is logged, and the files stay served;
+   * only `strict` (at startup) rejects with it.
+   */
+  #save(options: { strict?: boolean } = {}): Promise<void> {
     const next = this.#saving.then(async () => {
       const records: IndexRecord[] = [...this.#entries.values()].map((e) => ({
         name: e.name,
@@ -317,7 +322,7 @@ export class CacheStore {
     this.#saving = next.catch((error) => {
       this.#log(`cannot write the index: ${(error as Error).message}`);
     });
-    return next;
+    return options.strict ? next : this.#saving;
   }
 
   async #load(): Promise<void> {
