@@ -16,7 +16,10 @@ import { type ConnectControlOptions, ControlChannel } from "./file_control.ts";
 /** Idle connections kept per peer. */
 export const POOL_MAX_IDLE = 8;
 
-/** An idle connection older than this is closed instead of reused, in ms. */
+/**
+ * An idle connection is closed after this long unused, in ms (a timer
+ * closes it, so that neither side holds it longer, half-closed).
+ */
 export const POOL_IDLE_MS = 5000;
 
 interface IdleChannel {
@@ -34,15 +37,20 @@ function lostBeforeAnswer(error: unknown): boolean {
 export class ControlPool implements Disposable {
   readonly #options: ConnectControlOptions;
   readonly #idle: IdleChannel[] = [];
+  readonly #keepMs: number;
+  #sweep?: ReturnType<typeof setTimeout>;
   #closed = false;
 
   /**
    * Creates the pool; nothing is connected before a request.
    *
    * @param options Where to connect, what the peer is, timeouts.
+   * @param keepMs How long an idle connection is kept (default
+   *   {@linkcode POOL_IDLE_MS}).
    */
-  constructor(options: ConnectControlOptions) {
+  constructor(options: ConnectControlOptions, keepMs: number = POOL_IDLE_MS) {
     this.#options = options;
+    this.#keepMs = keepMs;
   }
 
   /** How many idle connections the pool holds. */
@@ -78,6 +86,8 @@ export class ControlPool implements Disposable {
   /** Closes the idle connections; later requests connect anew and are not kept. */
   close(): void {
     this.#closed = true;
+    clearTimeout(this.#sweep);
+    this.#sweep = undefined;
     for (const { control } of this.#idle.splice(0)) control.close();
   }
 
@@ -101,17 +111,35 @@ export class ControlPool implements Disposable {
       control.close();
     } else {
       this.#idle.push({ control, since: performance.now() });
+      this.#scheduleSweep();
     }
     return result;
   }
 
   #takeIdle(): ControlChannel | undefined {
-    // Oldest first (pushed as they came back): drop the stale front, then
-    // the newest of the rest is fresh.
+    this.#dropStale();
+    return this.#idle.pop()?.control;
+  }
+
+  /** Closes the connections idle for longer than the pool keeps them. */
+  #dropStale(): void {
+    // Oldest first (pushed as they came back): the stale ones are in front.
     const now = performance.now();
-    while (this.#idle.length > 0 && now - this.#idle[0].since > POOL_IDLE_MS) {
+    while (this.#idle.length > 0 && now - this.#idle[0].since >= this.#keepMs) {
       this.#idle.shift()!.control.close();
     }
-    return this.#idle.pop()?.control;
+  }
+
+  /** Arms the timer that closes the oldest idle connection when it expires. */
+  #scheduleSweep(): void {
+    if (this.#sweep !== undefined || this.#idle.length === 0) return;
+    const due = this.#idle[0].since + this.#keepMs - performance.now();
+    const sweep = setTimeout(() => {
+      this.#sweep = undefined;
+      this.#dropStale();
+      this.#scheduleSweep();
+    }, Math.max(0, due) + 1);
+    Deno.unrefTimer(sweep); // never what keeps a process running
+    this.#sweep = sweep;
   }
 }

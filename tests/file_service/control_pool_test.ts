@@ -100,14 +100,14 @@ function stat(control: ControlChannel): Promise<number> {
   })();
 }
 
-function pool(port: number): ControlPool {
+function pool(port: number, keepMs?: number): ControlPool {
   return new ControlPool({
     hostname: "127.0.0.1",
     port,
     what: "peer",
     connectTimeoutMs: 2000,
     idleMs: 2000,
-  });
+  }, keepMs);
 }
 
 Deno.test("control pool: requests one after another share one connection", async () => {
@@ -121,6 +121,23 @@ Deno.test("control pool: requests one after another share one connection", async
   await Promise.all([connections.use(stat), connections.use(stat)]);
   equal(peer.accepted, 2);
   equal(connections.idleCount, 2);
+});
+
+Deno.test("control pool: an idle connection is closed when its keep time is up, not left half-open until the next request", async () => {
+  await using peer = new ScriptedPeer();
+  using connections = pool(peer.port, 200);
+  equal(await connections.use(stat), 1);
+  equal(connections.idleCount, 1);
+  equal(peer.conns.size, 1);
+  const deadline = Date.now() + 2000;
+  while (peer.conns.size > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  equal(peer.conns.size, 0, "the peer saw the kept connection close");
+  equal(connections.idleCount, 0);
+  // The next request connects anew.
+  equal(await connections.use(stat), 1);
+  equal(peer.accepted, 2);
 });
 
 Deno.test("control pool: a connection the peer closed while idle is replaced without an error", async () => {
