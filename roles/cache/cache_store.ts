@@ -235,8 +235,9 @@ export class CacheStore {
    * @param why The reason, for the log line.
    */
   async remove(name: string, why: string): Promise<void> {
-    if (!this.#drop(name)) return;
-    await Deno.remove(this.pathOf(name)).catch(() => {});
+    const entry = this.#drop(name);
+    if (!entry) return;
+    await this.#removeFileOf(entry);
     this.#log(`removed "${name}" (${why})`);
     await this.#save();
   }
@@ -261,12 +262,25 @@ export class CacheStore {
     await this.#save();
   }
 
-  #drop(name: string): boolean {
+  /** Forgets `name`'s entry; returns it (`undefined` when there was none). */
+  #drop(name: string): CacheEntry | undefined {
     const old = this.#entries.get(name);
-    if (!old) return false;
+    if (!old) return undefined;
     this.#entries.delete(name);
     this.#bytes -= old.size;
-    return true;
+    return old;
+  }
+
+  /**
+   * Removes the file of a dropped entry, unless the name now holds another
+   * file (a newer version committed meanwhile): that one stays.
+   */
+  async #removeFileOf(entry: CacheEntry): Promise<void> {
+    const path = this.pathOf(entry.name);
+    try {
+      if (identityOf(await Deno.lstat(path)) !== entry.identity) return;
+      await Deno.remove(path);
+    } catch { /* gone already */ }
   }
 
   async #evict(): Promise<void> {
@@ -292,7 +306,7 @@ export class CacheStore {
     }
     if (victims.length === 0) return;
     for (const victim of victims) {
-      await Deno.remove(this.pathOf(victim.name)).catch(() => {});
+      await this.#removeFileOf(victim);
       this.#log(`evicted "${victim.name}" (${victim.size} bytes)`);
     }
     await this.#save();
