@@ -388,7 +388,8 @@ function decodeText(bytes: Uint8Array): string {
  *   stream, or the peer fell silent while the message was open).
  * @returns A message, a verdict to wait, or the end.
  * @throws {StreamProtocolError} For text that is not UTF-8 or is longer
- *   than {@linkcode MAX_TEXT_BYTES}.
+ *   than {@linkcode MAX_TEXT_BYTES}, and for more than that many blank line
+ *   ends before a message (they would otherwise pile up unread).
  */
 export function scanText(
   bytes: Uint8Array,
@@ -398,6 +399,11 @@ export function scanText(
   let start = 0;
   while (start < bytes.length && (bytes[start] === CR || bytes[start] === LF)) {
     start++;
+  }
+  if (start > MAX_TEXT_BYTES) {
+    throw new StreamProtocolError(
+      `Malformed message: more than ${MAX_TEXT_BYTES} bytes of line ends`,
+    );
   }
   if (start === bytes.length) {
     return ended

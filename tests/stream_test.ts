@@ -183,6 +183,15 @@ Deno.test("stream codec: words complete at once, other text at a line end or sil
     () => scanText(new Uint8Array(MAX_TEXT_BYTES + 1).fill(65), [], false),
     StreamProtocolError,
   );
+  // Blank line ends before a message count too: they cannot pile up.
+  deepEqual(scanText(text("\r\n".repeat(1000)), [], false), {
+    kind: "incomplete",
+    open: false,
+  });
+  throws(
+    () => scanText(new Uint8Array(MAX_TEXT_BYTES + 1).fill(10), [], false),
+    /more than 4096 bytes of line ends/,
+  );
 });
 
 Deno.test("stream codec: fed byte by byte, a transcript decodes the same", () => {
@@ -679,6 +688,32 @@ Deno.test("stream: exact transcripts, -v lines and a 20 MiB binary round trip", 
   ]);
   equal(server.stderr.lines.length, 1, server.stderr.text);
   match(server.stderr.text, /ERROR: big\.bin does not exist/);
+});
+
+Deno.test("stream server: a client that sends nothing but line ends is cut off, and the next client is served", async () => {
+  await using serverDir = await tempDir();
+  await using clientDir = await tempDir();
+  const port = freePort();
+  await using _server = await startSockkitServer(serverDir.path, port);
+  using flood = await RawPeer.connect(port);
+  equal(await flood.readText(5), "READY");
+  const started = performance.now();
+  const lineEnds = new TextEncoder().encode("\r\n".repeat(32 * 1024));
+  try {
+    for (let i = 0; i < 64; i++) await flood.send(lineEnds); // 4 MiB
+  } catch { /* cut off mid-flood: what should happen */ }
+  await flood.readToEnd(5_000);
+  ok(performance.now() - started < 5_000, "the server kept reading");
+  expectOutcome(
+    await sockkitClient(clientDir.path, [
+      "127.0.0.1",
+      String(port),
+      "GET",
+      "nothing.bin",
+    ]),
+    "fail",
+    ["server error: nothing.bin does not exist"],
+  );
 });
 
 Deno.test("stream client: local errors are reported before connecting", async () => {
