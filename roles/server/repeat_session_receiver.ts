@@ -113,6 +113,14 @@ function reason(error: unknown): string {
  */
 const RESERVED_DESCRIPTORS = 16;
 
+/**
+ * Most connections held at once before their copy's turn: read for their
+ * header, or waiting with it. More wait in the listen queue (tcp) or the
+ * listener's backlog (snw), so that a flood of peers that send nothing (an
+ * SNW session costs no descriptor) cannot grow memory without bound.
+ */
+export const MAX_PENDING_COPIES = 256;
+
 /** A connection whose copy header arrived, waiting for its copy number. */
 interface HeaderedCopy {
   conn: TransportConn;
@@ -177,14 +185,13 @@ export class SessionCopyReceiver implements CopyReceiver {
     let running = true;
     let slotFreed: (() => void) | undefined;
     let failing = false;
-    // Connections read for their header at once: unbounded until accepting
-    // runs out of descriptors (tcp), then kept below that peak.
-    let limit = Infinity;
+    // Connections held before their turn: at most MAX_PENDING_COPIES, and
+    // once accepting ran out of descriptors (tcp), fewer than that peak.
+    let limit = MAX_PENDING_COPIES;
     const accepting = (async () => {
       while (running) {
-        // Once descriptors ran out, connections waiting for their header
-        // are bounded: more of a flood waits in the listen queue.
-        while (reading.size >= limit && running) {
+        // More of a flood waits in the listen queue.
+        while (reading.size + waiting.length >= limit && running) {
           await new Promise<void>((resolve) => slotFreed = resolve);
         }
         if (!running) return;
@@ -203,7 +210,11 @@ export class SessionCopyReceiver implements CopyReceiver {
           // per streak of failures).
           if (!failing) progress.warn(`accept failed: ${reason(error)}`);
           failing = true;
-          limit = Math.max(1, reading.size - RESERVED_DESCRIPTORS);
+          limit = Math.max(
+            1,
+            Math.min(limit, reading.size + waiting.length) -
+              RESERVED_DESCRIPTORS,
+          );
           await new Promise((resolve) => setTimeout(resolve, 100));
           continue;
         }
@@ -227,6 +238,7 @@ export class SessionCopyReceiver implements CopyReceiver {
           await new Promise<void>((resolve) => wake = resolve);
         }
         const copy = waiting.shift()!;
+        slotFreed?.();
         const received = await this.#receiveBody(copy, n, progress);
         yield { kind: "received", copy: received };
         n++;
