@@ -173,6 +173,32 @@ Deno.test("repeat and raw-udp codecs: random, truncated and flipped bytes only t
   const flipped = datagram.slice();
   flipped[40] ^= 0x10;
   throws(() => decodeRawDatagram(flipped), /checksum/);
+  // Tiny chunks are refused, when built and when received.
+  const tiny = {
+    type: RawType.DATA,
+    stream: 5,
+    seq: 2,
+    size: 2 ** 32,
+    index: 70_000,
+    chunk: 1,
+    meta: header,
+    payload: new Uint8Array(1),
+  } as const;
+  throws(
+    () => decodeRawDatagram(encodeRawDatagram(tiny)),
+    /chunk size 1 is under 256/,
+  );
+  throws(
+    () =>
+      decodeRawDatagram(
+        encodeRawDatagram({
+          ...tiny,
+          chunk: 255,
+          payload: new Uint8Array(255),
+        }),
+      ),
+    RawDatagramError,
+  );
 });
 
 Deno.test("raw udp receiver keeps copies apart: late datagrams of copy k are dropped during copy k+1", async () => {
@@ -187,7 +213,7 @@ Deno.test("raw udp receiver keeps copies apart: late datagrams of copy k are dro
     port: 0,
   });
   try {
-    const chunk = 4;
+    const chunk = 256; // the smallest chunk size
     const datagram = (
       seq: number,
       index: number,
@@ -197,7 +223,7 @@ Deno.test("raw udp receiver keeps copies apart: late datagrams of copy k are dro
         type: type as 1 | 2 | 3,
         stream: 77,
         seq,
-        size: 12,
+        size: 3 * chunk,
         index,
         chunk,
         meta: new Uint8Array([seq]),
@@ -221,7 +247,7 @@ Deno.test("raw udp receiver keeps copies apart: late datagrams of copy k are dro
     ok(first);
     const got1: number[] = [];
     for await (const c of first.chunks()) got1.push(c.offset);
-    deepEqual(got1, [0, 4]);
+    deepEqual(got1, [0, chunk]);
     equal(first.endReason, "superseded");
     equal(first.complete, false);
 
@@ -261,7 +287,7 @@ Deno.test("raw udp receiver keeps copies apart: late datagrams of copy k are dro
     ok(fourth);
     let bytes = 0;
     for await (const c of fourth.chunks()) bytes += c.bytes.length;
-    equal(bytes, 12);
+    equal(bytes, 3 * chunk);
     equal(fourth.endReason, "complete");
   } finally {
     socket.close();

@@ -22,7 +22,7 @@
  *   numbers its transfers from 1. A receiver drops datagrams of a transfer
  *   older than one it has already started (`late`).
  * - `size` is the transfer's size in bytes and `chunk` the sender's chunk
- *   size; DATA number `index` carries bytes `index × chunk` up to
+ *   size (at least {@linkcode MIN_RAW_CHUNK}); DATA number `index` carries bytes `index × chunk` up to
  *   `min(size, (index + 1) × chunk)`. END (after the last DATA) carries the
  *   number of chunks in `index` and no payload. REPLY goes back to the
  *   address a transfer came from, with the same `stream` and `seq`.
@@ -65,6 +65,11 @@ export const RAW_HEADER_SIZE = 32;
 export const MAX_RAW_META = 512;
 /** Default bytes per DATA datagram (fits a 1500-byte MTU with the header). */
 export const DEFAULT_RAW_CHUNK = 1024;
+/**
+ * Smallest chunk size: a transfer of tiny chunks would let few small
+ * datagrams reach far into a file (and its receiver's bookkeeping).
+ */
+export const MIN_RAW_CHUNK = 256;
 /** Largest UDP payload over IPv4. */
 const MAX_DATAGRAM = 65507;
 const VERSION = 1;
@@ -215,7 +220,11 @@ export function decodeRawDatagram(bytes: Uint8Array): RawDatagram {
   const chunk = view.getUint16(24);
   const payload = bytes.subarray(RAW_HEADER_SIZE + metaLength);
   if (type === RawType.DATA) {
-    if (chunk === 0) throw new RawDatagramError("chunk size 0");
+    if (chunk < MIN_RAW_CHUNK) {
+      throw new RawDatagramError(
+        `chunk size ${chunk} is under ${MIN_RAW_CHUNK}`,
+      );
+    }
     const offset = index * chunk;
     if (offset >= size) throw new RawDatagramError("chunk index out of range");
     if (payload.length !== Math.min(chunk, size - offset)) {
@@ -251,9 +260,12 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** A set of chunk numbers, allocated in pages as chunks arrive. */
+/**
+ * A set of chunk numbers, allocated in pages as chunks arrive: small pages,
+ * so that a datagram far from the others costs about its own size.
+ */
 class ChunkSet {
-  static readonly #PAGE_BITS = 1 << 15;
+  static readonly #PAGE_BITS = 1 << 10;
   readonly #pages = new Map<number, Uint8Array>();
   size = 0;
 
@@ -797,7 +809,7 @@ export async function sendRawTransfer(
 ): Promise<RawSendResult> {
   const chunk = options.chunk ?? DEFAULT_RAW_CHUNK;
   const meta = options.meta ?? new Uint8Array(0);
-  if (!Number.isInteger(chunk) || chunk < 1 || chunk > 0xffff) {
+  if (!Number.isInteger(chunk) || chunk < MIN_RAW_CHUNK || chunk > 0xffff) {
     throw new RangeError(`raw chunk size ${chunk} is out of range`);
   }
   if (RAW_HEADER_SIZE + meta.length + chunk > MAX_DATAGRAM) {
