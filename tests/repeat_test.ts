@@ -1092,6 +1092,35 @@ Deno.test("repeat over tcp: stray and reset connections are ignored and use up n
   );
 });
 
+Deno.test("repeat server: a peer's name with control characters is printed escaped, so it cannot forge lines", async () => {
+  await using dir = await tempDir();
+  await writeTestFile(join(dir.path, "ref.txt"), 3, 4);
+  await using server = await startRepeatServer(
+    "ref.txt",
+    ["--times", "1", "--dir", "copies"],
+    { cwd: dir.path },
+  );
+  const name = "a\x1b[2Jb\nI am done";
+  const header = encodeRepeatHeader({ copy: 1, total: 1, size: 3, name });
+  const body = new Uint8Array(8 + header.length + 3); // tcp: a size, then bytes
+  new DataView(body.buffer).setBigUint64(0, BigInt(header.length + 3));
+  body.set(header, 8);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  await conn.write(body);
+  const result = await server.process.finished(30_000);
+  conn.close();
+  equal(result.code, 0, result.stderr);
+  ok(
+    !/[\x00-\x08\x0b-\x1f]/.test(result.stdout + result.stderr),
+    "raw control characters",
+  );
+  match(
+    result.stdout,
+    /receiving file “a\\x1b\[2Jb\\x0aI am done” for the 1st time/,
+  );
+  equal(result.stdout.match(/^I am done$/gm)?.length, 1, result.stdout);
+});
+
 Deno.test("copy store: close removes the temporary files of copies under way and refuses later ones", async () => {
   await using dir = await tempDir();
   const store = await CopyStore.create(dir.path, 10);

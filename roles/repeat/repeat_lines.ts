@@ -10,6 +10,8 @@
  * @module
  */
 
+import { printable } from "../cli.ts";
+
 /** Opening typographic quote (U+201C). */
 export const OPEN_QUOTE = "\u201c";
 /** Closing typographic quote (U+201D). */
@@ -93,8 +95,9 @@ export function errorPercent(incorrect: number, total: number): number {
   return total === 0 ? 0 : Math.round((incorrect / total) * 10000) / 100;
 }
 
+/** A name in quotes, its control characters escaped (it may be a peer's). */
 function quoted(name: string): string {
-  return `${OPEN_QUOTE}${name}${CLOSE_QUOTE}`;
+  return `${OPEN_QUOTE}${printable(name)}${CLOSE_QUOTE}`;
 }
 
 /** The receiver's lines (SPEC §2). */

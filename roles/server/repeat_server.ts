@@ -22,6 +22,7 @@ import {
   EXIT_FAILURE,
   parseCommandLine,
   parsePort,
+  printable,
   printError,
   UsageError,
 } from "../cli.ts";
@@ -188,7 +189,8 @@ async function runUntil(
   const copies = receiver.copies(options.times, {
     started: (n, name) => stopped() || out(serverLines.starting(name, n)),
     finished: (n, name) => stopped() || out(serverLines.finishing(name, n)),
-    warn: (message) => stopped() || printEventProblem(`server: ${message}`),
+    warn: (message) =>
+      stopped() || printEventProblem(`server: ${printable(message)}`),
   });
   while (true) {
     const pending = copies.next();
