@@ -6,11 +6,15 @@
  * refused when it is empty, `.` or `..`, contains a path separator (`/` or
  * `\`), a NUL or another control character, or is longer than 255 bytes of
  * UTF-8. So absolute paths and `..` escapes can never be served or written.
+ * Names of temporary files being written (`.<name>.part-<8 hex>`) are
+ * refused too: they are never served half-written, and a user's file of such
+ * a name would be taken for an abandoned one and removed.
  *
  * @module
  */
 
 import { join } from "node:path";
+import { isTempName } from "./partial_file.ts";
 
 /** A file name that would escape (or cannot name a file in) the served directory. */
 export class UnsafeNameError extends Error {
@@ -47,6 +51,7 @@ export function unsafeNameReason(name: string): string | undefined {
   if (new TextEncoder().encode(name).length > MAX_NAME_BYTES) {
     return "longer than 255 bytes";
   }
+  if (isTempName(name)) return "the name of a temporary file";
   return undefined;
 }
 

@@ -25,7 +25,7 @@ import { FileServiceClient } from "../roles/client/file_session.ts";
 import { inputLines, LINE_TOO_LONG } from "../roles/client/file_input_lines.ts";
 import { storePath } from "../roles/file_service/file_store_names.ts";
 import { parseSeconds } from "../roles/file_service/file_options.ts";
-import { UnsafeNameError } from "../roles/file_names.ts";
+import { UnsafeNameError, unsafeNameReason } from "../roles/file_names.ts";
 import { transportByName } from "../transport/registry.ts";
 import { readExact, writeAll } from "../transport/byte_io.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
@@ -297,6 +297,9 @@ Deno.test("file_service names: escapes and reserved names are refused", () => {
     ]
   ) {
     throws(() => storePath("d", name), UnsafeNameError, name);
+    if (!name.startsWith(".sockkit")) {
+      ok(unsafeNameReason(name) !== undefined, `every role refuses ${name}`);
+    }
   }
 });
 
