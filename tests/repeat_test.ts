@@ -1121,6 +1121,52 @@ Deno.test("repeat server: a peer's name with control characters is printed escap
   equal(result.stdout.match(/^I am done$/gm)?.length, 1, result.stdout);
 });
 
+Deno.test("repeat server: a copy queued behind a peer that sent its header and stalled is not timed with that wait", async () => {
+  await using dir = await tempDir();
+  await writeTestFile(join(dir.path, "f.bin"), 3000, 4);
+  await using server = await startRepeatServer(
+    "f.bin",
+    ["--times", "2", "--dir", "copies", "--idle-timeout", "1500"],
+    { cwd: dir.path },
+  );
+  // Copy 1: a header announcing 3000 bytes, then nothing.
+  const header = encodeRepeatHeader({
+    copy: 1,
+    total: 2,
+    size: 3000,
+    name: "f.bin",
+  });
+  const start = new Uint8Array(8 + header.length);
+  new DataView(start.buffer).setBigUint64(0, BigInt(header.length + 3000));
+  start.set(header, 8);
+  const stalled = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.port,
+  });
+  try {
+    await stalled.write(start);
+    await server.process.stdout.waitFor("for the 1st time");
+    // Copy 2, while copy 1 holds the turn until its idle timeout.
+    const client = await runRole("client", [
+      "repeat",
+      "127.0.0.1",
+      String(server.port),
+      "f.bin",
+      "--times",
+      "1",
+    ], { cwd: dir.path, timeoutMs: 30_000 });
+    equal(client.code, 0, client.stderr);
+    const result = await server.process.finished(30_000);
+    equal(result.code, 0, result.stderr);
+    const second = /for 2nd time is: ([\d.]+)$/m.exec(result.stdout);
+    ok(second, result.stdout);
+    ok(Number(second[1]) < 1000, `copy 2 took ${second[1]} ms`);
+    match(result.stdout, /^1 of 2 incorrect \(50%\)$/m);
+  } finally {
+    stalled.close();
+  }
+});
+
 Deno.test("copy store: close removes the temporary files of copies under way and refuses later ones", async () => {
   await using dir = await tempDir();
   const store = await CopyStore.create(dir.path, 10);

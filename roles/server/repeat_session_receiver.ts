@@ -124,8 +124,8 @@ export const MAX_PENDING_COPIES = 256;
 /** A connection whose copy header arrived, waiting for its copy number. */
 interface HeaderedCopy {
   conn: TransportConn;
-  /** When the connection was accepted. */
-  startedAt: number;
+  /** From the accepted connection to its complete header, in ms. */
+  headerMs: number;
   watchdog: IdleWatchdog;
   /** The transfer's bytes, locked by the reader of the header. */
   readable: ReadableStream<Uint8Array>;
@@ -299,7 +299,7 @@ export class SessionCopyReceiver implements CopyReceiver {
       watchdog.pause(); // its turn may come after another copy's
       return {
         conn,
-        startedAt,
+        headerMs: performance.now() - startedAt,
         watchdog,
         readable: transfer.readable,
         reader,
@@ -329,6 +329,8 @@ export class SessionCopyReceiver implements CopyReceiver {
   ): Promise<ReceivedCopy> {
     const { conn, watchdog, readable, reader, header } = copy;
     const { store, reference } = this.#options;
+    // Timed from accept, less any wait for its turn behind other copies.
+    const turnAt = performance.now();
     let received = 0;
     let result: Omit<ReceivedCopy, "ms"> | undefined;
     watchdog.kick();
@@ -400,7 +402,7 @@ export class SessionCopyReceiver implements CopyReceiver {
         // already closed
       }
     }
-    return { ...result, ms: performance.now() - copy.startedAt };
+    return { ...result, ms: copy.headerMs + performance.now() - turnAt };
   }
 
   /** Stops listening. */
