@@ -732,8 +732,8 @@ type DecoderState = "prefix" | "head" | "content" | "failed";
  * ```
  */
 export class ChatDecoder {
-  readonly #maxMessage: number;
-  readonly #maxFile: number;
+  #maxMessage: number;
+  #maxFile: number;
   #chunk: Uint8Array = new Uint8Array(0);
   #offset = 0;
   #state: DecoderState = "prefix";
@@ -754,6 +754,17 @@ export class ChatDecoder {
    * @param options Limits (defaults: the protocol's).
    */
   constructor(options: ChatDecoderOptions = {}) {
+    this.#maxMessage = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+    this.#maxFile = options.maxFileBytes ?? MAX_FILE_BYTES;
+  }
+
+  /**
+   * Changes the limits for the frames that start from now on (a server
+   * takes large frames from a connection only once it has joined).
+   *
+   * @param options The new limits (defaults: the protocol's).
+   */
+  setLimits(options: ChatDecoderOptions): void {
     this.#maxMessage = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
     this.#maxFile = options.maxFileBytes ?? MAX_FILE_BYTES;
   }

@@ -975,3 +975,56 @@ Deno.test("chat client: a closed stdout is named as such, not as a lost connecti
     /^chat: cannot write to standard output: Broken pipe/m,
   );
 });
+
+Deno.test("chat server: before joining, a connection cannot make it hold a large frame, and idle ones beyond its bound are closed oldest first", async () => {
+  const printed: string[] = [];
+  const warned: string[] = [];
+  await using server = ChatServer.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    maxClients: 10, // so at most 64 connections wait to join
+    print: (line) => printed.push(line),
+    warn: (line) => warned.push(line),
+  });
+  const serving = server.serve();
+  const port = server.addr.port;
+  {
+    // A frame announcing 1 MiB before any join: refused at its prefix.
+    using big = await RawPeer.connect(port);
+    const prefix = new Uint8Array(9);
+    new DataView(prefix.buffer).setUint32(0, 1024 * 1024);
+    prefix.set(new TextEncoder().encode("join "), 4);
+    await big.write(prefix);
+    deepEqual(await big.nextMessage(5_000), { type: "err_unknown_message" });
+    equal(await big.nextMessage(5_000), null);
+    ok(
+      warned.some((line) => /exceeds every limit/.test(line)),
+      warned.join("\n"),
+    );
+
+    // 70 connections that never join: the 6 oldest are closed.
+    const idle: RawPeer[] = [];
+    try {
+      for (let i = 0; i < 70; i++) idle.push(await RawPeer.connect(port));
+      for (const peer of idle.slice(0, 6)) {
+        equal(await peer.nextMessage(5_000), null, "an old one closed");
+      }
+      await waitUntil(
+        () => warned.filter((l) => /have not joined/.test(l)).length === 6,
+        "six closed",
+      );
+      // A real user still joins and is served.
+      using alice = await RawPeer.join(port, "alice");
+      await waitUntil(() => server.users.includes("alice"), "alice joined");
+      await alice.link.send({ type: "request_users_list" });
+      deepEqual(await alice.nextMessage(), {
+        type: "response_users_list",
+        users: ["alice"],
+      });
+    } finally {
+      for (const peer of idle) peer[Symbol.dispose]();
+    }
+  }
+  await server.close();
+  await serving;
+});

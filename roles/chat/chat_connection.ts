@@ -78,6 +78,15 @@ export class ChatConnection implements Disposable {
   }
 
   /**
+   * Changes the decoder's limits for the frames that start from now on.
+   *
+   * @param options The new limits (defaults: the protocol's).
+   */
+  setLimits(options: ChatDecoderOptions): void {
+    this.#decoder.setLimits(options);
+  }
+
+  /**
    * Sends one message.
    *
    * @param message The message.

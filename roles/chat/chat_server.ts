@@ -68,6 +68,20 @@ interface Member {
 }
 
 /** One accepted connection. */
+/**
+ * Limits of a connection's frames before it has joined: a `join` is a few
+ * dozen bytes, so nobody can make the server hold a large frame (or a file)
+ * without having joined.
+ */
+const BEFORE_JOIN_LIMITS = { maxMessageBytes: 1024, maxFileBytes: 0 };
+
+/**
+ * Fewest connections that may wait to join at once; the bound is twice the
+ * user capacity when that is more. Beyond it the oldest is closed, so idle
+ * connections cannot take every descriptor and keep real users out.
+ */
+const MIN_UNJOINED = 64;
+
 interface Peer {
   readonly link: ChatConnection;
   readonly outbox: Outbox;
@@ -104,6 +118,9 @@ export class ChatServer implements AsyncDisposable {
   readonly #limits: OutboxLimits;
   readonly #members = new Map<string, Member>();
   readonly #peers = new Set<Peer>();
+  /** Connections that have not joined yet, oldest first. */
+  readonly #unjoined = new Set<Peer>();
+  readonly #maxUnjoined: number;
   readonly #handlers = new Set<Promise<void>>();
   #closing = false;
   #closed?: Promise<void>;
@@ -113,6 +130,7 @@ export class ChatServer implements AsyncDisposable {
   private constructor(listener: Deno.TcpListener, options: ChatServerOptions) {
     this.#listener = listener;
     this.#maxClients = options.maxClients;
+    this.#maxUnjoined = Math.max(MIN_UNJOINED, 2 * options.maxClients);
     this.#print = options.print ?? printEventLine;
     this.#warn = options.warn ?? printEventProblem;
     this.#joinTimeoutMs = options.joinTimeoutMs ?? JOIN_TIMEOUT_MS;
@@ -235,13 +253,22 @@ export class ChatServer implements AsyncDisposable {
     }
     const remote = conn.remoteAddr as Deno.NetAddr;
     const peer: Peer = {
-      link: new ChatConnection(conn),
+      link: new ChatConnection(conn, BEFORE_JOIN_LIMITS),
       outbox: new Outbox(conn, this.#limits, (reason) => {
         this.#dropSlow(peer, reason);
       }),
       address: `${remote.hostname}:${remote.port}`,
     };
     this.#peers.add(peer);
+    this.#unjoined.add(peer);
+    if (this.#unjoined.size > this.#maxUnjoined) {
+      const [oldest] = this.#unjoined;
+      this.#unjoined.delete(oldest);
+      this.#warn(
+        `chat server: more than ${this.#maxUnjoined} connections have not joined: closing the oldest (${oldest.address})`,
+      );
+      oldest.outbox.close();
+    }
     const joinTimer = setTimeout(() => {
       if (!peer.member) peer.outbox.close();
     }, this.#joinTimeoutMs);
@@ -267,6 +294,7 @@ export class ChatServer implements AsyncDisposable {
       }
     } finally {
       clearTimeout(joinTimer);
+      this.#unjoined.delete(peer);
       peer.upload?.spool?.discard();
       peer.upload = undefined;
       this.#leave(peer, `disconnected: ${peer.member?.name}`);
@@ -420,6 +448,8 @@ export class ChatServer implements AsyncDisposable {
     const member: Member = { name, outbox: peer.outbox };
     this.#members.set(name, member);
     peer.member = member;
+    this.#unjoined.delete(peer);
+    peer.link.setLimits({}); // the protocol's: messages, files
     this.#print(`join: ${name}`);
     return "continue";
   }
