@@ -15,6 +15,11 @@ import {
 } from "../protocol/chat_protocol.ts";
 import { ChatConnection } from "../roles/chat/chat_connection.ts";
 import { ChatServer } from "../roles/chat/chat_server.ts";
+import {
+  DEFAULT_OUTBOX_LIMITS,
+  FRAME_OVERHEAD_BYTES,
+  Outbox,
+} from "../roles/chat/outbox.ts";
 import { CLIENT_HELP, SERVER_HELP } from "../roles/chat/chat_options.ts";
 import { INPUT_HELP } from "../roles/chat/user_input.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
@@ -1027,4 +1032,27 @@ Deno.test("chat server: before joining, a connection cannot make it hold a large
   }
   await server.close();
   await serving;
+});
+
+Deno.test("chat outbox: each queued frame counts with its overhead, so tiny messages to a client that never reads cannot queue far past the bound", async () => {
+  // A connection whose first write never completes: everything after it
+  // stays queued.
+  const stalled = {
+    write: () => new Promise<number>(() => {}),
+    close: () => {},
+  } as unknown as Deno.Conn;
+  let failure = "";
+  const outbox = new Outbox(stalled, {
+    ...DEFAULT_OUTBOX_LIMITS,
+    maxQueuedBytes: 100_000,
+  }, (reason) => failure = reason);
+  const tiny = new Uint8Array(10);
+  let queued = 0;
+  while (outbox.sendFrame(tiny)) queued++;
+  ok(
+    queued <= Math.ceil(100_000 / (10 + FRAME_OVERHEAD_BYTES)) + 1,
+    `${queued} frames queued`,
+  );
+  match(failure, /outgoing queue over 100000 bytes/);
+  outbox.close();
 });

@@ -13,7 +13,10 @@ import type { FileSpool } from "./file_spool.ts";
 
 /** Bounds of one client's queue. */
 export interface OutboxLimits {
-  /** Most bytes of queued messages (file contents not counted). */
+  /**
+   * Most bytes of queued messages, each counted with
+   * {@linkcode FRAME_OVERHEAD_BYTES} more (file contents not counted).
+   */
   maxQueuedBytes: number;
   /** Most queued file sends. */
   maxQueuedFiles: number;
@@ -30,6 +33,14 @@ export const DEFAULT_OUTBOX_LIMITS: OutboxLimits = {
   maxQueuedFiles: 32,
   maxQueuedFileBytes: 1024 * 1024 * 1024,
 };
+
+/**
+ * What each queued frame costs beyond its bytes, counted against
+ * {@linkcode OutboxLimits.maxQueuedBytes}: the queue entry and the frame's
+ * objects take about 200 bytes, so a flood of 1-byte messages to a client
+ * that never reads would otherwise take the bound eight times over.
+ */
+export const FRAME_OVERHEAD_BYTES = 256;
 
 /** Consecutive queued frames are merged into writes of up to this size. */
 const BATCH_BYTES = 256 * 1024;
@@ -86,13 +97,14 @@ export class Outbox {
    */
   sendFrame(bytes: Uint8Array): boolean {
     if (this.#closed) return false;
-    if (this.#queuedBytes + bytes.length > this.#limits.maxQueuedBytes) {
+    const cost = bytes.length + FRAME_OVERHEAD_BYTES;
+    if (this.#queuedBytes + cost > this.#limits.maxQueuedBytes) {
       this.#fail(
         `outgoing queue over ${this.#limits.maxQueuedBytes} bytes (client too slow)`,
       );
       return false;
     }
-    this.#queuedBytes += bytes.length;
+    this.#queuedBytes += cost;
     this.#queue.push({ kind: "frame", bytes });
     this.#kick();
     return true;
@@ -236,7 +248,7 @@ export class Outbox {
       try {
         await writeAll(this.#conn, bytes);
       } finally {
-        this.#queuedBytes -= size;
+        this.#queuedBytes -= size + batch.length * FRAME_OVERHEAD_BYTES;
       }
     }
   }
