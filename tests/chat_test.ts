@@ -246,6 +246,14 @@ Deno.test("chat: files reach one and three recipients byte-exact as <user>_<name
 
     await alice.write("file 1 bob missing.bin\n");
     await alice.stderr.waitFor('chat: cannot send "missing.bin": no such file');
+    // A FIFO is refused without being opened (that would wait for a writer).
+    await new Deno.Command("mkfifo", { args: [join(dirs.alice, "pipe")] })
+      .output();
+    await alice.write("file 1 bob pipe\n");
+    await alice.stderr.waitFor(
+      'chat: cannot send "pipe": not a regular file',
+      5_000,
+    );
     // Over the limits: refused locally with a clear reason, nothing sent.
     using huge = await Deno.open(join(dirs.alice, "huge.bin"), {
       write: true,

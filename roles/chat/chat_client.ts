@@ -290,6 +290,12 @@ export class ChatClient {
     }
     let file: Deno.FsFile;
     try {
+      // Checked before opening: opening a FIFO waits for a writer, and the
+      // client would hang there.
+      if (!(await Deno.stat(path)).isFile) {
+        this.#warn(`chat: cannot send "${path}": not a regular file`);
+        return;
+      }
       file = await Deno.open(path, { read: true });
     } catch (error) {
       const why = error instanceof Deno.errors.NotFound
