@@ -1064,3 +1064,37 @@ Deno.test("chat outbox: each queued frame counts with its overhead, so tiny mess
   match(failure, /outgoing queue over 100000 bytes/);
   outbox.close();
 });
+
+Deno.test("chat server: files still reach their recipients after its spool directory was removed under it", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "sockkit-chat-test-" });
+  try {
+    await using server = await startChatServer([], { TMPDIR: tmp });
+    using alice = await RawPeer.join(server.port, "alice");
+    using bob = await RawPeer.join(server.port, "bob");
+    await server.process.stdout.waitFor("join: bob\n");
+    /** Sends `text` as a file from alice to bob and returns what bob got. */
+    const relay = async (text: string) => {
+      await alice.write(encodeFile(
+        { type: "send_file", users: ["bob"], fileName: "a.txt" },
+        new TextEncoder().encode(text),
+      ));
+      let got = "";
+      while (true) {
+        const event = await bob.next(5_000);
+        if (event === null || event.kind === "file-end") break;
+        if (event.kind === "file-data") {
+          got += new TextDecoder().decode(event.bytes);
+        }
+      }
+      return got;
+    };
+    equal(await relay("first"), "first");
+    for (const entry of Deno.readDirSync(tmp)) {
+      await Deno.remove(join(tmp, entry.name), { recursive: true });
+    }
+    equal(await relay("second"), "second");
+    equal(await relay("third"), "third");
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});

@@ -470,7 +470,19 @@ export class ChatServer implements AsyncDisposable {
     }
     peer.upload = { header };
     try {
-      peer.upload.spool = await FileSpool.create(await this.#spoolDirectory());
+      try {
+        peer.upload.spool = await FileSpool.create(
+          await this.#spoolDirectory(),
+        );
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+        // The spool directory was removed under us (a cleaner of the
+        // temporary folder): make a new one.
+        this.#spoolDir = undefined;
+        peer.upload.spool = await FileSpool.create(
+          await this.#spoolDirectory(),
+        );
+      }
     } catch (error) {
       this.#warn(
         `chat server: cannot spool "${header.fileName}" from ${peer.member.name}: ${
