@@ -21,6 +21,7 @@ import {
   startRole,
 } from "./_helpers/role_process.ts";
 import { transportByName } from "../transport/registry.ts";
+import { copyName } from "../roles/repeat/copy_names.ts";
 import { encodeSnwPacket, SnwType } from "../transport/snw_packet.ts";
 import { CopyStore } from "../roles/server/repeat_copy_store.ts";
 import {
@@ -1165,6 +1166,26 @@ Deno.test("repeat server: a copy queued behind a peer that sent its header and s
   } finally {
     stalled.close();
   }
+});
+
+Deno.test("repeat client: a name whose stored copies (<n>_<name>) would pass 255 bytes is refused before anything is sent", async () => {
+  await using dir = await tempDir();
+  const name = "n".repeat(252); // 3 digits + "_" + 252 = 256 bytes
+  await Deno.writeTextFile(join(dir.path, name), "x");
+  const result = await runRole("client", [
+    "repeat",
+    "127.0.0.1",
+    "9",
+    name,
+    "--times",
+    "2",
+  ], { cwd: dir.path, timeoutMs: 20_000 });
+  equal(result.code, 1);
+  match(
+    result.stderr,
+    /would store its copies as "002_…", 256 bytes, over the 255-byte limit/,
+  );
+  equal(copyName(2, 2, "n".repeat(251)).length, 255); // the longest that fits
 });
 
 Deno.test("copy store: close removes the temporary files of copies under way and refuses later ones", async () => {

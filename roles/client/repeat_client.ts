@@ -31,6 +31,7 @@ import {
   UsageError,
 } from "../cli.ts";
 import { unsafeNameReason } from "../file_names.ts";
+import { copyName } from "../repeat/copy_names.ts";
 import {
   MAX_REPEAT_NAME_BYTES,
   type RepeatReceipt,
@@ -161,6 +162,17 @@ export async function runRepeatClient(args: string[]): Promise<number> {
   const unsafe = unsafeNameReason(name);
   if (unsafe || new TextEncoder().encode(name).length > MAX_REPEAT_NAME_BYTES) {
     printError(`client: Cannot send "${name}": ${unsafe ?? "name too long"}`);
+    return EXIT_FAILURE;
+  }
+  // The server stores copies as <n>_<name>: that must fit a file name too.
+  const longest = copyName(options.times, options.times, name);
+  const stored = new TextEncoder().encode(longest).length;
+  if (stored > MAX_REPEAT_NAME_BYTES) {
+    printError(
+      `client: Cannot send "${name}": the server would store its copies as "${
+        longest.slice(0, longest.indexOf("_") + 1)
+      }…", ${stored} bytes, over the ${MAX_REPEAT_NAME_BYTES}-byte limit of file names`,
+    );
     return EXIT_FAILURE;
   }
   let size: number;

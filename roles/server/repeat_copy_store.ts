@@ -15,6 +15,7 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { confinedPath, UnsafeNameError } from "../file_names.ts";
+import { copyName } from "../repeat/copy_names.ts";
 import { PartialFile, removeAbandonedPartials } from "../partial_file.ts";
 
 /** Bytes read per call when hashing a file. */
@@ -205,7 +206,7 @@ export class CopyWriter {
 export class CopyStore {
   /** The directory. */
   readonly dir: string;
-  readonly #width: number;
+  readonly #total: number;
   /** The temporary files of copies under way. */
   readonly #partials = new Set<PartialFile>();
   /** Opens under way (a stop waits for them: they may create a file). */
@@ -221,7 +222,7 @@ export class CopyStore {
    */
   constructor(dir: string, total: number) {
     this.dir = dir;
-    this.#width = Math.max(3, String(total).length);
+    this.#total = total;
   }
 
   /**
@@ -252,7 +253,7 @@ export class CopyStore {
    * @returns `<n>_<name>` with `n` zero-padded.
    */
   copyName(n: number, name: string): string {
-    return `${String(n).padStart(this.#width, "0")}_${name}`;
+    return copyName(n, this.#total, name);
   }
 
   /**
