@@ -1042,7 +1042,7 @@ Deno.test("chat server: before joining, a connection cannot make it hold a large
   await serving;
 });
 
-Deno.test("chat outbox: each queued frame counts with its overhead, so tiny messages to a client that never reads cannot queue far past the bound", async () => {
+Deno.test("chat outbox: each queued frame counts with its overhead, so tiny messages to a client that never reads cannot queue far past the bound", () => {
   // A connection whose first write never completes: everything after it
   // stays queued.
   const stalled = {

@@ -1112,6 +1112,7 @@ Deno.test("repeat server: a peer's name with control characters is printed escap
   conn.close();
   equal(result.code, 0, result.stderr);
   ok(
+    // deno-lint-ignore no-control-regex -- finding them is the point
     !/[\x00-\x08\x0b-\x1f]/.test(result.stdout + result.stderr),
     "raw control characters",
   );
