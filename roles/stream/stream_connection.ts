@@ -299,28 +299,54 @@ export class StreamConnection implements Disposable {
       left -= n;
       await sink(head);
     }
-    // Double buffering: the socket read into one scratch buffer overlaps
-    // the sink's write of the other.
+    // Double buffering: socket reads fill one scratch buffer while the sink
+    // writes the other. Reads go on filling the buffer while the sink is
+    // busy, so the sink gets fewer, larger chunks when it is the slower
+    // side (each file write is a trip through Deno's blocking pool).
     let sinking: Promise<void> | undefined;
+    let sinkBusy = false;
+    let filled = 0;
     try {
-      while (left > 0) {
+      if (this.#pendingRead && left > 0) {
+        // a read started while waiting for a message: its bytes come first
         const bytes = await this.#takeRead("receiving file data");
         if (bytes === null) {
           throw new ConnectionLostError(
             `Connection closed after ${size - left} of ${size} bytes`,
           );
         }
-        const n = Math.min(left, bytes.length);
-        if (n < bytes.length) this.#append(bytes.subarray(n));
+        filled = Math.min(left, bytes.length);
+        if (filled < bytes.length) this.#append(bytes.subarray(filled));
+        left -= filled;
+      }
+      while (filled > 0 || left > 0) {
+        const full = filled === this.#scratch.length || left === 0;
+        if (filled > 0 && (!sinkBusy || full)) {
+          await sinking;
+          sinkBusy = true;
+          sinking = sink(this.#scratch.subarray(0, filled));
+          sinking.then(() => sinkBusy = false, () => sinkBusy = false);
+          // surfaced by the next await; the socket read in between must not
+          // leave its failure unhandled
+          sinking.catch(() => {});
+          const spare = this.#spare ?? new Uint8Array(READ_CHUNK);
+          this.#spare = this.#scratch;
+          this.#scratch = spare;
+          filled = 0;
+          continue;
+        }
+        const room = this.#scratch.subarray(
+          filled,
+          filled + Math.min(this.#scratch.length - filled, left),
+        );
+        const n = await this.#readInto(room, "receiving file data");
+        if (n === null) {
+          throw new ConnectionLostError(
+            `Connection closed after ${size - left} of ${size} bytes`,
+          );
+        }
+        filled += n;
         left -= n;
-        await sinking;
-        sinking = sink(bytes.subarray(0, n));
-        // surfaced by the next await; the socket read in between must not
-        // leave its failure unhandled
-        sinking.catch(() => {});
-        const spare = this.#spare ?? new Uint8Array(READ_CHUNK);
-        this.#spare = this.#scratch;
-        this.#scratch = spare;
       }
       await sinking;
     } catch (error) {
@@ -328,6 +354,18 @@ export class StreamConnection implements Disposable {
       // its own failure, if any, gives way to the one being thrown
       await sinking?.catch(() => {});
       throw error;
+    }
+  }
+
+  /** One socket read into `view`, counted as progress (the data phase). */
+  async #readInto(view: Uint8Array, what: string): Promise<number | null> {
+    this.#begin();
+    try {
+      return await this.conn.read(view);
+    } catch (error) {
+      throw this.#failure(error, what);
+    } finally {
+      this.#end();
     }
   }
 
