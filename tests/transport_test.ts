@@ -16,6 +16,7 @@ import {
   encodeLenPayload,
   encodeSnwPacket,
   type IncomingTransfer,
+  registerDirectReader,
   SNW_WORDS,
   SnwChannelAcceptor,
   SnwListener,
@@ -849,6 +850,31 @@ Deno.test("transferChunks: leaving the loop early cancels the transfer, the send
     break;
   }
   ok((await sending) instanceof Error, "the sender should see the cancel");
+});
+
+Deno.test("transferChunks: a stream with a registered direct reader is read through it, and cancelled when left early", async () => {
+  let cancelled = false;
+  const readable = new ReadableStream<Uint8Array>({
+    pull: () => Promise.reject(new Error("the stream itself was read")),
+    cancel: () => {
+      cancelled = true;
+    },
+  }, { highWaterMark: 0 }); // nothing read ahead, as the transports' streams
+  const parts = [[1, 2, 3], [4], [5, 6]];
+  let next = 0;
+  registerDirectReader(readable, (buffer) => {
+    const part = parts[next++];
+    if (!part) return Promise.resolve(null);
+    buffer.set(part);
+    return Promise.resolve(part.length);
+  });
+  const seen: number[][] = [];
+  for await (const chunk of transferChunks(readable, 8)) seen.push([...chunk]);
+  deepEqual(seen, parts);
+  equal(cancelled, false);
+  next = 0;
+  for await (const _ of transferChunks(readable, 8)) break;
+  equal(cancelled, true, "left early: the stream is cancelled");
 });
 
 Deno.test("relay command line: help, defaults, and bad values as usage errors", () => {

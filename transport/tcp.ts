@@ -19,6 +19,7 @@ import { abortable } from "./abortable.ts";
 import { isLostBeforeAccept } from "./accept_errors.ts";
 import { readExact, writeAll } from "./byte_io.ts";
 import { ConnectionLostError } from "./errors.ts";
+import { registerDirectReader } from "./transfer_chunks.ts";
 import { sizedChunks } from "./transfer_source.ts";
 import type {
   ChannelAcceptor,
@@ -135,6 +136,31 @@ export class TcpTransportConn implements TransportConn {
     const conn = this.#conn;
     // A byte stream: BYOB readers (see `transferChunks`) read straight into
     // their own reused buffer; default readers get a fresh 64 KiB chunk each.
+    /** The next bytes of the transfer into `target`; `null` at its end. */
+    const readSome = async (target: Uint8Array): Promise<number | null> => {
+      if (remaining === 0) return null;
+      let n: number | null;
+      try {
+        n = await conn.read(
+          target.subarray(0, Math.min(target.length, remaining)),
+        );
+      } catch (error) {
+        this.#fail();
+        throw new ConnectionLostError(
+          `Connection failed with ${remaining} of ${size} bytes to go`,
+          { cause: error },
+        );
+      }
+      if (n === null) {
+        this.#fail();
+        throw new ConnectionLostError(
+          `Connection closed with ${remaining} of ${size} bytes to go`,
+        );
+      }
+      remaining -= n;
+      if (remaining === 0) this.#receiving = false;
+      return n;
+    };
     const readable = new ReadableStream({
       type: "bytes",
       autoAllocateChunkSize: READ_CHUNK,
@@ -146,38 +172,18 @@ export class TcpTransportConn implements TransportConn {
           return;
         }
         const view = request.view!;
-        const target = new Uint8Array(
-          view.buffer,
-          view.byteOffset,
-          Math.min(view.byteLength, remaining),
+        const n = await readSome(
+          new Uint8Array(view.buffer, view.byteOffset, view.byteLength),
         );
-        let n: number | null;
-        try {
-          n = await conn.read(target);
-        } catch (error) {
-          this.#fail();
-          throw new ConnectionLostError(
-            `Connection failed with ${remaining} of ${size} bytes to go`,
-            { cause: error },
-          );
-        }
-        if (n === null) {
-          this.#fail();
-          throw new ConnectionLostError(
-            `Connection closed with ${remaining} of ${size} bytes to go`,
-          );
-        }
-        remaining -= n;
-        request.respond(n);
-        if (remaining === 0) {
-          this.#receiving = false;
-          controller.close();
-        }
+        request.respond(n!);
+        if (remaining === 0) controller.close();
       },
       cancel: () => {
         if (remaining > 0) this.#fail();
       },
     });
+    // transferChunks reads it straight from the socket (same state).
+    registerDirectReader(readable, readSome);
     return { size, readable };
   }
 
