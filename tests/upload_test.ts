@@ -8,6 +8,8 @@
  */
 
 import { FullBacklogPort } from "./_helpers/full_backlog.ts";
+import { UploadReceiver } from "../roles/server/upload_receiver.ts";
+import { writeAll } from "../transport/byte_io.ts";
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -949,4 +951,49 @@ Deno.test("upload connect: tries every address in order; reports resolve and ref
     (error) => match(error.message, /reserved/),
   );
   equal(looked, false, "a .invalid name is never looked up");
+});
+
+Deno.test("upload receiver: idle connections hold small read buffers; a streaming one grows its own", async () => {
+  await using dir = await tempDir();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const receiver = new UploadReceiver(listener, {
+    dir: dir.path,
+    idleTimeoutMs: 20_000,
+  });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const conns: Deno.Conn[] = [];
+  try {
+    const before = Deno.memoryUsage().external;
+    // 200 connections that sent one byte each and wait.
+    for (let i = 0; i < 200; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(new Uint8Array([1]));
+      conns.push(conn);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const grown = Deno.memoryUsage().external - before;
+    ok(grown < 4 * 1024 * 1024, `${grown} bytes more for 200 idle uploads`);
+    // One that streams 8 MiB is stored whole.
+    const big = crypto.getRandomValues(new Uint8Array(65536));
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    for (let i = 0; i < 128; i++) await writeAll(conn, big);
+    conn.close();
+    for (const idle of conns) idle.close();
+    conns.length = 0;
+    const deadline = Date.now() + 10_000;
+    let stored = 0;
+    while (Date.now() < deadline) {
+      stored = await Deno.stat(join(dir.path, "201.file")).then(
+        (info) => info.size,
+        () => 0,
+      );
+      if (stored === 128 * 65536) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    equal(stored, 128 * 65536);
+  } finally {
+    for (const idle of conns) idle.close();
+    receiver.shutdown();
+    await receiver.finished;
+  }
 });

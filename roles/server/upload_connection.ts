@@ -25,8 +25,15 @@ export const UPLOAD_ERROR_MARKER: Uint8Array = new TextEncoder().encode(
   "ERROR",
 );
 
-/** Bytes read from the socket at a time; one buffer per connection. */
+/**
+ * Most bytes read from the socket at a time; one buffer per connection. It
+ * starts at {@linkcode FIRST_READ_BYTES} and doubles while reads fill it,
+ * so that idle connections (thousands may be open) hold little.
+ */
 const READ_BUFFER_BYTES = 64 * 1024;
+
+/** The read buffer of a new connection. */
+const FIRST_READ_BYTES = 4 * 1024;
 
 /** Why an upload ended with the `ERROR` marker. */
 export type UploadFailure = "timeout" | "connection" | "disk" | "shutdown";
@@ -124,7 +131,7 @@ export async function receiveUpload(
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
     if (signal?.aborted) onAbort();
-    const buffer = new Uint8Array(READ_BUFFER_BYTES);
+    let buffer = new Uint8Array(FIRST_READ_BYTES);
     let total = 0;
     while (failure === undefined) {
       let n: number | null;
@@ -145,6 +152,9 @@ export async function receiveUpload(
         break;
       }
       total += n;
+      if (n === buffer.length && buffer.length < READ_BUFFER_BYTES) {
+        buffer = new Uint8Array(buffer.length * 2); // data is streaming in
+      }
     }
     // Past this point the transfer is decided; a shutdown no longer changes it.
     signal?.removeEventListener("abort", onAbort);
