@@ -631,14 +631,11 @@ Deno.test("snw: a send whose last packet is answered with ACK, not FIN (the rece
   }
 });
 
-Deno.test("snw: a LEN that nobody receives yet is answered WAIT (on its own too) and its DATA is not taken, so a peer cannot queue transfers; receive() then takes it at once", async () => {
+Deno.test("snw: a LEN may start only when it can be received: held with WAIT (on its own too) on a session not yet accepted, and behind one transfer nobody has asked for; its DATA is not taken meanwhile", async () => {
   const snw = createSnwTransport({ timeoutMs: 1000 });
   using listener = snw.listen({ hostname: HOST, port: 0 });
   await using peer = new RawPeer();
   const port = listener.addr.port;
-  await peer.send(SnwType.OPEN, 0, new Uint8Array(0), port);
-  equal((await peer.next()).packet.type, SnwType.ACK);
-  await using conn = await listener.accept();
   /** Every answer within `ms` (each `[type, seq]`). */
   const answersWithin = async (ms: number) => {
     const seen: Array<[number, number]> = [];
@@ -653,31 +650,99 @@ Deno.test("snw: a LEN that nobody receives yet is answered WAIT (on its own too)
     }
     return seen;
   };
-  await peer.send(SnwType.LEN, 1, encodeLenPayload(3000), port);
-  await peer.send(SnwType.DATA, 2, new Uint8Array(1000), port); // not taken
-  const held = await answersWithin(400);
-  ok(held.length >= 3, `WAITs in 400 ms: ${JSON.stringify(held)}`);
-  deepEqual(new Set(held.map(String)), new Set([[SnwType.WAIT, 1].join()]));
-  // A receiver comes: the held LEN is answered at once, the data flows.
-  const incoming = conn.receive();
-  const answer = await peer.next();
-  deepEqual([answer.packet.type, answer.packet.seq], [SnwType.ACK, 1]);
-  const transfer = await incoming;
-  equal(transfer.size, 3000);
-  for (let seq = 2; seq <= 4; seq++) {
-    await peer.send(SnwType.DATA, seq, new Uint8Array(1000).fill(seq), port);
+  /** The next answer that is not a WAIT. */
+  const nextAnswer = async () => {
     let next = await peer.next();
     while (next.packet.type === SnwType.WAIT) next = await peer.next();
-    deepEqual(
-      [next.packet.type, next.packet.seq],
-      [seq === 4 ? SnwType.FIN : SnwType.ACK, seq],
-    );
+    return [next.packet.type, next.packet.seq];
+  };
+  const onlyWaitsFor = (seq: number, seen: Array<[number, number]>) => {
+    ok(seen.length >= 3, `WAITs in 400 ms: ${JSON.stringify(seen)}`);
+    deepEqual(new Set(seen.map(String)), new Set([[SnwType.WAIT, seq].join()]));
+  };
+  await peer.send(SnwType.OPEN, 0, new Uint8Array(0), port);
+  equal((await peer.next()).packet.type, SnwType.ACK);
+  // Not accepted yet: the LEN waits, and so does its DATA.
+  await peer.send(SnwType.LEN, 1, encodeLenPayload(3000), port);
+  await peer.send(SnwType.DATA, 2, new Uint8Array(1000), port); // not taken
+  onlyWaitsFor(1, await answersWithin(400));
+  // Accepted: the transfer may start before its receive() (one ahead).
+  await using conn = await listener.accept();
+  deepEqual(await nextAnswer(), [SnwType.ACK, 1]);
+  for (let seq = 2; seq <= 4; seq++) {
+    await peer.send(SnwType.DATA, seq, new Uint8Array(1000).fill(seq), port);
+    deepEqual(await nextAnswer(), [seq === 4 ? SnwType.FIN : SnwType.ACK, seq]);
   }
-  const bytes = await readAll(transfer.readable);
+  // A second transfer waits behind the first, which nobody has asked for.
+  await peer.send(SnwType.LEN, 5, encodeLenPayload(1), port);
+  onlyWaitsFor(5, await answersWithin(400));
+  const first = await conn.receive();
+  deepEqual(await nextAnswer(), [SnwType.ACK, 5]); // at once, not at a retry
+  equal(first.size, 3000);
   deepEqual(
-    bytes,
+    await readAll(first.readable),
     concatBytes([2, 3, 4].map((n) => new Uint8Array(1000).fill(n))),
   );
+  await peer.send(SnwType.DATA, 6, new Uint8Array([9]), port);
+  deepEqual(await nextAnswer(), [SnwType.FIN, 6]);
+  deepEqual(
+    await readAll((await conn.receive()).readable),
+    new Uint8Array([9]),
+  );
+});
+
+for (const transport of TRANSPORTS) {
+  Deno.test(`${transport.name}: both sides may send first and receive after (one transfer ahead each)`, async () => {
+    using listener = transport.listen({ hostname: HOST, port: 0 });
+    const accepted = listener.accept();
+    await using a = await transport.connect({
+      hostname: HOST,
+      port: listener.addr.port,
+    });
+    await using b = await accepted;
+    const fromA = crypto.getRandomValues(new Uint8Array(50_000));
+    const fromB = crypto.getRandomValues(new Uint8Array(50_000));
+    const exchange = async (conn: TransportConn, bytes: Uint8Array) => {
+      await conn.send(bytes.length, bytes);
+      return await readAll((await conn.receive()).readable);
+    };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("hung")), 10_000);
+    });
+    const [gotA, gotB] = await Promise.race([
+      Promise.all([exchange(a, fromA), exchange(b, fromB)]),
+      timeout,
+    ]).finally(() => clearTimeout(timer));
+    deepEqual(gotA, fromB);
+    deepEqual(gotB, fromA);
+  });
+}
+
+Deno.test("snw: a receive() whose signal is already aborted takes nothing: the transfer goes to the next receive()", async () => {
+  const snw = createSnwTransport();
+  using listener = snw.listen({ hostname: HOST, port: 0 });
+  const accepted = listener.accept();
+  await using sender = await snw.connect({
+    hostname: HOST,
+    port: listener.addr.port,
+  });
+  await using receiver = await accepted;
+  const aborted = AbortSignal.abort(new Error("gave up"));
+  // One transfer ahead (taken without a receive()), one held behind it.
+  await sender.send(3, new Uint8Array([1, 2, 3]));
+  const second = sender.send(2, new Uint8Array([4, 5]));
+  await rejects(receiver.receive({ signal: aborted }), /gave up/);
+  deepEqual(
+    await readAll((await receiver.receive()).readable),
+    new Uint8Array([1, 2, 3]),
+  );
+  await rejects(receiver.receive({ signal: aborted }), /gave up/);
+  deepEqual(
+    await readAll((await receiver.receive()).readable),
+    new Uint8Array([4, 5]),
+  );
+  await second;
 });
 
 Deno.test("snw: transfers sent back to back wait for their receiver: one taken only after twice the give-up timeout arrives intact", async () => {

@@ -190,11 +190,16 @@ export class SnwConn implements TransportConn {
   #nextAckSeq = -1;
   #watchdog?: ReturnType<typeof setInterval>;
   /**
-   * A `LEN` that came while no `receive()` was waiting: answered `WAIT`
-   * until one is, so a peer cannot queue transfers nobody reads.
+   * A `LEN` that may not start yet: answered `WAIT` until it may (see
+   * {@linkcode SnwConn.#mayStart}), so a peer cannot queue transfers nobody
+   * reads.
    */
   #heldLen?: { size: number; seq: number };
+  /** A transfer that started before a `receive()` asked for it (one at most). */
+  #ready: IncomingTransfer[] = [];
   #receivers: TransferWaiter[] = [];
+  /** Handed to the application (an accepted or claimed session). */
+  #claimed: boolean;
 
   #closed = false;
   #peerClosed = false;
@@ -212,7 +217,10 @@ export class SnwConn implements TransportConn {
     options: ResolvedOptions;
     transmit: Transmit;
     onClosed: (conn: SnwConn, closing: Promise<void>) => Promise<void>;
+    /** Not yet handed to the application (a listener's session). */
+    unclaimed?: boolean;
   }) {
+    this.#claimed = !init.unclaimed;
     this.localAddr = init.localAddr;
     this.remoteAddr = init.remoteAddr;
     this.session = init.session;
@@ -355,6 +363,15 @@ export class SnwConn implements TransportConn {
    * @returns The announced size and the byte stream.
    */
   receive(options: ReceiveOptions = {}): Promise<IncomingTransfer> {
+    if (options.signal?.aborted) {
+      // before anything is taken: no transfer may go to a waiter already gone
+      return Promise.reject(options.signal.reason);
+    }
+    const ready = this.#ready.shift();
+    if (ready) {
+      this.#takeHeldLen(); // the next one may start now
+      return Promise.resolve(ready);
+    }
     if (this.#closed || this.#peerClosed) {
       return Promise.reject(
         new ConnectionLostError("the SNW session is closed"),
@@ -468,7 +485,7 @@ export class SnwConn implements TransportConn {
         return; // treat as corrupt: the sender retransmits
       }
       if (this.#incoming) return; // a LEN inside a transfer: not ours
-      if (this.#receivers.length === 0) {
+      if (!this.#mayStart()) {
         this.#holdLen(size, seq);
         return;
       }
@@ -532,7 +549,9 @@ export class SnwConn implements TransportConn {
       },
     }, { highWaterMark: 0 });
     const transfer: IncomingTransfer = { size, readable };
-    this.#receivers.shift()?.resolve(transfer); // one waits: see #heldLen
+    const receiver = this.#receivers.shift();
+    if (receiver) receiver.resolve(transfer);
+    else this.#ready.push(transfer); // one ahead at most: see #mayStart
     if (size === 0) {
       batcher.close();
       this.#lastFinSeq = seq;
@@ -572,10 +591,31 @@ export class SnwConn implements TransportConn {
     );
   }
 
-  /** Starts the held `LEN`'s transfer for the receiver now waiting. */
+  /**
+   * Whether a transfer may start now: a `receive()` waits for it, or the
+   * application has the session and no earlier transfer waits unasked (so
+   * that a side may send and then receive while its peer does the same).
+   */
+  #mayStart(): boolean {
+    return this.#receivers.length > 0 ||
+      (this.#claimed && this.#ready.length === 0);
+  }
+
+  /**
+   * Marks the session as handed to the application: a transfer may then
+   * start before its `receive()` (one at most). Called by the listener and
+   * the channel acceptor.
+   */
+  claim(): void {
+    if (this.#claimed) return;
+    this.#claimed = true;
+    this.#takeHeldLen();
+  }
+
+  /** Starts the held `LEN`'s transfer once it may. */
   #takeHeldLen(): void {
     const held = this.#heldLen;
-    if (!held || this.#closed) return;
+    if (!held || this.#closed || !this.#mayStart()) return;
     this.#heldLen = undefined;
     clearInterval(this.#watchdog);
     this.#watchdog = undefined;
@@ -680,6 +720,9 @@ export class SnwConn implements TransportConn {
     clearInterval(this.#watchdog);
     this.#watchdog = undefined;
     this.#heldLen = undefined;
+    for (const transfer of this.#ready.splice(0)) {
+      transfer.readable.cancel().catch(() => {});
+    }
     // CLOSE is not retransmitted; three copies make its loss unlikely, and
     // a listening endpoint answers late packets of the session with it.
     const close = closePacket(this.session, this.deliveredSeq);
@@ -930,7 +973,10 @@ export class SnwListener implements TransportListener {
     this.#endpoint = new SnwEndpoint(socket, peerKey, (remote, packet) => {
       const conn = acceptSession(this.#endpoint, remote, packet, snw);
       const waiter = this.#waiters.shift();
-      if (waiter) return waiter.resolve(conn);
+      if (waiter) {
+        conn.claim();
+        return waiter.resolve(conn);
+      }
       if (this.#queue.length >= MAX_QUEUED_SESSIONS) {
         this.#queue.shift()!.drop();
       }
@@ -955,7 +1001,10 @@ export class SnwListener implements TransportListener {
    */
   accept(): Promise<TransportConn> {
     const queued = this.#queue.shift();
-    if (queued) return Promise.resolve(queued);
+    if (queued) {
+      queued.claim();
+      return Promise.resolve(queued);
+    }
     if (this.#closed) {
       return Promise.reject(new Deno.errors.BadResource("listener closed"));
     }
@@ -1005,6 +1054,7 @@ function acceptSession(
     options,
     transmit: endpoint.transmitter(remote),
     onClosed: (c, closing) => endpoint.remove(c, closing),
+    unclaimed: true,
   });
   endpoint.add(conn, remote);
   conn.deliver(packet); // answers the OPEN with ACK 0
@@ -1052,6 +1102,7 @@ export class SnwChannelAcceptor implements ChannelAcceptor {
       const waiter = this.#waiting.get(tag);
       if (waiter) {
         this.#waiting.delete(tag);
+        conn.claim();
         waiter.resolve(conn);
         return;
       }
@@ -1102,6 +1153,7 @@ export class SnwChannelAcceptor implements ChannelAcceptor {
     if (unclaimed) {
       this.#unclaimed.delete(tag);
       clearTimeout(unclaimed.timer);
+      unclaimed.conn.claim();
       return Promise.resolve(unclaimed.conn);
     }
     if (!this.#endpoint.accepting) {
