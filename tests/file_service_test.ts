@@ -1039,6 +1039,15 @@ Deno.test("file service: more idle clients than the origin and the cache have fi
       }
       await role.stderr.waitFor(/: accept failed: Too many open files/, 20_000);
     }
+    // Said once per streak of failures, not at every retry (ten a second).
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    for (const role of [rig.origin, rig.cache]) {
+      equal(
+        role.stderr.text.match(/accept failed/g)?.length,
+        1,
+        role.stderr.text,
+      );
+    }
     for (const conn of idle.splice(0)) conn.close();
     const dir = await rig.clientDir();
     await Deno.writeTextFile(join(dir, "a.txt"), "still serving\n");

@@ -131,12 +131,14 @@ export class ControlListener {
    * on serving.
    *
    * @param handler Handles one connection (closes it when done).
-   * @param onAcceptError Told of each such failure.
+   * @param onAcceptError Told of the first failure of each streak (not of
+   *   every retry, ten a second).
    */
   async serve(
     handler: ConnectionHandler,
     onAcceptError: (error: unknown) => void = () => {},
   ): Promise<void> {
+    let failing = false;
     while (!this.#closed) {
       let conn: Deno.Conn;
       try {
@@ -144,10 +146,12 @@ export class ControlListener {
       } catch (error) {
         if (this.#closed || error instanceof Deno.errors.BadResource) break;
         if (isLostBeforeAccept(error)) continue;
-        onAcceptError(error);
+        if (!failing) onAcceptError(error);
+        failing = true;
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
         continue;
       }
+      failing = false;
       (conn as Deno.TcpConn).setNoDelay(true);
       this.#open.add(conn);
       const handled = handler(conn).catch(() => {}).finally(() => {
