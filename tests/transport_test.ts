@@ -485,6 +485,29 @@ async function rawPeerTransfer(snw: Transport, size: number) {
   };
 }
 
+/**
+ * A listener of `transport` on 127.0.0.1 and both ends of one connection to
+ * it; `await using` closes the ends, then the listener.
+ */
+async function connectedPair(transport: Transport) {
+  const listener = transport.listen({ hostname: HOST, port: 0 });
+  const accepted = listener.accept();
+  const near = await transport.connect({
+    hostname: HOST,
+    port: listener.addr.port,
+  });
+  const far = await accepted;
+  return {
+    near,
+    far,
+    async [Symbol.asyncDispose]() {
+      await far[Symbol.asyncDispose]();
+      await near[Symbol.asyncDispose]();
+      listener.close();
+    },
+  };
+}
+
 const GIVE_UP_MS = 300;
 const reported: string[] = [];
 const quick = createSnwTransport({
@@ -693,13 +716,8 @@ Deno.test("snw: a LEN may start only when it can be received: held with WAIT (on
 
 for (const transport of TRANSPORTS) {
   Deno.test(`${transport.name}: both sides may send first and receive after (one transfer ahead each)`, async () => {
-    using listener = transport.listen({ hostname: HOST, port: 0 });
-    const accepted = listener.accept();
-    await using a = await transport.connect({
-      hostname: HOST,
-      port: listener.addr.port,
-    });
-    await using b = await accepted;
+    await using pair = await connectedPair(transport);
+    const { near: a, far: b } = pair;
     const fromA = crypto.getRandomValues(new Uint8Array(50_000));
     const fromB = crypto.getRandomValues(new Uint8Array(50_000));
     const exchange = async (conn: TransportConn, bytes: Uint8Array) => {
@@ -721,13 +739,8 @@ for (const transport of TRANSPORTS) {
 
 Deno.test("snw: a receive() whose signal is already aborted takes nothing: the transfer goes to the next receive()", async () => {
   const snw = createSnwTransport();
-  using listener = snw.listen({ hostname: HOST, port: 0 });
-  const accepted = listener.accept();
-  await using sender = await snw.connect({
-    hostname: HOST,
-    port: listener.addr.port,
-  });
-  await using receiver = await accepted;
+  await using pair = await connectedPair(snw);
+  const { near: sender, far: receiver } = pair;
   const aborted = AbortSignal.abort(new Error("gave up"));
   // One transfer ahead (taken without a receive()), one held behind it.
   await sender.send(3, new Uint8Array([1, 2, 3]));
@@ -747,13 +760,8 @@ Deno.test("snw: a receive() whose signal is already aborted takes nothing: the t
 
 Deno.test("snw: transfers sent back to back wait for their receiver: one taken only after twice the give-up timeout arrives intact", async () => {
   const snw = createSnwTransport({ timeoutMs: 300 });
-  using listener = snw.listen({ hostname: HOST, port: 0 });
-  const accepted = listener.accept();
-  await using sender = await snw.connect({
-    hostname: HOST,
-    port: listener.addr.port,
-  });
-  await using receiver = await accepted;
+  await using pair = await connectedPair(snw);
+  const { near: sender, far: receiver } = pair;
   const first = crypto.getRandomValues(new Uint8Array(10_000));
   const second = crypto.getRandomValues(new Uint8Array(10_000));
   const sending = (async () => {
@@ -897,13 +905,8 @@ Deno.test("snw: a bad tuning variable is a clear error of the command, not a cra
 });
 
 Deno.test("transferChunks: leaving the loop early cancels the transfer, the sender fails instead of hanging", async () => {
-  using listener = tcpTransport.listen({ hostname: HOST, port: 0 });
-  const accepted = listener.accept();
-  await using conn = await tcpTransport.connect({
-    hostname: HOST,
-    port: listener.addr.port,
-  });
-  await using peer = await accepted;
+  await using pair = await connectedPair(tcpTransport);
+  const { near: conn, far: peer } = pair;
   const size = 64 * 1024 * 1024;
   const sending = conn.send(size, new Uint8Array(size)).then(
     () => undefined,
