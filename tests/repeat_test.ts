@@ -1026,14 +1026,7 @@ Deno.test("repeat over tcp: at most 256 silent peers are held at once, the rest 
     equal(await acceptQueue(server.port), 300 - 256);
     // The held ones time out (2 s), the queued ones get their turn, then
     // the real copy.
-    const sent = await runRole("client", [
-      "repeat",
-      "127.0.0.1",
-      String(server.port),
-      "f.bin",
-      "--times",
-      "1",
-    ], { cwd: dir.path, timeoutMs: 40_000 });
+    const sent = await runRepeatClient(server.port, ["--times", "1"], dir.path);
     equal(sent.code, 0, sent.stderr);
     const done = await server.process.finished(40_000);
     equal(done.code, 0, done.stderr);
@@ -1149,14 +1142,11 @@ Deno.test("repeat server: a copy queued behind a peer that sent its header and s
     await stalled.write(start);
     await server.process.stdout.waitFor("for the 1st time");
     // Copy 2, while copy 1 holds the turn until its idle timeout.
-    const client = await runRole("client", [
-      "repeat",
-      "127.0.0.1",
-      String(server.port),
-      "f.bin",
-      "--times",
-      "1",
-    ], { cwd: dir.path, timeoutMs: 30_000 });
+    const client = await runRepeatClient(
+      server.port,
+      ["--times", "1"],
+      dir.path,
+    );
     equal(client.code, 0, client.stderr);
     const result = await server.process.finished(30_000);
     equal(result.code, 0, result.stderr);
