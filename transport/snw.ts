@@ -196,7 +196,7 @@ export class SnwConn implements TransportConn {
    */
   #heldLen?: { size: number; seq: number };
   /** A transfer that started before a `receive()` asked for it (one at most). */
-  #ready: IncomingTransfer[] = [];
+  #ahead?: IncomingTransfer;
   #receivers: TransferWaiter[] = [];
   /** Handed to the application (an accepted or claimed session). */
   #claimed: boolean;
@@ -367,7 +367,8 @@ export class SnwConn implements TransportConn {
       // before anything is taken: no transfer may go to a waiter already gone
       return Promise.reject(options.signal.reason);
     }
-    const ready = this.#ready.shift();
+    const ready = this.#ahead;
+    this.#ahead = undefined;
     if (ready) {
       this.#takeHeldLen(); // the next one may start now
       return Promise.resolve(ready);
@@ -551,7 +552,7 @@ export class SnwConn implements TransportConn {
     const transfer: IncomingTransfer = { size, readable };
     const receiver = this.#receivers.shift();
     if (receiver) receiver.resolve(transfer);
-    else this.#ready.push(transfer); // one ahead at most: see #mayStart
+    else this.#ahead = transfer; // one at most: see #mayStart
     if (size === 0) {
       batcher.close();
       this.#lastFinSeq = seq;
@@ -598,7 +599,7 @@ export class SnwConn implements TransportConn {
    */
   #mayStart(): boolean {
     return this.#receivers.length > 0 ||
-      (this.#claimed && this.#ready.length === 0);
+      (this.#claimed && this.#ahead === undefined);
   }
 
   /**
@@ -720,9 +721,8 @@ export class SnwConn implements TransportConn {
     clearInterval(this.#watchdog);
     this.#watchdog = undefined;
     this.#heldLen = undefined;
-    for (const transfer of this.#ready.splice(0)) {
-      transfer.readable.cancel().catch(() => {});
-    }
+    this.#ahead?.readable.cancel().catch(() => {});
+    this.#ahead = undefined;
     // CLOSE is not retransmitted; three copies make its loss unlikely, and
     // a listening endpoint answers late packets of the session with it.
     const close = closePacket(this.session, this.deliveredSeq);
