@@ -578,9 +578,9 @@ export class SnwConn implements TransportConn {
   }
 
   /**
-   * Answers a `LEN` that nobody is receiving yet with `WAIT`, now and every
+   * Answers a `LEN` that may not start yet with `WAIT`, now and every
    * {@linkcode SnwConn.#waitPeriod} (the sender keeps waiting, as for a held
-   * `ACK`), until {@linkcode SnwConn.receive} takes it.
+   * `ACK`), until {@linkcode SnwConn.#takeHeldLen} starts it.
    */
   #holdLen(size: number, seq: number): void {
     this.#answer(SnwType.WAIT, seq);
@@ -684,16 +684,13 @@ export class SnwConn implements TransportConn {
     this.#peerClosed = true;
     const lost = new ConnectionLostError("the SNW peer closed the session");
     this.#sender?.peerClosed(delivered, lost);
-    if (this.#incoming) {
-      this.#incoming.batcher.error(lost);
-      this.#incoming = undefined;
-      clearInterval(this.#watchdog);
-    }
+    this.#incoming?.batcher.error(lost);
+    this.#incoming = undefined;
+    this.#heldLen = undefined;
+    // the watchdog of the transfer arriving, or the held LEN's WAITs
+    clearInterval(this.#watchdog);
+    this.#watchdog = undefined;
     for (const receiver of this.#receivers.splice(0)) receiver.reject(lost);
-    if (this.#heldLen) {
-      this.#heldLen = undefined;
-      clearInterval(this.#watchdog);
-    }
   }
 
   #assertUsable(): void {
