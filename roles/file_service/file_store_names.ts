@@ -1,15 +1,13 @@
 /**
  * File names of the file service's directories (client, cache, origin):
- * bare names confined to the role's directory (roles/file_names.ts), minus
- * the names the service reserves for itself — temporary files being written
- * (`.<name>.part-<8 hex>`, see roles/partial_file.ts), which must never be
- * served half-written, and the cache's index file.
+ * bare names confined to the role's directory (roles/file_names.ts, which
+ * also refuses the names of temporary files being written), minus the name
+ * the service reserves for itself: the cache's index file.
  *
  * @module
  */
 
 import { confinedPath, UnsafeNameError } from "../file_names.ts";
-import { isTempName } from "../partial_file.ts";
 
 /** The cache's index file, kept in the cache directory. */
 export const CACHE_INDEX_NAME = ".sockkit-cache-index.json";
@@ -30,8 +28,8 @@ export const CACHE_INDEX_NAME = ".sockkit-cache-index.json";
  *   reserved by the service.
  */
 export function storePath(dir: string, name: string): string {
-  const path = confinedPath(dir, name);
-  if (isTempName(name) || name === CACHE_INDEX_NAME) {
+  const path = confinedPath(dir, name); // temporary files' names included
+  if (name === CACHE_INDEX_NAME) {
     throw new UnsafeNameError(name, "reserved by sockkit");
   }
   return path;
