@@ -184,16 +184,9 @@ export class StreamConnection implements Disposable {
       if ("error" in outcome) throw this.#failure(outcome.error, what);
       return outcome.bytes;
     }
-    // fast path (the data phase): no read outstanding, read directly
-    this.#begin();
-    try {
-      const n = await this.conn.read(this.#scratch);
-      return n === null ? null : this.#scratch.subarray(0, n);
-    } catch (error) {
-      throw this.#failure(error, what);
-    } finally {
-      this.#end();
-    }
+    // fast path: no read outstanding, read directly
+    const n = await this.#readInto(this.#scratch, what);
+    return n === null ? null : this.#scratch.subarray(0, n);
   }
 
   #append(bytes: Uint8Array): void {
@@ -357,7 +350,7 @@ export class StreamConnection implements Disposable {
     }
   }
 
-  /** One socket read into `view`, counted as progress (the data phase). */
+  /** One socket read into `view`, counted as progress. */
   async #readInto(view: Uint8Array, what: string): Promise<number | null> {
     this.#begin();
     try {
