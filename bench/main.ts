@@ -37,7 +37,7 @@ export function median(values: number[]): number {
 }
 
 function mib(kib: number): string {
-  return `${(kib / 1024).toFixed(0)} MiB`;
+  return `${(kib / 1024).toFixed(1)} MiB`;
 }
 
 /** One timed run's duration and the peak RSS line of its two sides. */
@@ -168,6 +168,17 @@ async function transportBench(
       `(d) snw 1000 B chunks, ${sizeMiB} MiB (one run): ${
         throughput(bytes, long.ms)
       }; ${long.rss} -> target <= 64 MiB each`,
+    );
+    // The same long run with plain UDP stop-and-wait peers (same file
+    // reading and hashing, none of SNW): what the runtime itself needs.
+    const floor = await once("udp", big, {
+      sha256,
+      env: { SOCKKIT_SNW_CHUNK_SIZE: "1000" },
+    });
+    out(
+      `(d) reference: plain UDP stop-and-wait, 1000 B, ${sizeMiB} MiB (one run): ${
+        throughput(bytes, floor.ms)
+      }; ${floor.rss}`,
     );
     const lossy = `${dir}/lossy.bin`;
     await writeTestFile(lossy, 2 * MiB, 9);
