@@ -129,6 +129,32 @@ Deno.test("snw packet: truncated, oversize, bad-checksum, unknown-type and bad-m
   );
 });
 
+Deno.test("snw packet: a flipped bit in the CRC, header or payload is a checksum mismatch for every packet type, OPEN and ACK among them", () => {
+  const text = new TextEncoder();
+  const packets: [string, Uint8Array][] = [
+    ["OPEN", encodeSnwPacket(SnwType.OPEN, 5, 0, text.encode("tag-1"))],
+    ["OPEN without a tag", encodeSnwPacket(SnwType.OPEN, 5, 0)],
+    ["LEN", encodeSnwPacket(SnwType.LEN, 5, 1, encodeLenPayload(3000))],
+    ["DATA", encodeSnwPacket(SnwType.DATA, 5, 2, new Uint8Array(50).fill(7))],
+    ["ACK", encodeSnwPacket(SnwType.ACK, 5, 2, SNW_WORDS.ACK)],
+    ["ACK of an OPEN", encodeSnwPacket(SnwType.ACK, 5, 0, SNW_WORDS.ACK)],
+    ["FIN", encodeSnwPacket(SnwType.FIN, 5, 4, SNW_WORDS.FIN)],
+    ["CLOSE", encodeSnwPacket(SnwType.CLOSE, 5, 4, SNW_WORDS.CLOSE)],
+    ["WAIT", encodeSnwPacket(SnwType.WAIT, 5, 3, SNW_WORDS.WAIT)],
+  ];
+  // 18 and 21: the CRC's first and last byte; 7: the session; 15: the seq.
+  for (const [name, good] of packets) {
+    equal(decodeSnwPacket(good).session, 5, name);
+    const places = [7, 15, 18, 21];
+    if (good.length > HEADER_SIZE) places.push(good.length - 1);
+    for (const at of places) {
+      const bad = good.slice();
+      bad[at] ^= 0x01;
+      throws(() => decodeSnwPacket(bad), /checksum/, `${name}, byte ${at}`);
+    }
+  }
+});
+
 Deno.test("snw packet: fuzz — random and mutated datagrams only ever raise SnwPacketError", () => {
   const random = seededRandom(2026);
   const base = encodeSnwPacket(SnwType.LEN, 5, 9, encodeLenPayload(77));

@@ -837,22 +837,35 @@ for (const transport of TRANSPORTS) {
 
 Deno.test("snw: corrupt and foreign datagrams are ignored, the session goes on", async () => {
   using listener = fastSnw.listen({ hostname: HOST, port: 0 });
+  ok(listener instanceof SnwListener);
   await using peer = new RawPeer();
   const port = listener.addr.port;
-  await peer.socket.send(new TextEncoder().encode("hello?"), {
-    transport: "udp",
-    hostname: HOST,
-    port,
-  });
-  const bad = encodeSnwPacket(SnwType.OPEN, 5, 0, new Uint8Array(0));
+  const to = { transport: "udp", hostname: HOST, port } as const;
+  await peer.socket.send(new TextEncoder().encode("hello?"), to);
+  // An OPEN of a session of its own (6) with a broken CRC: taken, it would
+  // be answered with ACK 0 and its session queued for accept().
+  const bad = encodeSnwPacket(SnwType.OPEN, 6, 0, new Uint8Array(0));
   bad[bad.length - 1] ^= 0xff; // breaks the CRC
-  await peer.socket.send(bad, { transport: "udp", hostname: HOST, port });
+  await peer.socket.send(bad, to);
+  const firstAnswer = peer.next();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const quiet = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), 200);
+  });
+  const early = await Promise.race([firstAnswer, quiet]);
+  clearTimeout(timer);
+  equal(early, null, `the corrupt OPEN was answered: ${JSON.stringify(early)}`);
+  equal(listener.queued, 0, "the corrupt OPEN's session was queued");
+  // The listener goes on: a valid OPEN (session 5) is the first answered,
+  // and the only session queued.
   await peer.send(SnwType.OPEN, 0, new Uint8Array(0), port, 5);
-  const ack = await peer.next();
+  const ack = await firstAnswer;
   equal(ack.packet.type, SnwType.ACK);
   equal(ack.packet.session, 5);
+  equal(listener.queued, 1);
   await using conn = await listener.accept();
   equal(conn.remoteAddr.port, peer.port);
+  equal(listener.queued, 0);
 });
 
 Deno.test("snw: an executable prints the give-up line on stderr (default reporter)", async () => {
