@@ -155,6 +155,47 @@ Deno.test("snw sender: a lost packet is sent again after the RTO, and only it", 
   );
 });
 
+/** An estimator that records the round-trip samples it is fed. */
+class RecordingRto extends RtoEstimator {
+  readonly samples: number[] = [];
+  override sample(rttMs: number): void {
+    this.samples.push(rttMs);
+    super.sample(rttMs);
+  }
+}
+
+Deno.test("snw sender: the answer to a retransmitted packet is no RTT sample (Karn's rule): the estimator is left as it was", async () => {
+  const rto = new RecordingRto({ initialMs: 30, minMs: 30, maxMs: 250 });
+  const state = () => ({
+    srtt: rto.srtt,
+    rto: rto.rto,
+    samples: rto.samples.length,
+  });
+  let before: ReturnType<typeof state> | undefined;
+  let after: ReturnType<typeof state> | undefined;
+  const { sender, sent } = harness([5000], {
+    rto,
+    drop: (seq, attempt) => seq === 4 && attempt === 1,
+    answer: (sender, seq) => {
+      if (seq !== 4) {
+        sender.answer(seq);
+        return;
+      }
+      // The answer cannot tell which transmission it is for.
+      before = state();
+      ok(sender.answer(seq), "the retransmission's answer was taken");
+      after = state();
+    },
+  });
+  sender.start();
+  await sender.done;
+  equal(sent.filter((p) => p.seq === 4).length, 2, "seq 4 was sent twice");
+  ok(before?.srtt !== undefined, "the packets before it were sampled");
+  deepEqual(after, before, "the retransmitted packet's answer was sampled");
+  // The LEN and the four DATA packets answered at their first transmission.
+  equal(rto.samples.length, 5, `samples: ${rto.samples.join(", ")}`);
+});
+
 Deno.test("snw sender: without answers it gives up after the timeout and closes the source", async () => {
   const rto = new RtoEstimator({ initialMs: 10, minMs: 10, maxMs: 20 });
   const { sender, sent, closed } = harness([1000, 1000, 1000], {
