@@ -80,6 +80,31 @@ async function* uneven(bytes: Uint8Array, seed: number) {
 const fastSnw = createSnwTransport({ timeoutMs: 3000 });
 const TRANSPORTS: Transport[] = [tcpTransport, fastSnw];
 
+/**
+ * How the next transfer `conn` receives ends within `ms` (well under the
+ * snw give-up timeout): the error its receive() or its reading failed with,
+ * or a description of what happened instead.
+ */
+async function receiveOutcome(
+  conn: TransportConn,
+  ms: number,
+): Promise<unknown> {
+  const receiving = (async () => {
+    const incoming = await conn.receive();
+    const bytes = await readAll(incoming.readable);
+    return `a whole transfer of ${bytes.length} bytes`;
+  })().catch((error) => error);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve(`nothing within ${ms} ms`), ms);
+  });
+  try {
+    return await Promise.race([receiving, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 for (const transport of TRANSPORTS) {
   Deno.test(`${transport.name}: transfers of edge sizes in both directions, SHA-256 equal`, async () => {
     using listener = transport.listen({ hostname: HOST, port: 0 });
@@ -109,7 +134,7 @@ for (const transport of TRANSPORTS) {
     await server;
   });
 
-  Deno.test(`${transport.name}: a source that falls short or runs over is refused`, async () => {
+  Deno.test(`${transport.name}: a source that falls short or runs over is refused, and the receiving end's transfer fails at once`, async () => {
     using listener = transport.listen({ hostname: HOST, port: 0 });
     const accepted = listener.accept();
     await using conn = await transport.connect({
@@ -118,13 +143,16 @@ for (const transport of TRANSPORTS) {
     });
     await using peer = await accepted;
     await rejects(conn.send(10, new Uint8Array(11)), TransferSizeError);
+    const over = await receiveOutcome(peer, 2000);
+    ok(over instanceof Error, `after a source that ran over: ${over}`);
     await using conn2 = await transport.connect({
       hostname: HOST,
       port: listener.addr.port,
     });
     await using peer2 = await listener.accept();
     await rejects(conn2.send(10, new Uint8Array(9)), TransferSizeError);
-    ok(peer && peer2);
+    const short = await receiveOutcome(peer2, 2000);
+    ok(short instanceof Error, `after a source that fell short: ${short}`);
   });
 
   Deno.test(`${transport.name}: data channel paired with a TCP control connection`, async () => {
