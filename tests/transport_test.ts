@@ -1015,6 +1015,31 @@ Deno.test("relay command line: help, defaults, and bad values as usage errors", 
   }
 });
 
+/**
+ * Waits for `promise`, failing with `what` if it has not settled within
+ * `ms`; the timer is cleared either way, and a late rejection of `promise`
+ * (its resource closed after the failure) is not left unhandled.
+ */
+async function within<T>(
+  promise: Promise<T>,
+  ms: number,
+  what: string,
+): Promise<T> {
+  promise.catch(() => {});
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${what} within ${ms} ms`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 Deno.test("relay command line: --help exits 0, a bad value exits 2 with the reason and usage, good options start it", async () => {
   const relay = (args: string[], stdout: "piped" | "null" = "piped") =>
     new Deno.Command(Deno.execPath(), {
@@ -1052,7 +1077,11 @@ Deno.test("relay command line: --help exits 0, a bad value exits 2 with the reas
   try {
     const reader = child.stdout.pipeThrough(new TextDecoderStream())
       .getReader();
-    const { value } = await reader.read();
+    const { value } = await within(
+      reader.read(),
+      20_000,
+      "the relay printed no listening line",
+    );
     const port =
       /^relay listening on 127\.0\.0\.1:(\d+) -> 127\.0\.0\.1:(\d+)\n/
         .exec(value ?? "");
@@ -1065,7 +1094,11 @@ Deno.test("relay command line: --help exits 0, a bad value exits 2 with the reas
       hostname: HOST,
       port: Number(port[1]),
     });
-    const [bytes] = await target.receive();
+    const [bytes] = await within(
+      target.receive(),
+      5000,
+      "the relay forwarded nothing",
+    );
     equal(new TextDecoder().decode(bytes), "hi");
   } finally {
     child.kill();
