@@ -20,6 +20,7 @@ import {
   SNW_WORDS,
   SnwChannelAcceptor,
   SnwListener,
+  type SnwPacket,
   SnwType,
   tcpTransport,
   transferChunks,
@@ -477,14 +478,102 @@ class RawPeer implements AsyncDisposable {
       port,
     });
   }
-  async next() {
+  /** A receive that an earlier {@linkcode nextWithin} gave up waiting for. */
+  #pending?: Promise<{ packet: SnwPacket; addr: Deno.NetAddr }>;
+  /** The next packet (there is never more than one receive under way). */
+  next() {
+    const next = this.#pending ?? this.#receive();
+    this.#pending = undefined;
+    return next;
+  }
+  /**
+   * The next packet, or null if none comes within `ms`; its receive goes on
+   * for the next call, so no packet is lost to a receive nobody awaits.
+   */
+  async nextWithin(ms: number) {
+    const next = this.#pending ?? this.#receive();
+    this.#pending = next;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), ms);
+    });
+    try {
+      const packet = await Promise.race([next, late]);
+      if (packet !== null) this.#pending = undefined;
+      return packet;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  async #receive() {
     const [bytes, addr] = await this.socket.receive();
     return { packet: decodeSnwPacket(bytes), addr: addr as Deno.NetAddr };
   }
   async [Symbol.asyncDispose]() {
+    this.#pending?.catch(() => {}); // rejected by the close
     this.socket.close();
     await new Promise((resolve) => setTimeout(resolve, 0));
   }
+}
+
+/** A packet a {@linkcode RawPeer} got: its type, seq, and when it came. */
+interface Answer {
+  type: number;
+  seq: number;
+  at: number;
+}
+
+/**
+ * What `peer` gets until `count` WAITs have come, or for at most `ms`
+ * (a bound for a receiver that does not say WAIT; it is several times
+ * what `count` WAITs take).
+ */
+async function answersUntilWaits(
+  peer: RawPeer,
+  count: number,
+  ms: number,
+): Promise<Answer[]> {
+  const seen: Answer[] = [];
+  const until = performance.now() + ms;
+  let waits = 0;
+  while (waits < count) {
+    const next = await peer.nextWithin(until - performance.now());
+    if (next === null) break;
+    const { type, seq } = next.packet;
+    seen.push({ type, seq, at: performance.now() });
+    if (type === SnwType.WAIT) waits++;
+  }
+  return seen;
+}
+
+/**
+ * Asserts that `seen` is `count` WAITs for `seq` and nothing else, coming
+ * often enough for the sender's give-up timeout (which each WAIT starts
+ * again): the median gap between them is under half of `timeoutMs`. The
+ * median, not the largest gap nor a count in a fixed time, so that one
+ * timer held back on a busy machine does not fail it.
+ */
+function assertSteadyWaits(
+  seen: Answer[],
+  seq: number,
+  count: number,
+  timeoutMs: number,
+): void {
+  const shown = JSON.stringify(seen.map(({ type, seq }) => [type, seq]));
+  ok(
+    seen.every((answer) => answer.type === SnwType.WAIT && answer.seq === seq),
+    `only WAITs for ${seq} expected: ${shown}`,
+  );
+  equal(seen.length, count, `too few WAITs: ${shown}`);
+  const gaps = seen.slice(1).map((answer, i) => answer.at - seen[i].at)
+    .toSorted((a, b) => a - b);
+  const median = gaps[Math.floor(gaps.length / 2)];
+  ok(
+    median < timeoutMs / 2,
+    `WAITs too far apart for a ${timeoutMs} ms timeout; gaps (ms): ${
+      gaps.map((gap) => gap.toFixed(1)).join(" ")
+    }`,
+  );
 }
 
 /**
@@ -625,28 +714,18 @@ Deno.test("snw: while its ACK is held for a paused reader, the receiver says WAI
   let held = -1;
   for (let seq = 2; held < 0; seq++) {
     await peer.send(SnwType.DATA, seq, new Uint8Array(1000), port);
-    const next = await Promise.race([
-      peer.next(),
-      new Promise<null>((resolve) => setTimeout(() => resolve(null), 200)),
-    ]);
+    const next = await peer.nextWithin(200);
     if (next === null || next.packet.type !== SnwType.ACK) held = seq;
     else equal(next.packet.seq, seq);
   }
-  // No retransmission from here: count what comes unasked for 1.5 timeouts.
-  const waits: number[] = [];
-  const until = performance.now() + 1.5 * timeoutMs;
-  while (performance.now() < until) {
-    const next = await Promise.race([
-      peer.next(),
-      new Promise<null>((resolve) =>
-        setTimeout(() => resolve(null), until - performance.now())
-      ),
-    ]);
-    if (next === null) break;
-    if (next.packet.type === SnwType.WAIT) waits.push(next.packet.seq);
-  }
-  ok(waits.length >= 4, `${waits.length} WAITs without a retransmission`);
-  ok(waits.every((seq) => seq === held), `WAITs for ${waits}, not ${held}`);
+  // No retransmission from here: what comes unasked is WAITs, steadily
+  // (every 50 ms: five take 250 ms; at most 3 s, 7.5 timeouts).
+  assertSteadyWaits(
+    await answersUntilWaits(peer, 5, 3000),
+    held,
+    5,
+    timeoutMs,
+  );
   await incoming.readable.cancel();
 });
 
@@ -687,36 +766,21 @@ Deno.test("snw: a LEN may start only when it can be received: held with WAIT (on
   using listener = snw.listen({ hostname: HOST, port: 0 });
   await using peer = new RawPeer();
   const port = listener.addr.port;
-  /** Every answer within `ms` (each `[type, seq]`). */
-  const answersWithin = async (ms: number) => {
-    const seen: Array<[number, number]> = [];
-    const until = performance.now() + ms;
-    while (performance.now() < until) {
-      const timeout = new Promise<null>((resolve) =>
-        setTimeout(() => resolve(null), until - performance.now())
-      );
-      const next = await Promise.race([peer.next(), timeout]);
-      if (next === null) break;
-      seen.push([next.packet.type, next.packet.seq]);
-    }
-    return seen;
-  };
   /** The next answer that is not a WAIT. */
   const nextAnswer = async () => {
     let next = await peer.next();
     while (next.packet.type === SnwType.WAIT) next = await peer.next();
     return [next.packet.type, next.packet.seq];
   };
-  const onlyWaitsFor = (seq: number, seen: Array<[number, number]>) => {
-    ok(seen.length >= 3, `WAITs in 400 ms: ${JSON.stringify(seen)}`);
-    deepEqual(new Set(seen.map(String)), new Set([[SnwType.WAIT, seq].join()]));
-  };
+  /** Five WAITs for `seq` and nothing else, steadily (one per 125 ms). */
+  const onlyWaitsFor = async (seq: number) =>
+    assertSteadyWaits(await answersUntilWaits(peer, 5, 3000), seq, 5, 1000);
   await peer.send(SnwType.OPEN, 0, new Uint8Array(0), port);
   equal((await peer.next()).packet.type, SnwType.ACK);
   // Not accepted yet: the LEN waits, and so does its DATA.
   await peer.send(SnwType.LEN, 1, encodeLenPayload(3000), port);
   await peer.send(SnwType.DATA, 2, new Uint8Array(1000), port); // not taken
-  onlyWaitsFor(1, await answersWithin(400));
+  await onlyWaitsFor(1);
   // Accepted: the transfer may start before its receive() (one ahead).
   await using conn = await listener.accept();
   deepEqual(await nextAnswer(), [SnwType.ACK, 1]);
@@ -726,7 +790,7 @@ Deno.test("snw: a LEN may start only when it can be received: held with WAIT (on
   }
   // A second transfer waits behind the first, which nobody has asked for.
   await peer.send(SnwType.LEN, 5, encodeLenPayload(1), port);
-  onlyWaitsFor(5, await answersWithin(400));
+  await onlyWaitsFor(5);
   const first = await conn.receive();
   deepEqual(await nextAnswer(), [SnwType.ACK, 5]); // at once, not at a retry
   equal(first.size, 3000);
