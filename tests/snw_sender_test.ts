@@ -164,36 +164,43 @@ class RecordingRto extends RtoEstimator {
   }
 }
 
-Deno.test("snw sender: the answer to a retransmitted packet is no RTT sample (Karn's rule): the estimator is left as it was", async () => {
-  const rto = new RecordingRto({ initialMs: 30, minMs: 30, maxMs: 250 });
-  const state = () => ({
-    srtt: rto.srtt,
-    rto: rto.rto,
-    samples: rto.samples.length,
-  });
-  let before: ReturnType<typeof state> | undefined;
-  let after: ReturnType<typeof state> | undefined;
-  const { sender, sent } = harness([5000], {
+Deno.test("snw sender: Karn's rule: the answer of a retransmitted packet leaves the RTO estimator as it was, the answer of a packet sent once is a sample", async () => {
+  // The RTO is held at 50 ms, so only the dropped packet is sent again.
+  const rto = new RecordingRto({ initialMs: 50, minMs: 50, maxMs: 50 });
+  const answers: {
+    seq: number;
+    retransmitted: boolean;
+    samples: number;
+    before: [number | undefined, number];
+    after: [number | undefined, number];
+  }[] = [];
+  const { sender, sent } = harness([4000], {
     rto,
-    drop: (seq, attempt) => seq === 4 && attempt === 1,
+    drop: (seq, attempt) => seq === 3 && attempt === 1,
     answer: (sender, seq) => {
-      if (seq !== 4) {
-        sender.answer(seq);
-        return;
-      }
-      // The answer cannot tell which transmission it is for.
-      before = state();
-      ok(sender.answer(seq), "the retransmission's answer was taken");
-      after = state();
+      const retransmitted = sent.filter((p) => p.seq === seq).length > 1;
+      const samples = rto.samples.length;
+      const before: [number | undefined, number] = [rto.srtt, rto.rto];
+      sender.answer(seq);
+      answers.push({
+        seq,
+        retransmitted,
+        samples: rto.samples.length - samples,
+        before,
+        after: [rto.srtt, rto.rto],
+      });
     },
   });
   sender.start();
   await sender.done;
-  equal(sent.filter((p) => p.seq === 4).length, 2, "seq 4 was sent twice");
-  ok(before?.srtt !== undefined, "the packets before it were sampled");
-  deepEqual(after, before, "the retransmitted packet's answer was sampled");
-  // The LEN and the four DATA packets answered at their first transmission.
-  equal(rto.samples.length, 5, `samples: ${rto.samples.join(", ")}`);
+  const third = answers.find((a) => a.seq === 3);
+  ok(third?.retransmitted, "packet 3 was answered only once sent again");
+  equal(third.samples, 0, "the answer of packet 3 was taken as a sample");
+  deepEqual(third.after, third.before, "the estimate moved");
+  for (const { seq, retransmitted, samples } of answers) {
+    equal(samples, retransmitted ? 0 : 1, `samples from the answer of ${seq}`);
+  }
+  deepEqual([...new Set(answers.map((a) => a.seq))], [2, 3, 4, 5]);
 });
 
 Deno.test("snw sender: without answers it gives up after the timeout and closes the source", async () => {
