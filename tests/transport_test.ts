@@ -709,14 +709,24 @@ Deno.test("snw: while its ACK is held for a paused reader, the receiver says WAI
   });
   await using session = await rawPeerTransfer(snw, 100_000);
   const { peer, port, incoming } = session; // nobody reads
-  equal((await peer.next()).packet.type, SnwType.ACK); // the LEN's
-  // Stop-and-wait until a packet is not answered with ACK: it is held.
+  /** The next answer as `[type, seq]`, within a give-up timeout. */
+  const answer = async (what: string) => {
+    const next = await peer.nextWithin(timeoutMs);
+    ok(next, `no answer to ${what} within the give-up timeout`);
+    return [next.packet.type, next.packet.seq];
+  };
+  deepEqual(await answer("the LEN"), [SnwType.ACK, 1]);
+  // Stop-and-wait, never sending a packet again, until one is held: it is
+  // answered with WAIT instead of ACK, on the receiver's own (every 50 ms).
+  // Waiting for the answer itself, not deciding "held" after a fixed wait,
+  // so that a late ACK on a busy machine is not taken for a hold.
   let held = -1;
   for (let seq = 2; held < 0; seq++) {
     await peer.send(SnwType.DATA, seq, new Uint8Array(1000), port);
-    const next = await peer.nextWithin(200);
-    if (next === null || next.packet.type !== SnwType.ACK) held = seq;
-    else equal(next.packet.seq, seq);
+    const [type, answered] = await answer(`DATA ${seq}`);
+    equal(answered, seq);
+    if (type === SnwType.WAIT) held = seq;
+    else equal(type, SnwType.ACK);
   }
   // No retransmission from here: what comes unasked is WAITs, steadily
   // (every 50 ms: five take 250 ms; at most 3 s, 7.5 timeouts).
