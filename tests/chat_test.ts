@@ -1042,6 +1042,41 @@ Deno.test("chat server: before joining, a connection cannot make it hold a large
   await serving;
 });
 
+Deno.test("chat server: a connection that has not joined within the join timeout is closed without a word; a joined one stays", async () => {
+  const printed: string[] = [];
+  const warned: string[] = [];
+  await using server = ChatServer.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    maxClients: 10,
+    joinTimeoutMs: 300,
+    print: (line) => printed.push(line),
+    warn: (line) => warned.push(line),
+  });
+  const serving = server.serve();
+  const port = server.addr.port;
+  {
+    using alice = await RawPeer.join(port, "alice");
+    await waitUntil(() => server.users.includes("alice"), "alice joined");
+    // Connected after alice: by the time it is closed, alice's own join
+    // timer has run out too.
+    const connected = performance.now();
+    using idle = await RawPeer.connect(port);
+    equal(await idle.nextMessage(3_000), null, "closed, nothing sent first");
+    const ms = performance.now() - connected;
+    ok(ms >= 250, `closed after ${ms.toFixed(0)} ms, before its timeout`);
+    await alice.link.send({ type: "request_users_list" });
+    deepEqual(await alice.nextMessage(3_000), {
+      type: "response_users_list",
+      users: ["alice"],
+    });
+    deepEqual(printed, ["join: alice", "request_users_list: alice"]);
+    deepEqual(warned, []);
+  }
+  await server.close();
+  await serving;
+});
+
 Deno.test("chat outbox: each queued frame counts with its overhead, so tiny messages to a client that never reads cannot queue far past the bound", () => {
   // A connection whose first write never completes: everything after it
   // stays queued.
