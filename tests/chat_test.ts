@@ -10,11 +10,13 @@ import { join } from "node:path";
 import {
   ChatProtocolError,
   encodeFile,
+  encodeFileHeader,
   encodeMessage,
   MAX_FILE_BYTES,
 } from "../protocol/chat_protocol.ts";
 import { ChatConnection } from "../roles/chat/chat_connection.ts";
 import { ChatServer } from "../roles/chat/chat_server.ts";
+import { FileSpool } from "../roles/chat/file_spool.ts";
 import {
   DEFAULT_OUTBOX_LIMITS,
   FRAME_OVERHEAD_BYTES,
@@ -1098,6 +1100,55 @@ Deno.test("chat outbox: each queued frame counts with its overhead, so tiny mess
   );
   match(failure, /outgoing queue over 100000 bytes/);
   outbox.close();
+});
+
+Deno.test("chat outbox: the 33rd file queued to a client that never reads disconnects it and releases every queued spool", async () => {
+  await using dir = await tempDir();
+  // A connection whose writes wait until it is closed, then fail: the first
+  // file's header is in flight from the start, the rest stay queued.
+  let connClosed = false;
+  const closers: Array<() => void> = [];
+  const stalled = {
+    write: () =>
+      new Promise<number>((_, reject) => {
+        closers.push(() => reject(new Deno.errors.BadResource("closed")));
+      }),
+    close: () => {
+      connClosed = true;
+      for (const close of closers.splice(0)) close();
+    },
+  } as unknown as Deno.Conn;
+  const failures: string[] = [];
+  const outbox = new Outbox(
+    stalled,
+    DEFAULT_OUTBOX_LIMITS,
+    (reason) => failures.push(reason),
+  );
+  const accepted: boolean[] = [];
+  for (let i = 0; i < 33; i++) {
+    const spool = await FileSpool.create(dir.path);
+    await spool.write(new Uint8Array([i]));
+    spool.finish();
+    const header = encodeFileHeader({
+      type: "forward_file",
+      users: ["alice"],
+      fileName: `f${i}.bin`,
+      size: spool.size,
+    });
+    accepted.push(outbox.sendFile(header, spool));
+    spool.release(); // the upload's own reference, as the server does
+  }
+  deepEqual(accepted, [...Array(32).fill(true), false]);
+  deepEqual(failures, ["more than 32 files queued (client too slow)"]);
+  ok(outbox.closed && connClosed, "the client is disconnected");
+  await outbox.flushed();
+  // The one in flight is released when its write fails, the queued ones at
+  // once: no spool file is left.
+  await waitUntil(
+    () => [...Deno.readDirSync(dir.path)].length === 0,
+    "every spool file removed",
+    3_000,
+  );
 });
 
 Deno.test("chat server: files still reach their recipients after its spool directory was removed under it", async () => {
