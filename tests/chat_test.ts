@@ -32,7 +32,12 @@ import {
   startRole,
 } from "./_helpers/role_process.ts";
 import { freePort } from "./_helpers/ports.ts";
-import { RawPeer, startChatServer, waitUntil } from "./chat/chat_peers.ts";
+import {
+  RawPeer,
+  startChatServer,
+  waitUntil,
+  within,
+} from "./chat/chat_peers.ts";
 import { seededRandom as random } from "../bench/seeded_random.ts";
 
 const INCORRECT = "incorrect user input format";
@@ -334,8 +339,10 @@ Deno.test("chat client: a stop signal during a download quits as end of input do
     );
     server.process.kill("SIGSTOP");
     const started = performance.now();
+    // Two different signals, so they cannot arrive as one; either order is
+    // a first and a second stop. (The client watches its stop signals
+    // before it sends its join.)
     carol.kill("SIGINT");
-    await new Promise((resolve) => setTimeout(resolve, 100));
     carol.kill("SIGTERM"); // the second: no drain
     bob.kill("SIGINT");
     const carolDone = await carol.finished(10_000);
@@ -357,30 +364,39 @@ Deno.test("chat client: a stop signal during a download quits as end of input do
 });
 
 Deno.test("chat client: two stop signals while a file is stuck on its way quit at once and say the file was not sent", async () => {
-  await using server = await startChatServer();
+  // A server that takes the join and the file's header, then reads nothing
+  // more: the rest of the file sticks in the socket buffers.
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   await using dir = await tempDir();
   await writeTestFile(join(dir.path, "big.bin"), 64_000_000, 4);
-  await using alice = startRole("chat", clientArgs("alice", server.port), {
-    stdin: true,
-    cwd: dir.path,
+  await using alice = startRole(
+    "chat",
+    clientArgs("alice", listener.addr.port),
+    { stdin: true, cwd: dir.path },
+  );
+  using server = new RawPeer(
+    await within(listener.accept(), 20_000, "alice's connection", () => {
+      listener.close();
+    }),
+  );
+  // The client watches its stop signals before it sends its join.
+  deepEqual(await server.nextMessage(20_000), {
+    type: "join",
+    username: "alice",
   });
-  await server.process.stdout.waitFor("join: alice\n");
-  server.process.kill("SIGSTOP"); // it reads nothing more: the send sticks
-  try {
-    await alice.write("file 1 bob big.bin\n");
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    alice.kill("SIGINT"); // ends the input; the file would go on
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    const started = Date.now();
-    alice.kill("SIGINT"); // at once
-    const done = await alice.finished(10_000);
-    equal(done.code, 0, done.stderr);
-    equal(done.stdout, "quitting\n");
-    equal(done.stderr, 'chat: "big.bin" was not sent: interrupted\n');
-    ok(Date.now() - started < 2_000, `ended after ${Date.now() - started} ms`);
-  } finally {
-    server.process.kill("SIGCONT");
-  }
+  await alice.write("file 1 bob big.bin\n");
+  const start = await server.next(20_000);
+  ok(start?.kind === "file-start", JSON.stringify(start)); // the send is on
+  // Two different signals: two of one kind sent at once may arrive as one.
+  const started = performance.now();
+  alice.kill("SIGINT"); // ends the input; the file would go on
+  alice.kill("SIGTERM"); // the second: at once
+  const done = await alice.finished(10_000);
+  const ms = performance.now() - started;
+  equal(done.code, 0, done.stderr);
+  equal(done.stdout, "quitting\n");
+  equal(done.stderr, 'chat: "big.bin" was not sent: interrupted\n');
+  ok(ms < 2_000, `ended after ${ms.toFixed(0)} ms`);
 });
 
 Deno.test("chat: the 11th client is refused, a taken name is refused, a freed place can be used", async () => {

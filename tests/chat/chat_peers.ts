@@ -78,6 +78,38 @@ export async function waitUntil(
   }
 }
 
+/**
+ * Waits for `promise`, at most `timeoutMs`.
+ *
+ * @param promise What to wait for.
+ * @param timeoutMs How long to wait.
+ * @param what Named in the timeout error.
+ * @param onTimeout Called at the timeout, before the error is thrown: ends
+ *   what `promise` waits for (closes a listener, kills a process), so that
+ *   nothing is left running.
+ * @returns What `promise` resolved to.
+ * @throws {Error} When `promise` did not settle in time.
+ */
+export async function within<T>(
+  promise: Promise<T>,
+  timeoutMs: number,
+  what: string,
+  onTimeout?: () => void,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onTimeout?.();
+      reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A client speaking the wire protocol directly; `using` closes it. */
 export class RawPeer implements Disposable {
   /** The framed connection. */
