@@ -14,7 +14,6 @@ import {
   encodeMessage,
   MAX_FILE_BYTES,
 } from "../protocol/chat_protocol.ts";
-import { ChatConnection } from "../roles/chat/chat_connection.ts";
 import { ChatServer } from "../roles/chat/chat_server.ts";
 import { FileSpool } from "../roles/chat/file_spool.ts";
 import {
@@ -506,13 +505,16 @@ Deno.test("chat client: err_unknown_message from the server ends it with the exa
     clientArgs("alice", listener.addr.port),
     { stdin: true },
   );
-  using link = new ChatConnection(await listener.accept());
-  const event = await link.next();
-  deepEqual(event, {
-    kind: "message",
-    message: { type: "join", username: "alice" },
+  using server = new RawPeer(
+    await within(listener.accept(), 20_000, "alice's connection", () => {
+      listener.close();
+    }),
+  );
+  deepEqual(await server.nextMessage(20_000), {
+    type: "join",
+    username: "alice",
   });
-  await link.send({ type: "err_unknown_message" });
+  await server.link.send({ type: "err_unknown_message" });
   const done = await client.finished();
   equal(done.stdout, "disconnected: server received an unknown command\n");
   equal(done.code, 1);
@@ -998,7 +1000,12 @@ Deno.test("chat client: a closed stdout is named as such, not as a lost connecti
     "alice's join",
   );
   await stdin.write(new TextEncoder().encode("list\n"));
-  const { code, stderr } = await child.output();
+  const { code, stderr } = await within(
+    child.output(),
+    20_000,
+    "the client to exit",
+    () => child.kill("SIGKILL"),
+  );
   await stdin.close().catch(() => {});
   equal(code, 1);
   match(

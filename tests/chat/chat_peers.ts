@@ -84,9 +84,9 @@ export async function waitUntil(
  * @param promise What to wait for.
  * @param timeoutMs How long to wait.
  * @param what Named in the timeout error.
- * @param onTimeout Called at the timeout, before the error is thrown: ends
- *   what `promise` waits for (closes a listener, kills a process), so that
- *   nothing is left running.
+ * @param onTimeout Called at the timeout to end what `promise` waits for
+ *   (close a listener, kill a process); `promise` is then waited for before
+ *   the error is thrown, so that nothing is left running.
  * @returns What `promise` resolved to.
  * @throws {Error} When `promise` did not settle in time.
  */
@@ -97,17 +97,26 @@ export async function within<T>(
   onTimeout?: () => void,
 ): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
+  let timedOut = false;
+  const timeout = new Promise<void>((resolve) => {
     timer = setTimeout(() => {
-      onTimeout?.();
-      reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`));
+      timedOut = true;
+      resolve();
     }, timeoutMs);
   });
   try {
-    return await Promise.race([promise, timeout]);
+    await Promise.race([promise.then(() => {}, () => {}), timeout]);
   } finally {
     clearTimeout(timer);
   }
+  if (timedOut) {
+    if (onTimeout) {
+      onTimeout();
+      await promise.catch(() => {});
+    }
+    throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+  }
+  return await promise;
 }
 
 /** A client speaking the wire protocol directly; `using` closes it. */
