@@ -135,34 +135,77 @@ Deno.test("event lines: the flush at exit gives up after its bound when nobody r
   equal(await lines.flush(1_000), true);
 });
 
-Deno.test("event lines: stdout and stderr on one pipe (2>&1) share one queue and keep their order past a full pipe", async () => {
-  const script = new URL("./_helpers/print_event_lines.ts", import.meta.url)
-    .pathname;
-  const pairs = 10_000; // ~130 KB: twice what the pipe holds
-  const child = new Deno.Command("sh", {
-    args: [
-      "-c",
-      `exec "$0" run --allow-read "${script}" ${pairs} 2>&1`,
-      Deno
-        .execPath(),
-    ],
-    stdout: "piped",
-    stderr: "null",
-    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
-  }).spawn();
-  // Not read for a while: the pipe fills, the rest waits in the queue(s).
-  await new Promise((resolve) => setTimeout(resolve, 1_000));
-  const output = await new Response(child.stdout).text();
-  equal((await child.status).code, 0);
-  const expected = Array.from(
-    { length: pairs },
-    (_, i) => `out ${i}\nerr ${i}\n`,
-  ).join("");
-  ok(
-    output === expected,
-    `out of order from ${firstDifference(output, expected)}`,
-  );
+Deno.test({
+  name:
+    "event lines: stdout and stderr on one pipe (2>&1) share one queue and keep their order past a full pipe",
+  ignore: Deno.build.os !== "linux", // tells a full pipe by /proc
+  async fn() {
+    const script = new URL("./_helpers/print_event_lines.ts", import.meta.url)
+      .pathname;
+    const pairs = 10_000; // ~130 KB: twice what the pipe holds
+    const child = new Deno.Command("sh", {
+      args: [
+        "-c",
+        `exec "$0" run --allow-read "${script}" ${pairs} 2>&1`,
+        Deno
+          .execPath(),
+      ],
+      stdout: "piped",
+      stderr: "null",
+      env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+    }).spawn();
+    // Not read until the child's writer waits on the full pipe: the rest of
+    // its lines are then in the queue, behind it.
+    const full = await waitForPipeWriter(child.pid, 20_000);
+    const output = await new Response(child.stdout).text();
+    equal((await child.status).code, 0);
+    ok(full, "the child never waited on a full pipe");
+    const expected = Array.from(
+      { length: pairs },
+      (_, i) => `out ${i}\nerr ${i}\n`,
+    ).join("");
+    ok(
+      output === expected,
+      `out of order from ${firstDifference(output, expected)}`,
+    );
+  },
 });
+
+/**
+ * Waits until a thread of process `pid` is blocked writing to a pipe that has
+ * no room (its kernel wait channel is `pipe_write`, `anon_pipe_write` on
+ * newer kernels), at most `timeoutMs`.
+ *
+ * @returns Whether it was seen before the timeout or the process's end.
+ */
+async function waitForPipeWriter(
+  pid: number,
+  timeoutMs: number,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    let tasks: Deno.DirEntry[];
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return false;
+      tasks = [...Deno.readDirSync(`/proc/${pid}/task`)];
+    } catch {
+      return false; // exited
+    }
+    for (const task of tasks) {
+      try {
+        const wchan = Deno.readTextFileSync(
+          `/proc/${pid}/task/${task.name}/wchan`,
+        );
+        if (/pipe_write/.test(wchan)) return true;
+      } catch {
+        // that thread ended
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return false;
+}
 
 /** Where two texts first differ, with a little of each. */
 function firstDifference(a: string, b: string): string {
