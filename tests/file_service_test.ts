@@ -15,6 +15,7 @@ import {
   FileServiceFrameDecoder,
   type FileServiceMessage,
   FileServiceProtocolError,
+  FRAME_HEADER_BYTES,
 } from "../protocol/file_service.ts";
 import { parseByteSize } from "../roles/cache/cache_server.ts";
 import {
@@ -23,8 +24,16 @@ import {
 } from "../roles/client/file_command.ts";
 import { FileServiceClient } from "../roles/client/file_session.ts";
 import { inputLines, LINE_TOO_LONG } from "../roles/client/file_input_lines.ts";
-import { storePath } from "../roles/file_service/file_store_names.ts";
+import {
+  ControlChannel,
+  KEEP_ALIVE_MS,
+} from "../roles/file_service/file_control.ts";
 import { parseSeconds } from "../roles/file_service/file_options.ts";
+import { storePath } from "../roles/file_service/file_store_names.ts";
+import {
+  newChannelTag,
+  receiveFile,
+} from "../roles/file_service/file_transfer.ts";
 import { UnsafeNameError, unsafeNameReason } from "../roles/file_names.ts";
 import { transportByName } from "../transport/registry.ts";
 import { readExact, writeAll } from "../transport/byte_io.ts";
@@ -305,6 +314,108 @@ Deno.test("file_service names: escapes and reserved names are refused", () => {
 
 // ---------------------------------------------------------------------------
 // End to end, over both transports
+
+/** A `get` sent to the cache by hand, after the cache's first message. */
+interface HandGet extends Disposable {
+  /** The cache's first message: `WAIT` while it is still resolving the name. */
+  first: FileServiceMessage;
+  /** Receives the file into the folder; returns the cache's `OK` text. */
+  answer(): Promise<string>;
+}
+
+/**
+ * Sends `get <name>` to the rig's cache on a control connection of its own
+ * and reads the cache's first message, which a client keeps to itself: a
+ * `WAIT` ({@linkcode KEEP_ALIVE_MS} after the request) says the cache is
+ * still resolving the name.
+ *
+ * @param rig The rig.
+ * @param dir Where {@linkcode HandGet.answer} saves the file.
+ * @param name The file.
+ * @param timeoutMs Bound on the first message.
+ * @returns The get, waiting for its answer.
+ */
+async function handGet(
+  rig: FileServiceRig,
+  dir: string,
+  name: string,
+  timeoutMs = 10 * KEEP_ALIVE_MS,
+): Promise<HandGet> {
+  const idleMs = 20_000;
+  const control = await ControlChannel.connect({
+    hostname: "127.0.0.1",
+    port: rig.cachePort,
+    what: "cache",
+    connectTimeoutMs: 5000,
+    idleMs,
+  });
+  try {
+    const tag = newChannelTag();
+    await control.send({ type: "get", tag, name });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      control.close();
+    }, timeoutMs);
+    let first: FileServiceMessage;
+    try {
+      const header = await readExact(
+        control.conn,
+        new Uint8Array(FRAME_HEADER_BYTES),
+      );
+      ok(header, "the cache closed the connection before any message");
+      const payload = await readExact(
+        control.conn,
+        new Uint8Array(decodeFrameLength(header)),
+      );
+      ok(payload, "the cache closed the connection mid-message");
+      first = decodeFileServiceMessage(payload);
+    } catch (error) {
+      if (!timedOut) throw error;
+      throw new Error(`No message from the cache within ${timeoutMs} ms`);
+    } finally {
+      clearTimeout(timer);
+    }
+    const answer = async () => {
+      const found = await control.expect("found");
+      using file = await Deno.open(join(dir, name), {
+        write: true,
+        createNew: true,
+      });
+      await using channel = await transportByName(rig.transport).openChannel(
+        control.conn,
+        tag,
+        { signal: AbortSignal.timeout(idleMs) },
+      );
+      const received = await receiveFile(channel, file, {
+        idleMs,
+        expectedSize: found.size,
+      });
+      equal(received.size, found.size);
+      equal(received.sha256, found.sha256);
+      return (await control.expect("ok")).text;
+    };
+    return { first, answer, [Symbol.dispose]: () => control.close() };
+  } catch (error) {
+    control.close();
+    throw error;
+  }
+}
+
+/**
+ * Awaits every promise, then throws the first rejection if there was one
+ * (nothing is left running behind a failure).
+ *
+ * @param promises The promises.
+ * @returns Their values.
+ */
+async function allSettledValues<T>(promises: Promise<T>[]): Promise<T[]> {
+  const results = await Promise.allSettled(promises);
+  for (const result of results) {
+    if (result.status === "rejected") throw result.reason;
+  }
+  return results.map((result) => (result as PromiseFulfilledResult<T>).value);
+}
 
 for (const transport of TRANSPORTS) {
   Deno.test(`file service over ${transport}: the SPEC §1 transcript, byte for byte`, async () => {
@@ -614,18 +725,30 @@ for (const transport of TRANSPORTS) {
     const dirs = await Promise.all(
       Array.from({ length: 10 }, (_, i) => rig.clientDir(`d${i}`)),
     );
-    const answers = await Promise.all(dirs.map(async (dir) => {
-      await using client = new FileServiceClient({ ...base, dir });
-      return await client.get("co.bin");
-    }));
-    for (const answer of answers) {
-      match(answer, /^File delivered from (origin|cache)\.$/);
+    // The origin stopped: the fetch that the first get starts cannot end,
+    // so every get the cache takes meanwhile joins it. A get's first message
+    // being a WAIT shows the cache took it and holds it.
+    rig.origin.kill("SIGSTOP");
+    const gets: HandGet[] = [];
+    try {
+      await allSettledValues(dirs.map(async (dir) => {
+        gets.push(await handGet(rig, dir, "co.bin"));
+      }));
+      deepEqual(gets.map((get) => get.first.type), Array(10).fill("wait"));
+      rig.origin.kill("SIGCONT");
+      const answers = await allSettledValues(gets.map((get) => get.answer()));
+      // README: gets that join a fetch in flight are told "from origin".
+      deepEqual(answers, Array(10).fill("File delivered from origin."));
+    } finally {
+      rig.origin.kill("SIGCONT");
+      for (const get of gets) get[Symbol.dispose]();
     }
     for (const dir of dirs) {
       equal(await sha256File(join(dir, "co.bin")), digest);
     }
-    // Every delivery is logged after the fetch it waited for.
+    // Every delivery is logged after the fetch it waited for, as a miss.
     await rig.cache.stdout.waitFor(/(get "co\.bin".*\n[^]*){10}/);
+    equal(logLines(rig.cache, /get "co\.bin".*: miss$/).length, 10);
     equal(logLines(rig.cache, /fetched "co\.bin"/).length, 1);
     await rig.origin.stdout.waitFor('get "co.bin"');
     equal(logLines(rig.origin, /get "co\.bin"/).length, 1);
