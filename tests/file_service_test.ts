@@ -1092,6 +1092,43 @@ Deno.test("file service over snw: SIGTERM stops the origin mid-upload and the ca
 });
 
 /**
+ * Waits until `proxy` froze its transfer; fails as soon as one of `roles`
+ * exits first (the transfer cannot get there any more), or after
+ * `timeoutMs`.
+ *
+ * @param proxy The proxy.
+ * @param roles The processes the transfer needs, by what they are.
+ * @param timeoutMs The bound.
+ */
+async function untilPaused(
+  proxy: PausingProxy,
+  roles: Record<string, RoleProcess>,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const point = "the proxy's pause point";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(
+        new Error(`The transfer did not reach ${point} within ${timeoutMs} ms`),
+      );
+    }, timeoutMs);
+  });
+  // Rejections after the race was decided are handled by the race.
+  const exited = Object.entries(roles).map(async ([what, role]) => {
+    const { code } = await role.child.status;
+    throw new Error(
+      `The ${what} exited (code ${code}) before the transfer reached ${point}:\n${role.stderr.text}`,
+    );
+  });
+  try {
+    await Promise.race([proxy.paused, timedOut, ...exited]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * A client in `dir` whose `command` stands paused after 1 MiB in a proxy in
  * front of the origin (a put) or the cache (a get); disposing it ends the
  * client and the proxy.
@@ -1116,16 +1153,21 @@ async function pausedCommand(
     ),
     { stdin: true },
   );
-  await client.write(`${command}\n`);
-  await proxy.paused;
-  return {
-    proxy,
-    client,
-    async [Symbol.asyncDispose]() {
-      await client[Symbol.asyncDispose]();
-      await proxy[Symbol.asyncDispose]();
-    },
+  const dispose = async () => {
+    await client[Symbol.asyncDispose]();
+    await proxy[Symbol.asyncDispose]();
   };
+  try {
+    await client.write(`${command}\n`);
+    await untilPaused(proxy, {
+      client,
+      [toward]: upload ? rig.origin : rig.cache,
+    });
+  } catch (error) {
+    await dispose();
+    throw error;
+  }
+  return { proxy, client, [Symbol.asyncDispose]: dispose };
 }
 
 /** A `put big.bin` (8 MiB, from the rig's client folder) paused at the origin. */
@@ -1375,7 +1417,11 @@ Deno.test("file service: the origin dying while the cache fetches leaves no part
       stdin: true,
     });
     await client.write("get big.bin\n");
-    await proxy!.paused;
+    await untilPaused(proxy!, {
+      client,
+      cache: rig.cache,
+      origin: rig.origin,
+    });
     rig.origin.kill("SIGKILL");
     await rig.origin.child.status;
     proxy!.cut();
