@@ -953,14 +953,59 @@ Deno.test("upload connect: tries every address in order; reports resolve and ref
   equal(looked, false, "a .invalid name is never looked up");
 });
 
-Deno.test("upload receiver: idle connections hold small read buffers; a streaming one grows its own", async () => {
+/**
+ * Wraps a connection so that every `read` records the size of the buffer it
+ * was given: what the receiver reads into, observed without a hook in it.
+ */
+function recordingReads(conn: Deno.TcpConn, sizes: number[]): Deno.TcpConn {
+  return new Proxy(conn, {
+    get(target, key) {
+      if (key === "read") {
+        return (buffer: Uint8Array) => {
+          sizes.push(buffer.length);
+          return target.read(buffer);
+        };
+      }
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+/**
+ * Wraps a listener so that each accepted connection records its reads
+ * ({@linkcode recordingReads}); `reads[i]` is connection i + 1's.
+ */
+function recordingListener(
+  listener: Deno.TcpListener,
+  reads: number[][],
+): Deno.TcpListener {
+  return new Proxy(listener, {
+    get(target, key) {
+      if (key === "accept") {
+        return async () => {
+          const conn = await target.accept();
+          const sizes: number[] = [];
+          reads.push(sizes);
+          return recordingReads(conn, sizes);
+        };
+      }
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+Deno.test("upload receiver: idle connections read into 4 KiB buffers; a streaming one doubles its own to 64 KiB and is stored whole", async () => {
   await using dir = await tempDir();
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const receiver = new UploadReceiver(listener, {
+  /** Per accepted connection, the buffer size of each of its reads. */
+  const reads: number[][] = [];
+  const receiver = new UploadReceiver(recordingListener(listener, reads), {
     dir: dir.path,
     idleTimeoutMs: 20_000,
   });
-  const port = (listener.addr as Deno.NetAddr).port;
+  const port = listener.addr.port;
   const conns: Deno.Conn[] = [];
   try {
     const before = Deno.memoryUsage().external;
@@ -970,27 +1015,43 @@ Deno.test("upload receiver: idle connections hold small read buffers; a streamin
       await conn.write(new Uint8Array([1]));
       conns.push(conn);
     }
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Each has had its byte read and waits in its next read.
+    const deadline = Date.now() + 10_000;
+    const waiting = () =>
+      reads.length === 200 && reads.every((sizes) => sizes.length >= 2);
+    while (!waiting() && Date.now() < deadline) await delay(10);
+    ok(waiting(), `reads of the idle uploads: ${JSON.stringify(reads)}`);
     const grown = Deno.memoryUsage().external - before;
     ok(grown < 4 * 1024 * 1024, `${grown} bytes more for 200 idle uploads`);
-    // One that streams 8 MiB is stored whole.
-    const big = crypto.getRandomValues(new Uint8Array(65536));
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    for (let i = 0; i < 128; i++) await writeAll(conn, big);
-    conn.close();
-    for (const idle of conns) idle.close();
-    conns.length = 0;
-    const deadline = Date.now() + 10_000;
-    let stored = 0;
-    while (Date.now() < deadline) {
-      stored = await Deno.stat(join(dir.path, "201.file")).then(
-        (info) => info.size,
-        () => 0,
+    for (const [i, sizes] of reads.entries()) {
+      ok(
+        sizes.every((size) => size === 4096),
+        `idle upload ${i + 1} read into ${sizes.join(", ")} bytes`,
       );
-      if (stored === 128 * 65536) break;
-      await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    equal(stored, 128 * 65536);
+    // One that streams 8 MiB of random bytes: its buffer doubles while
+    // reads fill it, and the file is stored whole.
+    const hash = createHash("sha256");
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      for (let i = 0; i < 128; i++) {
+        const block = crypto.getRandomValues(new Uint8Array(65536));
+        hash.update(block);
+        await writeAll(conn, block);
+      }
+      await conn.closeWrite();
+      // The receiver closes the connection once 201.file is in place.
+      equal(await waitForPeerClose(conn, 10_000), "eof");
+    } finally {
+      conn.close();
+    }
+    const streamed = [...new Set(reads[200])];
+    deepEqual(
+      streamed,
+      [4096, 8192, 16384, 32768, 65536],
+      `read buffer sizes of the streaming upload, in order: ${streamed}`,
+    );
+    equal(await sha256File(join(dir.path, "201.file")), hash.digest("hex"));
   } finally {
     for (const idle of conns) idle.close();
     receiver.shutdown();
