@@ -12,6 +12,7 @@
 import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
 import { join } from "node:path";
 import { resetQueuedConnections } from "./_helpers/reset_peers.ts";
+import { pollUntil, waitForSignalHandler } from "./_helpers/proc_status.ts";
 import { LossyRelay, type RelayOptions } from "../bench/relay.ts";
 import { seededRandom } from "../bench/seeded_random.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
@@ -669,10 +670,18 @@ Deno.test("repeat server: a stop signal while it hashes the reference ends it at
     create: true,
   });
   await big.truncate(8 * 1024 ** 3); // sparse: seconds to hash, no disk used
-  const server = startRole("server", ["repeat", "0", "big.bin"], {
+  await using server = startRole("server", ["repeat", "0", "big.bin"], {
     cwd: dir.path,
   });
-  await new Promise((resolve) => setTimeout(resolve, 700));
+  // Its stop handler in place, and the hash under way.
+  const pid = server.child.pid;
+  const path = await Deno.realPath(join(dir.path, "big.bin"));
+  await waitForSignalHandler(pid, "SIGTERM");
+  await pollUntil(
+    () => readPosition(pid, path) > 0,
+    10_000,
+    "the server to read big.bin",
+  );
   const started = Date.now();
   server.kill("SIGTERM");
   const done = await server.finished(30_000);
@@ -680,6 +689,24 @@ Deno.test("repeat server: a stop signal while it hashes the reference ends it at
   equal(done.stderr, "server: interrupted before the run started\n");
   ok(Date.now() - started < 2_000, `ended after ${Date.now() - started} ms`);
 });
+
+/**
+ * How far process `pid` has read into the file at `path` (the position of
+ * its descriptor of it, from `/proc/<pid>/fdinfo`), or -1 while it has none.
+ */
+function readPosition(pid: number, path: string): number {
+  try {
+    for (const fd of Deno.readDirSync(`/proc/${pid}/fd`)) {
+      const link = `/proc/${pid}/fd/${fd.name}`;
+      if (Deno.readLinkSync(link) !== path) continue;
+      const info = Deno.readTextFileSync(`/proc/${pid}/fdinfo/${fd.name}`);
+      return Number(info.match(/^pos:\s*(\d+)$/m)?.[1] ?? -1);
+    }
+  } catch {
+    // gone, or a descriptor closed while listed: look again
+  }
+  return -1;
+}
 
 Deno.test("repeat client over udp: copies without a receipt are said on stderr; none for the first 5 stops the run with exit 1", async () => {
   await using dir = await tempDir();

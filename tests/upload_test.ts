@@ -17,6 +17,11 @@ import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
 import { firstLine, freePort } from "./_helpers/ports.ts";
 import { resetQueuedConnections } from "./_helpers/reset_peers.ts";
 import {
+  pollUntil,
+  waitForSignalHandler,
+  waitForThreadIn,
+} from "./_helpers/proc_status.ts";
+import {
   type RoleProcess,
   runRole,
   startRole,
@@ -495,12 +500,14 @@ Deno.test("upload client: a stop signal while it opens a FIFO that has no writer
   const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
   ok(made.success, "mkfifo");
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const client = startRole("client", [
+  await using client = startRole("client", [
     "127.0.0.1",
     String(listener.addr.port),
     fifo,
   ]);
-  await delay(500); // blocked opening the FIFO
+  // Its stop handler in place, and blocked opening the FIFO.
+  await waitForSignalHandler(client.child.pid, "SIGTERM");
+  await waitForThreadIn(client.child.pid, "wait_for_partner");
   await assertStoppedBy(client, "SIGTERM", 3_000);
 });
 
@@ -572,16 +579,35 @@ Deno.test("upload client: a stop signal while connecting ends it at once, not at
   const file = join(src.path, "f.bin");
   await Deno.writeFile(file, new Uint8Array(10));
   await using blackhole = await FullBacklogPort.start(); // connects hang
-  const client = startRole("client", [
+  await using client = startRole("client", [
     "127.0.0.1",
     String(blackhole.port),
     file,
     "--timeout",
     "30",
   ]);
-  await new Promise((resolve) => setTimeout(resolve, 1000)); // connecting
+  // Its stop handler in place, and its SYN unanswered.
+  await waitForSignalHandler(client.child.pid, "SIGINT");
+  await pollUntil(
+    () => connectingTo(blackhole.port),
+    10_000,
+    "a connect in SYN_SENT",
+  );
   await assertStoppedBy(client, "SIGINT", 3_000);
 });
+
+/**
+ * Whether a TCP connect to 127.0.0.1:`port` is under way (`SYN_SENT` in
+ * `/proc/net/tcp`).
+ */
+async function connectingTo(port: number): Promise<boolean> {
+  const table = await Deno.readTextFile("/proc/net/tcp");
+  return table.split("\n").slice(1).some((line) => {
+    const fields = line.trim().split(/\s+/);
+    const remotePort = parseInt(fields[2]?.split(":")[1] ?? "", 16);
+    return fields[3] === "02" && remotePort === port; // 02: SYN_SENT
+  });
+}
 
 /**
  * Sends `signal` to an upload client and checks that it ends within
