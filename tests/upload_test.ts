@@ -47,6 +47,7 @@ import {
   startUploadServer,
   waitForContent,
   waitForPeerClose,
+  within,
   writeAllTo,
 } from "./upload/upload_harness.ts";
 
@@ -405,9 +406,8 @@ Deno.test("upload client: a server that accepts but never reads gives ERROR: aft
   await Deno.writeFile(file, new Uint8Array(0));
   await Deno.truncate(file, 64 * MiB);
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const accepted = listener.accept();
   const timeoutMs = 1000;
-  const client = startRole("client", [
+  await using client = startRole("client", [
     "127.0.0.1",
     String(listener.addr.port),
     file,
@@ -415,7 +415,7 @@ Deno.test("upload client: a server that accepts but never reads gives ERROR: aft
     String(timeoutMs),
   ]);
   const started = Date.now();
-  const conn = await accepted;
+  const conn = await within(listener.accept(), 10_000, "the client's connect");
   try {
     const result = await client.finished(20_000);
     const elapsed = Date.now() - started;
@@ -436,18 +436,19 @@ Deno.test("upload client: a stop signal mid-upload gives one ERROR: line and exi
   await Deno.writeFile(file, new Uint8Array(0));
   await Deno.truncate(file, 64 * MiB); // more than the socket buffers take
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const accepted = listener.accept();
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    const client = startRole("client", [
+    await using client = startRole("client", [
       "127.0.0.1",
       String(listener.addr.port),
       file,
       "--timeout-ms",
       "30000",
     ]);
-    const conn = signal === "SIGTERM"
-      ? await accepted
-      : await listener.accept();
+    const conn = await within(
+      listener.accept(),
+      10_000,
+      `the client's connect (${signal})`,
+    );
     try {
       await new Promise((resolve) => setTimeout(resolve, 300)); // stalled now
       await assertStoppedBy(client, signal, 5_000);
@@ -536,7 +537,7 @@ Deno.test("upload client: a receiver that half-closes first (FIN at accept) stil
     { timeoutMs: 20_000 },
   );
   equal(result.code, 0, result.stderr);
-  deepEqual(await received, {
+  deepEqual(await within(received, 10_000, "the upload's end"), {
     bytes: 3 * MiB,
     sha256: await sha256File(file),
   });
@@ -562,7 +563,7 @@ Deno.test("upload client: a receiver that reads everything but never closes give
     "--timeout-ms",
     "1000",
   ], { timeoutMs: 20_000 });
-  const { conn, bytes } = await reading;
+  const { conn, bytes } = await within(reading, 10_000, "the upload's end");
   conn.close();
   equal(bytes, 100_000);
   equal(result.code, 1);
