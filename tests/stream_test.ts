@@ -1218,8 +1218,8 @@ Deno.test("stream server: a client that reads with recv(1024) until it has the s
   const port = freePort();
   await using _server = await startSockkitServer(dir.path, port);
   const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-  for (const size of [1, 1025, 300_001]) {
-    await writeTestFile(join(dir.path, `f${size}`), size, size);
+  /** One GET read the typical student way, and what it saw. */
+  const download = async (size: number) => {
     using peer = await RawPeer.connect(port);
     equal(decode(await peer.recv(1024)), "READY");
     await peer.send(`GET f${size}`);
@@ -1230,17 +1230,39 @@ Deno.test("stream server: a client that reads with recv(1024) until it has the s
     // The typical student loop: recv(1024) while fewer than size bytes.
     let got = 0;
     let first = 0;
+    let last = 0;
     while (got < size) {
       const bytes = await peer.recv(1024);
       if (bytes.length === 0) break;
-      if (got === 0) first = performance.now();
+      last = performance.now();
+      if (got === 0) first = last;
       got += bytes.length;
     }
-    // A short last block is not held back by Nagle's algorithm (~40 ms,
-    // until the peer's delayed ACK), which ate most of the pause before DONE.
-    const spread = performance.now() - first;
-    if (size === 1025) ok(spread < 30, `last block ${spread} ms after first`);
-    equal(got, size, `f${size}: DONE was read as data`);
-    equal(decode(await peer.recv(1024)), "DONE");
+    // Read past the data, DONE is gone: the server closes after it.
+    const done = got === size ? decode(await peer.recv(1024)) : "";
+    return { got, spreadMs: Math.round(last - first), done };
+  };
+  for (const size of [1, 1025, 300_001]) {
+    await writeTestFile(join(dir.path, `f${size}`), size, size);
+    // The server's 50 ms pause keeps DONE apart from the data only for a
+    // reader that keeps up: a test descheduled that long reads past the
+    // data by itself. So a size passes when one of up to five downloads
+    // gets the data and then DONE; without the pause (or for 1025 bytes,
+    // with Nagle holding the last block back ~40 ms of it) every one fails.
+    const seen: Awaited<ReturnType<typeof download>>[] = [];
+    const apart = ({ got, done, spreadMs }: typeof seen[number]) =>
+      got === size && done === "DONE" &&
+      // A short last block is not held back by Nagle's algorithm (~40 ms,
+      // until the peer's delayed ACK), which ate most of the pause.
+      (size !== 1025 || spreadMs < 30);
+    while (seen.length < 5 && !seen.some(apart)) {
+      seen.push(await download(size));
+    }
+    ok(
+      seen.some(apart),
+      `f${size}: no download read the data promptly, then DONE: ${
+        JSON.stringify(seen)
+      }`,
+    );
   }
 });
