@@ -1160,27 +1160,27 @@ Deno.test("stream client: queued behind another client, it waits for its turn pa
   // The server is busy with this connection until it closes.
   using holder = await RawPeer.connect(port);
   equal(await holder.readText(5), "READY");
-  const queued = runRole("client", [
+  await using queued = startRole("client", [
     "127.0.0.1",
     String(port),
     "GET",
     "f.bin",
     "--idle-timeout",
     "0.3",
-  ], { cwd: clientDir.path, timeoutMs: 20_000 });
-  await delay(1_500); // five idle timeouts in the queue
+  ], { cwd: clientDir.path });
+  // A note, not an error: on stderr, after one idle timeout in the queue.
+  const note =
+    "client: no READY from the server after 0.3 s: it serves one client at a time, so this one waits its turn (--ready-timeout SEC bounds the wait)\n";
+  await queued.stderr.waitFor(note, 10_000);
+  await delay(1_200); // four idle timeouts more
   holder.close();
-  const outcome = await queued;
-  equal(outcome.code, 0, outcome.stderr);
+  const outcome = await queued.finished(20_000);
+  equal(outcome.code, 0, outcome.stdout + outcome.stderr);
   equal(
     outcome.stdout,
     "client receiving file f.bin (100000 bytes)\nComplete\n",
   );
-  // A note, not an error: on stderr.
-  equal(
-    outcome.stderr,
-    "client: no READY from the server after 0.3 s: it serves one client at a time, so this one waits its turn (--ready-timeout SEC bounds the wait)\n",
-  );
+  equal(outcome.stderr, note);
   equal(
     await sha256File(join(clientDir.path, "f.bin")),
     await sha256File(join(serverDir.path, "f.bin")),
