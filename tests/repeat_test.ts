@@ -769,9 +769,12 @@ Deno.test("repeat over tcp and snw: a peer that connects and sends nothing holds
   await writeTestFile(join(dir.path, "f.bin"), 5000, 3);
   for (const transport of ["tcp", "snw"] as const) {
     const common = ["--times", "2", "--transport", transport];
+    // A peer that held up the run would do so for its idle timeout, 10 s:
+    // well past the bounds below, which leave a busy machine 8 s to start
+    // the client and run it.
     await using server = await startRepeatServer(
       "f.bin",
-      [...common, "--dir", "copies", "--idle-timeout", "5000"],
+      [...common, "--dir", "copies", "--idle-timeout", "10000"],
       { cwd: dir.path, env: SNW_ENV },
     );
     const at = { hostname: "127.0.0.1", port: server.port };
@@ -789,11 +792,11 @@ Deno.test("repeat over tcp and snw: a peer that connects and sends nothing holds
     const done = await server.process.finished(30_000);
     const ms = Date.now() - started;
     equal(done.code, 0, `${transport}: ${done.stderr}`);
-    ok(ms < 4_000, `${transport}: the run took ${ms} ms`);
+    ok(ms < 8_000, `${transport}: the run took ${ms} ms`);
     const times = [...done.stdout.matchAll(/to receive .* time is: ([\d.]+)/g)]
       .map((match) => Number(match[1]));
     equal(times.length, 2, done.stdout);
-    ok(times.every((t) => t < 3_000), `${transport}: ${times.join(", ")} ms`);
+    ok(times.every((t) => t < 5_000), `${transport}: ${times.join(", ")} ms`);
   }
 });
 
@@ -1155,9 +1158,10 @@ Deno.test("repeat server: a peer's name with control characters is printed escap
 Deno.test("repeat server: a copy queued behind a peer that sent its header and stalled is not timed with that wait", async () => {
   await using dir = await tempDir();
   await writeTestFile(join(dir.path, "f.bin"), 3000, 4);
+  // Copy 1 holds the turn until the test ends it, well before this timeout.
   await using server = await startRepeatServer(
     "f.bin",
-    ["--times", "2", "--dir", "copies", "--idle-timeout", "1500"],
+    ["--times", "2", "--dir", "copies", "--idle-timeout", "20000"],
     { cwd: dir.path },
   );
   // Copy 1: a header announcing 3000 bytes, then nothing.
@@ -1174,24 +1178,40 @@ Deno.test("repeat server: a copy queued behind a peer that sent its header and s
     hostname: "127.0.0.1",
     port: server.port,
   });
+  let closed = false;
   try {
     await stalled.write(start);
     await server.process.stdout.waitFor("for the 1st time");
-    // Copy 2, while copy 1 holds the turn until its idle timeout.
-    const client = await runRepeatClient(
-      server.port,
-      ["--times", "1"],
-      dir.path,
+    // Copy 2 connects, and the server has accepted it ...
+    await using client = startRole("client", [
+      "repeat",
+      "127.0.0.1",
+      String(server.port),
+      "f.bin",
+      "--times",
+      "1",
+    ], { cwd: dir.path });
+    await client.stdout.waitFor("I am sending file");
+    await pollUntil(
+      async () => (await acceptQueue(server.port)) === 0,
+      10_000,
+      "the server to accept copy 2",
     );
-    equal(client.code, 0, client.stderr);
+    // ... and waits this long for its turn, until copy 1's peer leaves.
+    const waitMs = 1_500;
+    await new Promise((resolve) => setTimeout(resolve, waitMs));
+    stalled.close();
+    closed = true;
+    const sent = await client.finished(30_000);
+    equal(sent.code, 0, sent.stderr);
     const result = await server.process.finished(30_000);
     equal(result.code, 0, result.stderr);
     const second = /for 2nd time is: ([\d.]+)$/m.exec(result.stdout);
     ok(second, result.stdout);
-    ok(Number(second[1]) < 1000, `copy 2 took ${second[1]} ms`);
+    ok(Number(second[1]) < waitMs / 2, `copy 2 took ${second[1]} ms`);
     match(result.stdout, /^1 of 2 incorrect \(50%\)$/m);
   } finally {
-    stalled.close();
+    if (!closed) stalled.close();
   }
 });
 
