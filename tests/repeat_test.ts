@@ -1215,6 +1215,50 @@ Deno.test("repeat server: a copy queued behind a peer that sent its header and s
   }
 });
 
+Deno.test("repeat client: a host name is resolved, and every connecting line shows its IP address (SPEC §2)", async () => {
+  await using dir = await tempDir();
+  await writeTestFile(join(dir.path, "f.bin"), 2000, 6);
+  await using server = await startRepeatServer(
+    "f.bin",
+    ["--times", "2", "--dir", "copies"],
+    { cwd: dir.path },
+  );
+  const sent = await runRole("client", [
+    "repeat",
+    "localhost",
+    String(server.port),
+    "f.bin",
+    "--times",
+    "2",
+  ], { cwd: dir.path, timeoutMs: 30_000 });
+  equal(sent.code, 0, sent.stderr);
+  assertLines(
+    sent.stdout,
+    expectedClientLines("127.0.0.1", "f.bin", 2),
+    "client",
+  );
+  const done = await server.process.finished(30_000);
+  equal(done.code, 0, done.stderr);
+  match(done.stdout, /^0 of 2 incorrect \(0%\)$/m);
+});
+
+Deno.test("repeat client: a host that does not resolve is one line and exit 1, before anything is sent", async () => {
+  await using dir = await tempDir();
+  await writeTestFile(join(dir.path, "f.bin"), 100, 6);
+  // A label over 63 bytes: the resolver refuses the name itself and sends
+  // no query (a plain unknown name would go to the configured DNS server).
+  const host = `${"x".repeat(64)}.invalid`;
+  const result = await runRole("client", [
+    "repeat",
+    host,
+    "9",
+    "f.bin",
+  ], { cwd: dir.path, timeoutMs: 10_000 });
+  equal(result.code, 1, result.stderr);
+  equal(result.stdout, "");
+  match(result.stderr, new RegExp(`^client: Cannot resolve "${host}": .+\n$`));
+});
+
 Deno.test("repeat client: a name whose stored copies (<n>_<name>) would pass 255 bytes is refused before anything is sent", async () => {
   await using dir = await tempDir();
   const name = "n".repeat(252); // 3 digits + "_" + 252 = 256 bytes
