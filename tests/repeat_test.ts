@@ -490,6 +490,95 @@ for (const transport of TRANSPORTS) {
   });
 }
 
+/**
+ * A UDP relay on 127.0.0.1 in front of a raw-udp repeat server that drops
+ * every datagram of copy `lost` and forwards the rest; the server's
+ * receipts go back to the client socket that sent last (one per copy).
+ */
+function copyDroppingRelay(serverPort: number, lost: number) {
+  const socket = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  const server: Deno.NetAddr = {
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: serverPort,
+  };
+  const stats = { dropped: 0 };
+  const copyOf = (bytes: Uint8Array) => {
+    try {
+      return decodeRawDatagram(bytes).seq;
+    } catch {
+      return undefined; // not a raw datagram: the server judges it
+    }
+  };
+  const relaying = (async () => {
+    let client: Deno.Addr | undefined;
+    try {
+      while (true) {
+        const [bytes, from] = await socket.receive();
+        if ((from as Deno.NetAddr).port === serverPort) {
+          if (client) await socket.send(bytes, client);
+          continue;
+        }
+        client = from;
+        if (copyOf(bytes) === lost) stats.dropped++;
+        else await socket.send(bytes, server);
+      }
+    } catch {
+      // closed
+    }
+  })();
+  return {
+    port: (socket.addr as Deno.NetAddr).port,
+    stats,
+    async [Symbol.asyncDispose]() {
+      socket.close();
+      await relaying;
+    },
+  };
+}
+
+Deno.test("raw udp: a copy of which no datagram arrives gets the line I never received file “xyz” for the nth time, and counts as incorrect", async () => {
+  await using dir = await tempDir();
+  await writeTestFile(join(dir.path, "f.bin"), 3000, 7);
+  const common = ["--times", "3", "--transport", "udp"];
+  await using server = await startRepeatServer(
+    "f.bin",
+    [...common, "--dir", "copies", "--idle-timeout", "300"],
+    { cwd: dir.path },
+  );
+  await using relay = copyDroppingRelay(server.port, 2);
+  const sent = await runRole("client", [
+    "repeat",
+    "127.0.0.1",
+    String(relay.port),
+    "f.bin",
+    ...common,
+    "--idle-timeout",
+    "100",
+  ], { cwd: dir.path, timeoutMs: 30_000 });
+  equal(sent.code, 0, sent.stderr);
+  match(sent.stderr, /^client: copy 2: no receipt from /m);
+  ok(relay.stats.dropped > 0, "copy 2 was sent, and dropped");
+  const done = await server.process.finished(30_000);
+  equal(done.code, 0, done.stderr);
+  const expected = expectedServerLines("udp", "f.bin", 3, 1);
+  // Copy 2's starting, finishing and time lines become the one line.
+  expected.splice(5, 3, /^I never received file “f\.bin” for the 2nd time$/);
+  assertLines(done.stdout, expected, "server");
+  equal(assertAverageIsMean(done.stdout).length, 2);
+  const copies = [...Deno.readDirSync(join(dir.path, "copies"))]
+    .map((entry) => entry.name).sort();
+  deepEqual(copies, ["001_f.bin", "003_f.bin"]);
+  const sha = await sha256File(join(dir.path, "f.bin"));
+  for (const name of copies) {
+    equal(await sha256File(join(dir.path, "copies", name)), sha, name);
+  }
+});
+
 Deno.test("raw udp through the relay at 20% loss: errors > 0, counted right, and the run ends", async () => {
   await using dir = await tempDir();
   await writeTestFile(join(dir.path, "xyz.txt"), 20_000, 8);
