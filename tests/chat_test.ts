@@ -31,6 +31,7 @@ import {
   startRole,
 } from "./_helpers/role_process.ts";
 import { freePort } from "./_helpers/ports.ts";
+import { peakRssKiB } from "./_helpers/proc_status.ts";
 import {
   RawPeer,
   startChatServer,
@@ -932,11 +933,6 @@ Deno.test("chat server: a spool folder that cannot be made costs that one file (
   const message = await bob.nextMessage();
   equal(message?.type, "forward_message");
 });
-
-function peakRssKiB(pid: number): number {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  return Number(status.match(/VmHWM:\s+(\d+) kB/)?.[1] ?? 0);
-}
 
 Deno.test({
   name:

@@ -40,6 +40,7 @@ import { readExact, writeAll } from "../transport/byte_io.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
 import { FullBacklogPort } from "./_helpers/full_backlog.ts";
 import { freePort } from "./_helpers/ports.ts";
+import { peakRssKiB } from "./_helpers/proc_status.ts";
 import {
   type RoleProcess,
   runRole,
@@ -758,6 +759,39 @@ for (const transport of TRANSPORTS) {
 // ---------------------------------------------------------------------------
 // The cache's bound, persistence, and failures (tcp: the logic is above the
 // transport; snw runs the same code paths in the tests above)
+
+Deno.test({
+  name:
+    "file service over tcp: a 128 MiB put, miss and hit leave the origin's and the cache's memory flat (streamed, never held whole)",
+  ignore: Deno.build.os !== "linux", // reads /proc
+  async fn() {
+    const size = 128 * MiB;
+    await using rig = await FileServiceRig.start("tcp");
+    const up = await rig.clientDir("uploader");
+    const down = await rig.clientDir("downloader");
+    await writeTestFile(join(up, "big.bin"), size, 13);
+    const digest = await sha256File(join(up, "big.bin"));
+    const origin = rig.origin.child.pid;
+    const cache = rig.cache.child.pid;
+    const before = { origin: peakRssKiB(origin), cache: peakRssKiB(cache) };
+    const put = await rig.session(up, "put big.bin\n");
+    equal(put.stderr, "");
+    const run = await rig.session(down, "get big.bin\nget big.bin\nquit\n");
+    equal(run.stderr, "");
+    match(run.stdout, /from origin\.[^]*from cache\./);
+    equal(await sha256File(join(rig.originDir, "big.bin")), digest);
+    equal(await sha256File(join(rig.cacheDir, "big.bin")), digest);
+    equal(await sha256File(join(down, "big.bin")), digest);
+    // Holding the file whole would add at least its 128 MiB.
+    for (const [role, pid] of [["origin", origin], ["cache", cache]] as const) {
+      const growthMiB = (peakRssKiB(pid) - before[role]) / 1024;
+      ok(
+        growthMiB < 48,
+        `${role} peak RSS grew by ${growthMiB.toFixed(1)} MiB`,
+      );
+    }
+  },
+});
 
 Deno.test("file service: LRU eviction at --max-bytes, contents survive a restart", async () => {
   await using rig = await FileServiceRig.start("tcp", {

@@ -33,6 +33,7 @@ import {
 } from "../roles/stream/stream_options.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
 import { freePort } from "./_helpers/ports.ts";
+import { peakRssKiB } from "./_helpers/proc_status.ts";
 import {
   type RoleProcess,
   runRole,
@@ -688,6 +689,39 @@ Deno.test("stream: exact transcripts, -v lines and a 20 MiB binary round trip", 
   ]);
   equal(server.stderr.lines.length, 1, server.stderr.text);
   match(server.stderr.text, /ERROR: big\.bin does not exist/);
+});
+
+Deno.test({
+  name:
+    "stream server: a 128 MiB PUT and GET leave its memory flat (the file is streamed, never held whole)",
+  ignore: Deno.build.os !== "linux", // reads /proc
+  async fn() {
+    await using serverDir = await tempDir();
+    await using clientDir = await tempDir();
+    await using fetchDir = await tempDir();
+    const port = freePort();
+    await using server = await startSockkitServer(serverDir.path, port);
+    const at = ["127.0.0.1", String(port)];
+    const size = 128 * 1024 * 1024;
+    await writeTestFile(join(clientDir.path, "big.bin"), size, 5);
+    const digest = await sha256File(join(clientDir.path, "big.bin"));
+    const before = peakRssKiB(server.child.pid);
+    expectOutcome(
+      await sockkitClient(clientDir.path, [...at, "PUT", "big.bin"]),
+      "ok",
+      [`client sending file big.bin (${size} bytes)`, "Complete"],
+    );
+    expectOutcome(
+      await sockkitClient(fetchDir.path, [...at, "GET", "big.bin"]),
+      "ok",
+      [`client receiving file big.bin (${size} bytes)`, "Complete"],
+    );
+    equal(await sha256File(join(serverDir.path, "big.bin")), digest);
+    equal(await sha256File(join(fetchDir.path, "big.bin")), digest);
+    // Holding the file whole would add at least its 128 MiB.
+    const growthMiB = (peakRssKiB(server.child.pid) - before) / 1024;
+    ok(growthMiB < 48, `server peak RSS grew by ${growthMiB.toFixed(1)} MiB`);
+  },
 });
 
 Deno.test("stream server: a client that sends nothing but line ends is cut off, and the next client is served", async () => {

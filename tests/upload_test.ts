@@ -17,6 +17,7 @@ import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
 import { firstLine, freePort } from "./_helpers/ports.ts";
 import { resetQueuedConnections } from "./_helpers/reset_peers.ts";
 import {
+  peakRssKiB,
   pollUntil,
   waitForSignalHandler,
   waitForThreadIn,
@@ -88,6 +89,33 @@ Deno.test("upload: 500 B, 1 MiB and 20 MiB each arrive as the only file 1.file",
       `content for ${size} B`,
     );
   }
+});
+
+Deno.test({
+  name:
+    "upload: a 128 MiB upload leaves the receiver's memory flat (written as it arrives, never held whole)",
+  ignore: Deno.build.os !== "linux", // reads /proc
+  async fn() {
+    await using src = await tempDir();
+    await using out = await tempDir();
+    const file = join(src.path, "big.bin");
+    await writeTestFile(file, 128 * MiB, 12);
+    await using server = await startUploadServer(out.path);
+    const before = peakRssKiB(server.role.child.pid);
+    const result = await runRole(
+      "client",
+      ["127.0.0.1", String(server.port), file],
+      { timeoutMs: 60_000 },
+    );
+    equal(result.code, 0, result.stderr);
+    equal(
+      await sha256File(join(out.path, "1.file")),
+      await sha256File(file),
+    );
+    // Holding the upload whole would add at least its 128 MiB.
+    const growthMiB = (peakRssKiB(server.role.child.pid) - before) / 1024;
+    ok(growthMiB < 48, `receiver peak RSS grew by ${growthMiB.toFixed(1)} MiB`);
+  },
 });
 
 Deno.test("upload: 10 sequential clients of mixed sizes become 1.file … 10.file", async () => {

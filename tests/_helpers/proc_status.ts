@@ -103,3 +103,16 @@ export async function waitForThreadIn(
   };
   await pollUntil(sleepsThere, timeoutMs, `a thread of ${pid} in ${wchan}`);
 }
+
+/**
+ * The peak resident set size of process `pid` so far (`VmHWM`).
+ *
+ * @param pid The process (still running).
+ * @returns KiB.
+ */
+export function peakRssKiB(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const kib = status.match(/VmHWM:\s+(\d+) kB/)?.[1];
+  if (kib === undefined) throw new Error(`no VmHWM for process ${pid}`);
+  return Number(kib);
+}
