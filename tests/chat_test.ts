@@ -31,7 +31,7 @@ import {
   startRole,
 } from "./_helpers/role_process.ts";
 import { freePort } from "./_helpers/ports.ts";
-import { peakRssKiB } from "./_helpers/proc_status.ts";
+import { peakRssKiB, waitForSignalHandler } from "./_helpers/proc_status.ts";
 import {
   RawPeer,
   startChatServer,
@@ -863,40 +863,44 @@ async function treeOf(dir: string, prefix = ""): Promise<string[]> {
   return names.sort();
 }
 
-Deno.test("chat server: a stop removes every spooled file (files queued to a stalled client, an upload cut off)", async () => {
-  await using tmp = await tempDir();
-  await using server = await startChatServer([], { TMPDIR: tmp.path });
-  using _stalled = await RawPeer.join(server.port, "stalled"); // never reads
-  using sender = await RawPeer.join(server.port, "sender");
-  await server.process.stdout.waitFor("join: sender\n");
-  const content = new Uint8Array(2_000_000).fill(7);
-  for (let i = 0; i < 3; i++) {
-    await sender.write(encodeFile(
-      { type: "send_file", users: ["stalled"], fileName: `f${i}.bin` },
+// Every stop signal the README lists for the chat server.
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const) {
+  Deno.test(`chat server: ${signal} exits 0 and removes every spooled file (files queued to a stalled client, an upload cut off)`, async () => {
+    await using tmp = await tempDir();
+    await using server = await startChatServer([], { TMPDIR: tmp.path });
+    using _stalled = await RawPeer.join(server.port, "stalled"); // never reads
+    using sender = await RawPeer.join(server.port, "sender");
+    await server.process.stdout.waitFor("join: sender\n");
+    const content = new Uint8Array(2_000_000).fill(7);
+    for (let i = 0; i < 3; i++) {
+      await sender.write(encodeFile(
+        { type: "send_file", users: ["stalled"], fileName: `f${i}.bin` },
+        content,
+      ));
+    }
+    await waitUntil(
+      () => countLines(server.process.stdout.text, "file: sender") === 3,
+      "three files spooled",
+    );
+    const cut = encodeFile(
+      { type: "send_file", users: ["stalled"], fileName: "cut.bin" },
       content,
-    ));
-  }
-  await waitUntil(
-    () => countLines(server.process.stdout.text, "file: sender") === 3,
-    "three files spooled",
-  );
-  const cut = encodeFile(
-    { type: "send_file", users: ["stalled"], fileName: "cut.bin" },
-    content,
-  );
-  await sender.write(cut.subarray(0, cut.length / 2));
-  // The cut upload's spool file next to those still queued to "stalled".
-  const spooled = async () => (await treeOf(tmp.path)).length;
-  const deadline = Date.now() + 15_000;
-  while (await spooled() < 3 && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  ok(await spooled() >= 3, (await treeOf(tmp.path)).join(", "));
-  server.process.kill("SIGTERM");
-  const done = await server.process.finished();
-  equal(done.code, 0, done.stderr);
-  deepEqual(await treeOf(tmp.path), []);
-});
+    );
+    await sender.write(cut.subarray(0, cut.length / 2));
+    // The cut upload's spool file next to those still queued to "stalled".
+    const spooled = async () => (await treeOf(tmp.path)).length;
+    const deadline = Date.now() + 15_000;
+    while (await spooled() < 3 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    ok(await spooled() >= 3, (await treeOf(tmp.path)).join(", "));
+    await waitForSignalHandler(server.process.child.pid, signal);
+    server.process.kill(signal);
+    const done = await server.process.finished();
+    equal(done.code, 0, done.stderr);
+    deepEqual(await treeOf(tmp.path), []);
+  });
+}
 
 Deno.test("chat server: a spool folder that cannot be made costs that one file (said on stderr); the server goes on and the next upload tries again", async () => {
   await using tmp = await tempDir();

@@ -35,12 +35,17 @@ import {
   receiveFile,
 } from "../roles/file_service/file_transfer.ts";
 import { UnsafeNameError, unsafeNameReason } from "../roles/file_names.ts";
+import { isTempName } from "../roles/partial_file.ts";
 import { transportByName } from "../transport/registry.ts";
 import { readExact, writeAll } from "../transport/byte_io.ts";
 import { sha256File, tempDir, writeTestFile } from "./_helpers/files.ts";
 import { FullBacklogPort } from "./_helpers/full_backlog.ts";
 import { freePort } from "./_helpers/ports.ts";
-import { peakRssKiB } from "./_helpers/proc_status.ts";
+import {
+  peakRssKiB,
+  pollUntil,
+  waitForSignalHandler,
+} from "./_helpers/proc_status.ts";
 import {
   type RoleProcess,
   runRole,
@@ -1417,6 +1422,93 @@ Deno.test("file service: killing the cache mid-delivery leaves no partial file",
   );
   deepEqual(await listDir(down), []);
 });
+
+/** The temporary files (`.<name>.part-<8 hex>`) in `dir`. */
+async function tempFiles(dir: string): Promise<string[]> {
+  return (await listDir(dir)).filter(isTempName);
+}
+
+/**
+ * Waits until `dir` holds a temporary file (a transfer's bytes may still
+ * sit in a socket buffer when the proxy pauses).
+ *
+ * @param dir The role's folder.
+ * @param what The role, for the message.
+ */
+async function untilTempFile(dir: string, what: string): Promise<void> {
+  await pollUntil(
+    async () => (await tempFiles(dir)).length > 0,
+    10_000,
+    `a temporary file in the ${what}'s folder`,
+  );
+}
+
+// Every stop signal README.md and docs/file_service.md list for the servers
+// (the snw test above stops both with SIGTERM at SNW's pace).
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const) {
+  Deno.test(`file service: ${signal} stops the cache mid-fetch and the origin mid-upload with exit 0 and removes their temporary files`, async () => {
+    let fetch: PausingProxy | undefined;
+    try {
+      await using rig = await FileServiceRig.start("tcp", {
+        cacheOriginPort: (originPort) => {
+          fetch = PausingProxy.start({
+            targetPort: originPort,
+            direction: "from-target",
+            pauseAfter: MiB,
+          });
+          return fetch.port;
+        },
+      });
+      const dir = await rig.clientDir();
+      await writeTestFile(join(dir, "big.bin"), 8 * MiB, 11);
+      await Deno.copyFile(
+        join(dir, "big.bin"),
+        join(rig.originDir, "there.bin"),
+      );
+      // The cache mid-fetch: the origin's bytes frozen after 1 MiB.
+      {
+        await using client = rig.startClient(dir);
+        await client.write("get there.bin\n");
+        await untilPaused(fetch!, {
+          client,
+          cache: rig.cache,
+          origin: rig.origin,
+        });
+        await untilTempFile(rig.cacheDir, "cache");
+        await waitForSignalHandler(rig.cache.child.pid, signal);
+        rig.cache.kill(signal);
+        const stopped = await rig.cache.finished();
+        equal(stopped.code, 0, `cache exit ${stopped.code}: ${stopped.stderr}`);
+        deepEqual(await listDir(rig.cacheDir), [".sockkit-cache-index.json"]);
+        await client.stderr.waitFor(/Error: Cannot get "there\.bin": .+\n/);
+      }
+      // The origin mid-upload: the client's bytes frozen after 1 MiB.
+      await using paused = await pausedCommand(
+        rig,
+        dir,
+        "put big.bin",
+        "origin",
+      );
+      await untilTempFile(rig.originDir, "origin");
+      await waitForSignalHandler(rig.origin.child.pid, signal);
+      rig.origin.kill(signal);
+      const stopped = await rig.origin.finished();
+      equal(stopped.code, 0, `origin exit ${stopped.code}: ${stopped.stderr}`);
+      deepEqual(await tempFiles(rig.originDir), []);
+      ok(!(await listDir(rig.originDir)).includes("big.bin"));
+      equal(
+        await sha256File(join(rig.originDir, "there.bin")),
+        await sha256File(join(dir, "big.bin")),
+      );
+      paused.proxy.cut();
+      await paused.client.stderr.waitFor(
+        /Error: Cannot put "big\.bin": .+\n/,
+      );
+    } finally {
+      await fetch?.[Symbol.asyncDispose]();
+    }
+  });
+}
 
 Deno.test("file service: a signal mid-put interrupts it (exit 1); the origin discards the upload and keeps serving", async () => {
   await using rig = await FileServiceRig.start("tcp");

@@ -971,7 +971,8 @@ Deno.test("stream server: without -v it prints nothing at all, even for bad clie
   equal(result.code, 0);
 });
 
-for (const signal of ["SIGTERM", "SIGHUP", "SIGQUIT"] as const) {
+// Every stop signal the README and docs/stream_protocol.md list.
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const) {
   Deno.test(`stream server: ${signal} mid-upload exits 0 and removes the temp file; bad options exit 2`, async () => {
     await using serverDir = await tempDir();
     const port = freePort();
