@@ -318,6 +318,29 @@ Deno.test("file_service names: escapes and reserved names are refused", () => {
   }
 });
 
+Deno.test("file names: 255 bytes of UTF-8 are a name, 256 are refused, counted in bytes and not characters", () => {
+  const bytes = (name: string) => new TextEncoder().encode(name).length;
+  // 1-, 2- and 4-byte characters ("😀" is two UTF-16 code units, too).
+  const longest = [
+    "a".repeat(255),
+    "é".repeat(127) + "a",
+    "😀".repeat(63) + "abc",
+  ];
+  const over = ["a".repeat(256), "é".repeat(128), "😀".repeat(64)];
+  for (const name of longest) {
+    equal(bytes(name), 255);
+    equal(unsafeNameReason(name), undefined, `${name.length} code units`);
+    equal(storePath("d", name), join("d", name));
+  }
+  for (const name of over) {
+    equal(bytes(name), 256);
+    equal(unsafeNameReason(name), "longer than 255 bytes");
+    throws(() => storePath("d", name), UnsafeNameError);
+  }
+  // Far fewer characters than bytes: a count of characters lets them pass.
+  ok(over.slice(1).every((name) => name.length <= 128), "multi-byte names");
+});
+
 // ---------------------------------------------------------------------------
 // End to end, over both transports
 

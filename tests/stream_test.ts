@@ -789,6 +789,34 @@ Deno.test("stream client: local errors are reported before connecting", async ()
   deepEqual(await hiddenFiles(dir.path), []);
 });
 
+Deno.test("stream: a file name of 255 bytes of UTF-8 goes up and comes back; one of 256 is a usage error before connecting", async () => {
+  await using serverDir = await tempDir();
+  await using clientDir = await tempDir();
+  await using fetchDir = await tempDir();
+  const port = freePort();
+  await using _server = await startSockkitServer(serverDir.path, port);
+  const at = ["127.0.0.1", String(port)];
+  const longest = "é".repeat(127) + "a"; // 128 characters, 255 bytes
+  await writeTestFile(join(clientDir.path, longest), 70_000, 12);
+  const digest = await sha256File(join(clientDir.path, longest));
+  expectOutcome(
+    await sockkitClient(clientDir.path, [...at, "PUT", longest]),
+    "ok",
+    [`client sending file ${longest} (70000 bytes)`, "Complete"],
+  );
+  equal(await sha256File(join(serverDir.path, longest)), digest);
+  expectOutcome(
+    await sockkitClient(fetchDir.path, [...at, "GET", longest]),
+    "ok",
+    [`client receiving file ${longest} (70000 bytes)`, "Complete"],
+  );
+  equal(await sha256File(join(fetchDir.path, longest)), digest);
+  const over = "é".repeat(128); // 128 characters, 256 bytes
+  const usage = await sockkitClient(clientDir.path, [...at, "PUT", over]);
+  equal(usage.code, 2, usage.stdout + usage.stderr);
+  match(usage.stderr, /invalid file name ".+": longer than 255 bytes/);
+});
+
 /** Runs the misbehaving clients against a server; returns when all ran. */
 async function abuseServer(
   serverDir: string,
