@@ -10,6 +10,7 @@
 import { FullBacklogPort } from "./_helpers/full_backlog.ts";
 import { UploadReceiver } from "../roles/server/upload_receiver.ts";
 import { writeAll } from "../transport/byte_io.ts";
+import { isTempName } from "../roles/partial_file.ts";
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -156,6 +157,78 @@ Deno.test("upload: 10 sequential clients of mixed sizes become 1.file … 10.fil
       `${i + 1}.file`,
     );
   }
+});
+
+/**
+ * Sends `bytes` as one raw upload (FIN at the end) and waits for the
+ * receiver's close, which comes only once `<n>.file` is in place.
+ */
+async function rawUpload(port: number, bytes: Uint8Array): Promise<void> {
+  using conn = await connectRaw(port);
+  await writeAllTo(conn, bytes);
+  await conn.closeWrite();
+  await waitForPeerClose(conn, 10_000);
+}
+
+Deno.test("upload: numbering restarts at 1 with each server run; an existing 1.file is replaced only when the new upload is complete", async () => {
+  await using src = await tempDir();
+  await using out = await tempDir();
+  const size = 300_000;
+  const [old1, old2, next] = await Promise.all([1, 2, 3].map(async (seed) => {
+    const path = join(src.path, `${seed}.bin`);
+    await writeTestFile(path, size, 40 + seed);
+    return { bytes: await Deno.readFile(path), sha256: await sha256File(path) };
+  }));
+  // The first run stores 1.file and 2.file.
+  {
+    await using server = await startUploadServer(out.path);
+    await rawUpload(server.port, old1.bytes);
+    await rawUpload(server.port, old2.bytes);
+    server.role.kill("SIGTERM");
+    equal(await exitCodeWithin(server.role, 10_000), 0);
+  }
+  deepEqual(await listDir(out.path), ["1.file", "2.file"]);
+  const oldInode = (await Deno.stat(join(out.path, "1.file"))).ino;
+  // The second run's first upload is connection 1 again: half of it sent.
+  await using server = await startUploadServer(out.path);
+  using conn = await connectRaw(server.port);
+  const half = size / 2;
+  await writeAllTo(conn, next.bytes.subarray(0, half));
+  let written: { name: string; ino: number | null } | undefined;
+  await pollUntil(
+    async () => {
+      for (const name of await listDir(out.path)) {
+        const info = await Deno.stat(join(out.path, name)).catch(() => null);
+        const grown = isTempName(name)
+          ? info?.size === half
+          : info?.size !== size; // written in place
+        if (info && grown) written = { name, ino: info.ino };
+      }
+      return written !== undefined;
+    },
+    10_000,
+    "the receiver to store the first half of the upload",
+  );
+  match(
+    written!.name,
+    /^\.1\.file\.part-[0-9a-f]{8}$/,
+    `written to ${written!.name}`,
+  );
+  equal(
+    await sha256File(join(out.path, "1.file")),
+    old1.sha256,
+    "1.file mid-upload is still the first run's, whole",
+  );
+  await writeAllTo(conn, next.bytes.subarray(half));
+  await conn.closeWrite();
+  await waitForPeerClose(conn, 10_000);
+  deepEqual(await listDir(out.path), ["1.file", "2.file"]);
+  equal(await sha256File(join(out.path, "1.file")), next.sha256);
+  equal(await sha256File(join(out.path, "2.file")), old2.sha256);
+  // Renamed over the old file, not written into it.
+  const newInode = (await Deno.stat(join(out.path, "1.file"))).ino;
+  equal(newInode, written!.ino);
+  ok(newInode !== oldInode, "1.file is a new file");
 });
 
 Deno.test("upload: 20 concurrent clients give 20 correct files", async () => {
