@@ -1081,6 +1081,37 @@ Deno.test("file service: a peer that never completes the connection is given up 
   deepEqual(await listDir(dir), ["x.txt"]);
 });
 
+Deno.test("file service: an origin that never completes the cache's connection is given up after the cache's --connect-timeout, each get", async () => {
+  await using blackhole = await FullBacklogPort.start();
+  await using rig = await FileServiceRig.start("tcp", {
+    cacheOriginPort: () => blackhole.port,
+    cacheArgs: ["--connect-timeout", "0.5"],
+  });
+  const dir = await rig.clientDir();
+  await using client = rig.startClient(dir);
+  const refused =
+    `Error: Cannot reach the origin server at 127.0.0.1:${blackhole.port}: no connection within 0.5 s\n`;
+  const escaped = refused.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  for (const attempt of [1, 2]) {
+    const asked = performance.now();
+    await client.write("get x.txt\n");
+    // Before the cache's default of 5 s (a hang would last minutes: the
+    // kernel's SYN retries).
+    await client.stderr.waitFor(
+      new RegExp(`(?:${escaped}){${attempt}}`),
+      4_000,
+    );
+    const took = performance.now() - asked;
+    ok(took >= 500, `attempt ${attempt}: the error came after ${took} ms`);
+  }
+  await client.write("quit\n");
+  await client.closeStdin();
+  const done = await client.finished();
+  equal(done.code, 0);
+  equal(done.stderr, refused.repeat(2));
+  deepEqual(await listDir(dir), []);
+});
+
 /**
  * Polls the bytes in `dir`'s files other than its index until `atLeast`.
  *
@@ -1642,6 +1673,7 @@ Deno.test("file service: connections are kept between commands and survive an or
   await using rig = await FileServiceRig.start("tcp");
   const dir = await rig.clientDir();
   await Deno.writeTextFile(join(dir, "a.txt"), "first\n");
+  await Deno.writeTextFile(join(dir, "b.txt"), "other\n");
   await using client = rig.startClient(dir);
   const answers: string[] = [];
   const run = async (command: string) => {
@@ -1657,10 +1689,36 @@ Deno.test("file service: connections are kept between commands and survive an or
   await run("put a.txt");
   await run("get a.txt");
   await run("get a.txt");
+  await run("put b.txt");
+  await run("get b.txt");
   // Both uploads came over one connection (the origin logs the peer).
   const puts = logLines(rig.origin, /put "a\.txt"/);
   equal(puts.length, 2);
   equal(puts[0].replace(/.* from /, ""), puts[1].replace(/.* from /, ""));
+  // The cache's fetches of a.txt and b.txt too, over the connection it kept
+  // to the origin (the STAT of the hit in between), and the client's three
+  // gets over the one it kept to the cache. A server logs a request after
+  // its answer: wait for the last line.
+  const peers = async (role: RoleProcess, last: RegExp) => {
+    await role.stdout.waitFor(last);
+    return logLines(role, /get "[ab]\.txt"/).map((line) =>
+      line.replace(/.* to ([^ ]+?):?( (hit|miss))?$/, "$1")
+    );
+  };
+  const fetched = await peers(rig.origin, /get "b\.txt" .* to .+\n/);
+  equal(fetched.length, 2, fetched.join(", "));
+  equal(
+    fetched[0],
+    fetched[1],
+    `the cache's connection to the origin: ${fetched.join(", ")}`,
+  );
+  const served = await peers(rig.cache, /get "b\.txt" .* to .*: miss\n/);
+  equal(served.length, 3, served.join(", "));
+  deepEqual(
+    served,
+    [served[0], served[0], served[0]],
+    `the client's connection to the cache: ${served.join(", ")}`,
+  );
   // The origin restarts: the client's and the cache's kept connections to
   // it are dead, and the next requests go through without an error.
   await rig.origin[Symbol.asyncDispose]();
@@ -1673,6 +1731,8 @@ Deno.test("file service: connections are kept between commands and survive an or
     "File successfully uploaded.",
     "File delivered from origin.",
     "File delivered from cache.",
+    "File successfully uploaded.",
+    "File delivered from origin.",
     "File successfully uploaded.",
     "File delivered from origin.",
   ]);
