@@ -41,6 +41,10 @@ import {
 import type { UploadSocket } from "../roles/client/upload_socket.ts";
 import { IdleWatchdog } from "../roles/upload/upload_watchdog.ts";
 import {
+  UPLOAD_ERROR_MARKER,
+  writeErrorMarker,
+} from "../roles/server/upload_connection.ts";
+import {
   connectRaw,
   delay,
   exitCodeWithin,
@@ -289,6 +293,22 @@ Deno.test("upload: connections reset before they were accepted are counted, each
     equal(await Deno.readTextFile(join(out.path, name)), "ERROR", name);
   }
   equal(await sha256File(join(out.path, "4.file")), await sha256File(file));
+});
+
+Deno.test("upload: the ERROR marker of a connection lost before it was received replaces <n>.file by a rename, never rewriting it in place", async () => {
+  await using out = await tempDir();
+  const finalPath = join(out.path, "1.file");
+  await Deno.writeTextFile(finalPath, "an older run's upload");
+  // A reader that opened the old file goes on reading it whole: the marker
+  // is a new file renamed over the name, not the old one truncated.
+  using reader = await Deno.open(finalPath);
+  equal(await writeErrorMarker(finalPath), true);
+  deepEqual(await Deno.readFile(finalPath), UPLOAD_ERROR_MARKER);
+  equal(
+    new TextDecoder().decode(await new Response(reader.readable).bytes()),
+    "an older run's upload",
+  );
+  deepEqual(await listDir(out.path), ["1.file"]);
 });
 
 Deno.test("upload: a connection that sends nothing and closes gives an empty 1.file", async () => {

@@ -179,6 +179,27 @@ export async function receiveUpload(
   }
 }
 
+/**
+ * Stores the `ERROR` marker as `finalPath` the way an upload is stored: in a
+ * temporary file renamed into place, so that a reader never sees the final
+ * name empty or half-written (for a connection that ended before it could
+ * be received, such as one reset while queued for accept).
+ *
+ * @param finalPath Where the marker goes (`<dir>/<n>.file`).
+ * @returns Whether it was written (best effort: written in place where no
+ *   temporary file can be made).
+ */
+export async function writeErrorMarker(finalPath: string): Promise<boolean> {
+  let partial: PartialFile;
+  try {
+    partial = await PartialFile.create(finalPath);
+  } catch {
+    return await Deno.writeFile(finalPath, UPLOAD_ERROR_MARKER)
+      .then(() => true, () => false);
+  }
+  return await markFailed(partial);
+}
+
 /** Replaces the partial content with the marker and renames it into place. */
 async function markFailed(partial: PartialFile): Promise<boolean> {
   try {

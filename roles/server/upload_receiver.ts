@@ -11,8 +11,8 @@ import { join } from "node:path";
 import { isLostBeforeAccept } from "../../transport/accept_errors.ts";
 import {
   receiveUpload,
-  UPLOAD_ERROR_MARKER,
   type UploadOutcome,
+  writeErrorMarker,
 } from "./upload_connection.ts";
 
 /** Options of {@linkcode UploadReceiver}. */
@@ -118,10 +118,7 @@ export class UploadReceiver {
 
   async #recordLost(id: number): Promise<void> {
     const name = `${id}.file`;
-    const marked = await Deno.writeFile(
-      join(this.#options.dir, name),
-      UPLOAD_ERROR_MARKER,
-    ).then(() => true, () => false);
+    const marked = await writeErrorMarker(join(this.#options.dir, name));
     this.#options.log?.(
       `${name}: ${
         marked ? "ERROR" : "ERROR marker not written"
