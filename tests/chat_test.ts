@@ -32,12 +32,8 @@ import {
 } from "./_helpers/role_process.ts";
 import { freePort } from "./_helpers/ports.ts";
 import { peakRssKiB, waitForSignalHandler } from "./_helpers/proc_status.ts";
-import {
-  RawPeer,
-  startChatServer,
-  waitUntil,
-  within,
-} from "./chat/chat_peers.ts";
+import { RawPeer, startChatServer, waitUntil } from "./chat/chat_peers.ts";
+import { within } from "./_helpers/within.ts";
 import { seededRandom as random } from "../bench/seeded_random.ts";
 
 const INCORRECT = "incorrect user input format";

@@ -30,6 +30,7 @@ import {
   type TransportConn,
 } from "../transport/mod.ts";
 import { concatBytes } from "./_helpers/bytes.ts";
+import { within } from "./_helpers/within.ts";
 import { tempDir } from "./_helpers/files.ts";
 import { runRole } from "./_helpers/role_process.ts";
 
@@ -1089,31 +1090,6 @@ Deno.test("relay command line: help, defaults, and bad values as usage errors", 
   }
 });
 
-/**
- * Waits for `promise`, failing with `what` if it has not settled within
- * `ms`; the timer is cleared either way, and a late rejection of `promise`
- * (its resource closed after the failure) is not left unhandled.
- */
-async function within<T>(
-  promise: Promise<T>,
-  ms: number,
-  what: string,
-): Promise<T> {
-  promise.catch(() => {});
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${what} within ${ms} ms`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 Deno.test("relay command line: --help exits 0, a bad value exits 2 with the reason and usage, good options start it", async () => {
   const relay = (args: string[], stdout: "piped" | "null" = "piped") =>
     new Deno.Command(Deno.execPath(), {
@@ -1154,7 +1130,7 @@ Deno.test("relay command line: --help exits 0, a bad value exits 2 with the reas
     const { value } = await within(
       reader.read(),
       20_000,
-      "the relay printed no listening line",
+      "the relay's listening line",
     );
     const port =
       /^relay listening on 127\.0\.0\.1:(\d+) -> 127\.0\.0\.1:(\d+)\n/
@@ -1171,7 +1147,7 @@ Deno.test("relay command line: --help exits 0, a bad value exits 2 with the reas
     const [bytes] = await within(
       target.receive(),
       5000,
-      "the relay forwarded nothing",
+      "the relay to forward a datagram",
     );
     equal(new TextDecoder().decode(bytes), "hi");
   } finally {

@@ -53,9 +53,9 @@ import {
   startUploadServer,
   waitForContent,
   waitForPeerClose,
-  within,
   writeAllTo,
 } from "./upload/upload_harness.ts";
+import { within } from "./_helpers/within.ts";
 
 const MiB = 1024 * 1024;
 

@@ -109,34 +109,6 @@ export function delay(ms: number): Promise<void> {
 }
 
 /**
- * Waits for `promise`, bounded: a peer that never comes fails the test
- * instead of hanging it.
- *
- * @param promise What to wait for (an accept, a read to the end).
- * @param timeoutMs The bound.
- * @param what Names it in the error.
- * @returns Its value.
- */
-export async function within<T>(
-  promise: Promise<T>,
-  timeoutMs: number,
-  what: string,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${what}: not within ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
  * Opens a raw TCP connection to the receiver on 127.0.0.1.
  *
  * @param port The receiver's port.
