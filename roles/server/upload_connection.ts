@@ -104,8 +104,7 @@ export async function receiveUpload(
     partial = await PartialFile.create(finalPath);
   } catch (error) {
     closeQuietly(conn);
-    const marked = await Deno.writeFile(finalPath, UPLOAD_ERROR_MARKER)
-      .then(() => true, () => false);
+    const marked = await writeMarkerInPlace(finalPath);
     return {
       kind: "failed",
       failure: "disk",
@@ -194,8 +193,7 @@ export async function writeErrorMarker(finalPath: string): Promise<boolean> {
   try {
     partial = await PartialFile.create(finalPath);
   } catch {
-    return await Deno.writeFile(finalPath, UPLOAD_ERROR_MARKER)
-      .then(() => true, () => false);
+    return await writeMarkerInPlace(finalPath);
   }
   return await markFailed(partial);
 }
@@ -211,7 +209,15 @@ async function markFailed(partial: PartialFile): Promise<boolean> {
   } catch {
     await partial.discard();
     await Deno.remove(partial.tempPath).catch(() => {});
-    return await Deno.writeFile(partial.finalPath, UPLOAD_ERROR_MARKER)
-      .then(() => true, () => false);
+    return await writeMarkerInPlace(partial.finalPath);
   }
+}
+
+/**
+ * The last resort where no temporary file can be made or renamed: the
+ * marker written straight to `finalPath`.
+ */
+function writeMarkerInPlace(finalPath: string): Promise<boolean> {
+  return Deno.writeFile(finalPath, UPLOAD_ERROR_MARKER)
+    .then(() => true, () => false);
 }
